@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! drbd_rs: hark's DRBD-style replicated block device (skeleton).
+//!
+//! Today the module validates its parameters, announces the generic netlink numbering it will
+//! register, and carries a KUnit suite over the logic it shares with userspace. Block devices,
+//! metadata and replication arrive with later work.
+
+use kernel::prelude::*;
+
+#[path = "../userspace/hark-proto/src/crc32c.rs"]
+pub mod crc32c;
+#[path = "../userspace/hark-proto/src/drbd_genl.rs"]
+pub mod drbd_genl;
+
+module! {
+    type: DrbdRs,
+    name: "drbd_rs",
+    authors: ["The hark authors"],
+    description: "hark: DRBD-style replicated block device",
+    license: "GPL",
+    params: {
+        minor_count: u32 {
+            default: 32,
+            description: "Maximum number of /dev/rdrbdN devices (1..255)",
+        },
+    },
+}
+
+struct DrbdRs {
+    minors: u32,
+}
+
+impl kernel::Module for DrbdRs {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
+        let minors = *module_parameters::minor_count.value();
+        if !(1..=255).contains(&minors) {
+            pr_err!("minor_count={} is out of range 1..255\n", minors);
+            return Err(EINVAL);
+        }
+        pr_info!(
+            "loaded: minor_count={}, genl family {} v{} ({} commands)\n",
+            minors,
+            drbd_genl::FAMILY_NAME,
+            drbd_genl::FAMILY_VERSION,
+            drbd_genl::Cmd::ALL.len()
+        );
+        Ok(DrbdRs { minors })
+    }
+}
+
+impl Drop for DrbdRs {
+    fn drop(&mut self) {
+        pr_info!("unloaded (minor_count was {})\n", self.minors);
+    }
+}
+
+#[kunit_tests(drbd_rs_shared)]
+mod tests {
+    use super::crc32c;
+    use super::drbd_genl::Cmd;
+
+    #[test]
+    fn crc32c_check_value() {
+        assert_eq!(crc32c::checksum(b"123456789"), 0xe306_9283);
+    }
+
+    #[test]
+    fn crc32c_matches_kernel() {
+        let data: [u8; 61] = core::array::from_fn(|i| (i as u8).wrapping_mul(37));
+        // SAFETY: `data` is a valid, initialised buffer of `data.len()` bytes for the call.
+        let kernel = unsafe { kernel::bindings::crc32c(!0, data.as_ptr().cast(), data.len()) };
+        assert_eq!(crc32c::update(!0, &data), kernel);
+    }
+
+    #[test]
+    fn genl_commands_round_trip() {
+        for c in Cmd::ALL {
+            assert_eq!(Cmd::from_u8(c as u8), Some(c));
+        }
+        assert_eq!(Cmd::from_u8(0), None);
+    }
+}

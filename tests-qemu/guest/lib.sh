@@ -1,0 +1,20 @@
+# SPDX-License-Identifier: GPL-2.0
+# Helpers for scenario scripts; source it: . "$HARK_TOP/tests-qemu/guest/lib.sh"
+set -euo pipefail
+
+# Print a step, so the console log reads like a story.
+step() { echo "== vm$HARK_VM: $*"; }
+# Fail the scenario with a message.
+die() { echo "FAIL vm$HARK_VM: $*"; exit 1; }
+# Assert that a command succeeds / fails.
+must() { "$@" || die "command failed: $*"; }
+must_fail() { if "$@"; then die "command should have failed: $*"; fi; }
+# Path of a built module.
+ko() { echo "$HARK_TOP/$1/$1.ko"; }
+# Userspace binaries.
+RDRBDADM=$HARK_TOP/userspace/target/release/rdrbdadm
+RTCPVSADM=$HARK_TOP/userspace/target/release/rtcpvsadm
+PY=/usr/bin/python3
+
+# Rendezvous of all VMs of the scenario at a named point (over the test network).
+barrier() { $PY "$HARK_TOP/tests-qemu/guest/barrier.py" "$1"; }

@@ -1,0 +1,14 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Logic shared by hark's kernel modules and its userspace tools.
+//!
+//! Everything here is `no_std` and allocation-free so that the kernel modules compile the very
+//! same files (they include them with `#[path = "..."] mod ...;`, see `drbd_rs/drbd_rs_main.rs`)
+//! and the host tests them with `cargo test`. Each file is a flat module without submodules and
+//! without crate-level attributes, because a kernel module includes it as a plain module.
+
+#![no_std]
+
+pub mod crc32c;
+pub mod drbd_genl;
+pub mod ktcpvs_cfs;
