@@ -44,7 +44,7 @@ struct KtcpvsModule {
 
 impl kernel::InPlaceModule for KtcpvsModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
-        let max = *module_parameters::max_services.value();
+        let max = module_parameters::max_services.value();
         let ipvs_version = ipvs::version();
         let item_type = configfs_attrs! {
             container: configfs::Subsystem<Root>,
@@ -67,7 +67,11 @@ impl kernel::InPlaceModule for KtcpvsModule {
                     ipvs_version & 0xff
                 );
             },
-            config <- configfs::Subsystem::new(ktcpvs_cfs::SUBSYS, item_type, Root { ipvs_version }),
+            config <- configfs::Subsystem::new(
+                ktcpvs_cfs::SUBSYS,
+                item_type,
+                Ok::<_, Error>(Root { ipvs_version }),
+            ),
         })
     }
 }
