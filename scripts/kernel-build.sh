@@ -52,7 +52,7 @@ done < <(sed -e 's/^# \(CONFIG_[A-Z0-9_]*\) is not set/# \1 is not set/' "$frag"
 [ "$missing" = 0 ] || die "kernel config fragment not satisfied (see above); fix kconfig/hark.config"
 
 jobs=$(( $(nproc) + 1 ))
-log "building the kernel with -j$jobs (about 12-20 minutes on 2 cores; log: $out/build.log)"
+log "building the kernel with -j$jobs (about 25 minutes on 2 cores; log: $out/build.log)"
 start=$(date +%s)
 if ! mk -j"$jobs" > "$out/build.log" 2>&1; then
   tail -n 40 "$out/build.log" >&2

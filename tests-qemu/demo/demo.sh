@@ -9,7 +9,7 @@ show insmod "$(ko drbd_rs)"
 show insmod "$(ko ktcpvs_rs)"
 show grep -E '^(ipvs_glue|drbd_rs|ktcpvs_rs) ' /proc/modules
 show modinfo -F version "$(ko drbd_rs)"
-show cat /sys/module/drbd_rs/parameters/minor_count
+show modinfo -F parm "$(ko drbd_rs)"
 show cat /sys/kernel/config/ktcpvs/version
 show "$RDRBDADM" family
 show "$RTCPVSADM" probe

@@ -5,6 +5,9 @@
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root HARK_OUT=/hark-out
 cd /
+for f in fd:/proc/self/fd stdin:/proc/self/fd/0 stdout:/proc/self/fd/1 stderr:/proc/self/fd/2; do
+  [ -e "/dev/${f%%:*}" ] || ln -s "${f#*:}" "/dev/${f%%:*}"
+done
 mount -t devpts devpts /dev/pts 2>/dev/null || { mkdir -p /dev/pts && mount -t devpts devpts /dev/pts; }
 mount -t configfs configfs /sys/kernel/config 2>/dev/null
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
@@ -15,8 +18,8 @@ if [ "${HARK_NVM:-1}" -gt 1 ]; then
 fi
 export HARK_PEER_IPS=${HARK_PEER_IPS//,/ }
 echo "hark-vm$HARK_VM: running scenario $HARK_SCENARIO (ip ${HARK_IP}, peers ${HARK_PEER_IPS:-none})"
-bash "$HARK_SCENARIO_DIR/$HARK_SCENARIO.sh" > >(tee "$HARK_OUT/scenario.log") 2>&1
-rc=$?
+bash "$HARK_SCENARIO_DIR/$HARK_SCENARIO.sh" 2>&1 | tee "$HARK_OUT/scenario.log"
+rc=${PIPESTATUS[0]}
 sleep 0.2
 dmesg > "$HARK_OUT/dmesg.log" 2>/dev/null
 sync
