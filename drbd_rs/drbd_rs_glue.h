@@ -1,14 +1,75 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * C helpers linked into drbd_rs.ko, for kernel functions and macros that kernel::bindings does
- * not carry. drbd_rs/glue.rs declares the same signatures in its extern "C" block.
+ * C helpers linked into drbd_rs.ko: the block-layer and netlink plumbing that Rust cannot
+ * reach through kernel::bindings (static inlines, macros, BLK_MQ_F_BLOCKING queues, queue
+ * limits). drbd_rs/glue.rs declares the same signatures in its extern "C" blocks; keep the
+ * two in step.
+ *
+ * Policy lives in Rust: the C side never decides whether an I/O is allowed, it only moves it.
  */
 #ifndef HARK_DRBD_RS_GLUE_H
 #define HARK_DRBD_RS_GLUE_H
 
 #include <linux/types.h>
 
+struct drbd_rs_disk;
+struct request;
+struct file;
+struct sk_buff;
+struct genl_info;
+
 /* The kernel's crc32c() (include/linux/crc32.h is not in bindings_helper.h). */
 u32 drbd_rs_crc32c(u32 crc, const void *p, size_t len);
+
+/*
+ * /dev/rdrbd<minor>: a blk-mq disk with a BLK_MQ_F_BLOCKING queue, so that queue_rq may sleep
+ * (activity-log writes happen there). @owner is handed back to the Rust callbacks below.
+ * Returns an ERR_PTR on failure. The disk is live (visible) when this returns.
+ */
+struct drbd_rs_disk *drbd_rs_disk_create(unsigned int minor, void *owner);
+/* Removes the disk (del_gendisk), waits for in-flight requests, frees everything. */
+void drbd_rs_disk_destroy(struct drbd_rs_disk *d);
+/*
+ * Sets the exposed capacity (512-byte sectors) and copies the lower device's limits
+ * (write cache, FUA, discard) to the disk. @lower may be NULL for a diskless device.
+ */
+int drbd_rs_disk_set_lower(struct drbd_rs_disk *d, struct file *lower, u64 capacity);
+
+/* Submits every bio of @rq, remapped 1:1 to @lower; ends @rq when all have completed. */
+void drbd_rs_rq_submit_lower(struct request *rq, struct file *lower);
+/* Ends @rq now with a negative errno (or 0). */
+void drbd_rs_rq_end(struct request *rq, int error);
+
+/* Opens @path read-write and exclusively for @holder. ERR_PTR on failure. */
+struct file *drbd_rs_lower_open(const char *path, void *holder);
+void drbd_rs_lower_close(struct file *lower);
+u64 drbd_rs_lower_sectors(struct file *lower);
+/*
+ * Synchronous I/O of @len bytes at @sector; @buf must be in the kernel's direct mapping
+ * (kmalloc), @len a multiple of 512. @fua adds REQ_FUA to writes. Returns 0 or -errno.
+ */
+int drbd_rs_lower_rw(struct file *lower, u64 sector, void *buf, u32 len, bool write, bool fua);
+
+/* Pin / unpin this module (one reference per existing minor, so rmmod is refused). */
+void drbd_rs_module_get(void);
+void drbd_rs_module_put(void);
+
+/* genlmsg_reply(). Consumes @skb. */
+int drbd_rs_genl_reply(struct sk_buff *skb, struct genl_info *info);
+/* Copies @msg (NUL-terminated) into the request's extended ack as its error message. */
+void drbd_rs_genl_set_err(struct genl_info *info, const char *msg);
+
+/* Implemented in Rust (drbd_rs/glue.rs): the device's policy. */
+int drbd_rs_rust_open(void *owner, bool write);
+void drbd_rs_rust_release(void *owner);
+/*
+ * A request arrived (process context, may sleep). Return 0 after taking the request over
+ * (it must then be ended through drbd_rs_rq_submit_lower() or drbd_rs_rq_end()), or a
+ * negative errno to fail it at once.
+ */
+int drbd_rs_rust_queue_rq(void *owner, struct request *rq, u32 op, u64 sector, u32 bytes,
+			  u32 flags);
+/* A request taken over by Rust completed (any context, must not sleep). */
+void drbd_rs_rust_rq_done(void *owner, u32 op, u64 sector, u32 bytes, int error);
 
 #endif

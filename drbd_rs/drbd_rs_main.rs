@@ -1,10 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! drbd_rs: hark's DRBD-style replicated block device (skeleton).
+//! drbd_rs: hark's DRBD-style replicated block device.
 //!
-//! Today the module validates its parameters, announces the generic netlink numbering it will
-//! register, and carries a KUnit suite over the logic it shares with userspace. Block devices,
-//! metadata and replication arrive with later work.
+//! The module registers the `drbd_rs` generic netlink family; its commands create
+//! `/dev/rdrbdN` devices on lower block devices with DRBD 8.4 internal metadata and switch
+//! their roles. Replication arrives with later work. Files:
+//! - `genl.rs`: the netlink family and command handlers;
+//! - `device.rs`: devices, roles, disk states, the I/O policy;
+//! - `md.rs`: reading and writing the on-disk metadata;
+//! - `glue.rs` + `drbd_rs_glue.c`: the block-layer and netlink plumbing in C.
 
 use kernel::prelude::*;
 
@@ -12,8 +16,13 @@ use kernel::prelude::*;
 pub mod crc32c;
 #[path = "../userspace/hark-proto/src/drbd_genl.rs"]
 pub mod drbd_genl;
+#[path = "../userspace/hark-proto/src/drbd_md.rs"]
+pub mod drbd_md;
 
+mod device;
+mod genl;
 mod glue;
+mod md;
 
 module! {
     type: DrbdRs,
@@ -31,15 +40,24 @@ module! {
 
 struct DrbdRs {
     minors: u32,
+    _genl: genl::Registration,
+}
+
+/// The number of minors the module parameter allows.
+pub(crate) fn minor_limit() -> u32 {
+    module_parameters::minor_count.value()
 }
 
 impl kernel::Module for DrbdRs {
-    fn init(_module: &'static ThisModule) -> Result<Self> {
+    fn init(module: &'static ThisModule) -> Result<Self> {
         let minors = module_parameters::minor_count.value();
         if !(1..=255).contains(&minors) {
             pr_err!("minor_count={} is out of range 1..255\n", minors);
             return Err(EINVAL);
         }
+        // SAFETY: Called exactly once, before the family (the only user) is registered.
+        unsafe { device::DEVICES.init() };
+        let genl = genl::register(module)?;
         pr_info!(
             "loaded: minor_count={}, genl family {} v{} ({} commands)\n",
             minors,
@@ -47,7 +65,10 @@ impl kernel::Module for DrbdRs {
             drbd_genl::FAMILY_VERSION,
             drbd_genl::Cmd::ALL.len()
         );
-        Ok(DrbdRs { minors })
+        Ok(DrbdRs {
+            minors,
+            _genl: genl,
+        })
     }
 }
 

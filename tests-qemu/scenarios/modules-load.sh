@@ -1,5 +1,5 @@
 # vms: 1
-# timeout: 240
+# timeout: 400
 # Load and unload all three modules; check metadata, parameters, the Rust->C call and the
 # configfs subsystem; check that bad parameters and a wrong unload order are refused.
 . "$HARK_TOP/tests-qemu/guest/lib.sh"

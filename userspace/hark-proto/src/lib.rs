@@ -11,4 +11,6 @@
 
 pub mod crc32c;
 pub mod drbd_genl;
+pub mod drbd_md;
 pub mod ktcpvs_cfs;
+pub mod nla;

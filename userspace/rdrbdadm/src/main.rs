@@ -1,12 +1,26 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `rdrbdadm`: administration of `drbd_rs` devices over the `drbd_rs` generic netlink family.
+//! `rdrbdadm`: administration of `drbd_rs` devices, in the spirit of `drbdadm`.
 //!
-//! Only what exists is offered: today that is the description of the family's numbering and a
-//! check that the module is loaded. Resource management arrives with the drbd_rs core.
+//! Resources come from a drbd.conf-style file (`/etc/hark/drbd.conf`, or `-c FILE`); the
+//! section `on <this host's name>` says which device, lower disk and minor are local. Commands
+//! go to the kernel over the `drbd_rs` generic netlink family; `create-md` and `dump-md` work
+//! on the lower device directly.
+//!
+//! Exit codes (drbdadm's spirit): 0 success, 1 usage or configuration error, 10 the kernel
+//! refused the request, 11 the module is not loaded, 20 local I/O error.
+
+// The netlink client and the config model are complete APIs; replication commands (connect,
+// net options) use the parts that the local commands do not.
+#[allow(dead_code)]
+mod conf;
+#[allow(dead_code)]
+mod genl;
+mod md;
 
 use clap::{Parser, Subcommand};
-use hark_proto::drbd_genl;
+use hark_proto::drbd_genl::{self as nl, Attr, Cmd, DiskState, EventType, Role};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -16,52 +30,355 @@ use std::process::ExitCode;
     about = "Administer hark's drbd_rs replicated block devices"
 )]
 struct Cli {
+    /// Configuration file.
+    #[arg(
+        short = 'c',
+        long = "config-file",
+        default_value = "/etc/hark/drbd.conf"
+    )]
+    config: PathBuf,
+    /// This node's name, as in the config's `on NAME` sections (default: the hostname).
+    #[arg(long)]
+    node: Option<String>,
     #[command(subcommand)]
     cmd: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Write fresh DRBD 8.4 internal metadata to the resource's lower disk.
+    CreateMd {
+        resource: String,
+        /// Overwrite valid metadata.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the metadata of the resource's lower disk.
+    DumpMd { resource: String },
+    /// Create the device and attach its lower disk (new-minor + attach).
+    Up { resource: String },
+    /// Detach and remove the device (it must be Secondary and closed).
+    Down { resource: String },
+    /// Attach the lower disk to an existing device.
+    Attach { resource: String },
+    /// Detach the lower disk (the device must be Secondary and closed).
+    Detach { resource: String },
+    /// Become Primary; needs UpToDate data unless --force.
+    Primary {
+        resource: String,
+        /// Declare this node's data UpToDate (initial promotion).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Become Secondary.
+    Secondary { resource: String },
+    /// Show the state of all devices, or of one resource.
+    Status {
+        resource: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follow state changes, one line per event (like `drbdsetup events2`).
+    Events {
+        /// Print the current state as `exists` lines and stop.
+        #[arg(long)]
+        now: bool,
+    },
+    /// Print the parsed configuration.
+    Dump { resource: Option<String> },
     /// Print the generic netlink family name, version and command numbers.
     Family,
-    /// Report whether the drbd_rs module is loaded (exit 0 if it is, 3 if not).
-    Probe,
 }
 
-fn module_loaded(proc_modules: &str, name: &str) -> bool {
-    proc_modules
-        .lines()
-        .any(|l| l.split_whitespace().next() == Some(name))
+/// A failure with its exit code.
+struct Fail(u8, String);
+
+impl From<genl::Error> for Fail {
+    fn from(e: genl::Error) -> Fail {
+        let code = match e {
+            genl::Error::FamilyMissing { .. } => 11,
+            genl::Error::Kernel { .. } => 10,
+            _ => 20,
+        };
+        Fail(code, e.to_string())
+    }
 }
 
-fn main() -> ExitCode {
-    match Cli::parse().cmd {
+fn usage(msg: impl Into<String>) -> Fail {
+    Fail(1, msg.into())
+}
+
+/// The local side of a resource: minor and lower disk.
+struct Local {
+    name: String,
+    minor: u32,
+    disk: PathBuf,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn local(cli: &Cli, resource: &str) -> Result<Local, Fail> {
+    let cfg = conf::Config::load(&cli.config).map_err(|e| usage(e.to_string()))?;
+    let res = cfg.resource(resource).ok_or_else(|| {
+        usage(format!(
+            "{}: no resource '{resource}'",
+            cli.config.display()
+        ))
+    })?;
+    let node = cli.node.clone().unwrap_or_else(hostname);
+    let host = res.host(&node).ok_or_else(|| {
+        usage(format!(
+            "{}: resource '{resource}' has no 'on {node}' section (use --node)",
+            cli.config.display()
+        ))
+    })?;
+    let minor = res.minor_for(host).map_err(|e| usage(e.to_string()))?;
+    let disk = res.disk_for(host).map_err(|e| usage(e.to_string()))?;
+    Ok(Local {
+        name: resource.to_string(),
+        minor,
+        disk: PathBuf::from(disk),
+    })
+}
+
+struct Kernel {
+    sock: genl::GenlSocket,
+    family: genl::Family,
+}
+
+impl Kernel {
+    fn open() -> Result<Kernel, Fail> {
+        let mut sock = genl::GenlSocket::open()?;
+        let family = sock.resolve_family(nl::FAMILY_NAME)?;
+        Ok(Kernel { sock, family })
+    }
+
+    fn call(
+        &mut self,
+        cmd: Cmd,
+        build: impl FnOnce(&mut hark_proto::nla::MsgWriter<'_>) -> Result<(), hark_proto::nla::NlaError>,
+    ) -> Result<Vec<genl::OwnedMsg>, Fail> {
+        Ok(self
+            .sock
+            .request(self.family.id, cmd as u8, nl::FAMILY_VERSION, build)?)
+    }
+
+    fn minor_cmd(&mut self, cmd: Cmd, minor: u32) -> Result<(), Fail> {
+        self.call(cmd, |w| w.put_u32(Attr::Minor as u16, minor))?;
+        Ok(())
+    }
+}
+
+/// One device's status as the kernel reports it.
+struct Status {
+    resource: String,
+    minor: u32,
+    role: Role,
+    disk: DiskState,
+    size_sectors: u64,
+    oos_kib: u64,
+}
+
+fn status_of(m: &genl::OwnedMsg) -> Result<Status, Fail> {
+    let missing = |what: &str| Fail(20, format!("kernel reply without {what}"));
+    Ok(Status {
+        resource: m
+            .get_str(Attr::ResourceName)?
+            .ok_or_else(|| missing("resource"))?
+            .to_string(),
+        minor: m.get_u32(Attr::Minor)?.ok_or_else(|| missing("minor"))?,
+        role: m.role()?.ok_or_else(|| missing("role"))?,
+        disk: m.disk_state()?.ok_or_else(|| missing("disk state"))?,
+        size_sectors: m.get_u64(Attr::SizeSectors)?.unwrap_or(0),
+        oos_kib: m.get_u64(Attr::OutOfSyncKib)?.unwrap_or(0),
+    })
+}
+
+fn json_status(s: &Status) -> String {
+    format!(
+        "{{\"name\":\"{}\",\"minor\":{},\"role\":\"{}\",\"disk-state\":\"{}\",\"size-kib\":{},\"out-of-sync-kib\":{}}}",
+        s.resource.replace('\\', "\\\\").replace('"', "\\\""),
+        s.minor,
+        s.role.name(),
+        s.disk.name(),
+        s.size_sectors / 2,
+        s.oos_kib
+    )
+}
+
+fn print_status(s: &Status) {
+    println!("{} role:{}", s.resource, s.role.name());
+    println!(
+        "  volume:0 minor:{} disk:{} size:{}KiB out-of-sync:{}KiB",
+        s.minor,
+        s.disk.name(),
+        s.size_sectors / 2,
+        s.oos_kib
+    );
+}
+
+fn event_line(kind: EventType, s: &Status) -> String {
+    format!(
+        "{} device name:{} volume:0 minor:{} role:{} disk:{} size:{} out-of-sync:{}",
+        kind.name(),
+        s.resource,
+        s.minor,
+        s.role.name(),
+        s.disk.name(),
+        s.size_sectors / 2,
+        s.oos_kib
+    )
+}
+
+fn up(k: &mut Kernel, l: &Local) -> Result<(), Fail> {
+    k.call(Cmd::NewMinor, |w| {
+        w.put_str(Attr::ResourceName as u16, &l.name)?;
+        w.put_u32(Attr::Minor as u16, l.minor)
+    })?;
+    attach(k, l).inspect_err(|_| {
+        let _ = k.minor_cmd(Cmd::DelMinor, l.minor);
+    })
+}
+
+fn attach(k: &mut Kernel, l: &Local) -> Result<(), Fail> {
+    let disk = l
+        .disk
+        .to_str()
+        .ok_or_else(|| usage("disk path is not UTF-8"))?
+        .to_string();
+    k.call(Cmd::Attach, |w| {
+        w.put_u32(Attr::Minor as u16, l.minor)?;
+        w.put_str(Attr::LowerDev as u16, &disk)
+    })?;
+    Ok(())
+}
+
+fn run(cli: &Cli) -> Result<(), Fail> {
+    match &cli.cmd {
         Command::Family => {
             println!(
                 "family {} version {} mcast-group {}",
-                drbd_genl::FAMILY_NAME,
-                drbd_genl::FAMILY_VERSION,
-                drbd_genl::MCGRP_EVENTS
+                nl::FAMILY_NAME,
+                nl::FAMILY_VERSION,
+                nl::MCGRP_EVENTS
             );
-            for c in drbd_genl::Cmd::ALL {
+            for c in nl::Cmd::ALL {
                 println!("  {:3} {}", c as u8, c.name());
             }
-            ExitCode::SUCCESS
         }
-        Command::Probe => match std::fs::read_to_string("/proc/modules") {
-            Ok(m) if module_loaded(&m, "drbd_rs") => {
-                println!("drbd_rs: loaded");
-                ExitCode::SUCCESS
+        Command::CreateMd { resource, force } => {
+            let l = local(cli, resource)?;
+            let geo = md::create(&l.disk, *force).map_err(|e| Fail(20, e))?;
+            println!(
+                "{}: new v08 internal metadata written; usable size {} KiB",
+                l.disk.display(),
+                geo.max_capacity / 2
+            );
+        }
+        Command::DumpMd { resource } => {
+            let l = local(cli, resource)?;
+            print!("{}", md::dump(&l.disk).map_err(|e| Fail(20, e))?);
+        }
+        Command::Up { resource } => up(&mut Kernel::open()?, &local(cli, resource)?)?,
+        Command::Down { resource } => {
+            let l = local(cli, resource)?;
+            let mut k = Kernel::open()?;
+            k.minor_cmd(Cmd::Secondary, l.minor)?;
+            // A diskless device has nothing to detach.
+            if let Err(Fail(code, msg)) = k.minor_cmd(Cmd::Detach, l.minor) {
+                if !msg.contains("No such device") {
+                    return Err(Fail(code, msg));
+                }
             }
-            Ok(_) => {
-                println!("drbd_rs: not loaded (insmod drbd_rs.ko first)");
-                ExitCode::from(3)
+            k.minor_cmd(Cmd::DelMinor, l.minor)?;
+        }
+        Command::Attach { resource } => attach(&mut Kernel::open()?, &local(cli, resource)?)?,
+        Command::Detach { resource } => {
+            let l = local(cli, resource)?;
+            Kernel::open()?.minor_cmd(Cmd::Detach, l.minor)?;
+        }
+        Command::Primary { resource, force } => {
+            let l = local(cli, resource)?;
+            Kernel::open()?.call(Cmd::Primary, |w| {
+                w.put_u32(Attr::Minor as u16, l.minor)?;
+                if *force {
+                    w.put_flag(Attr::Force as u16)?;
+                }
+                Ok(())
+            })?;
+        }
+        Command::Secondary { resource } => {
+            let l = local(cli, resource)?;
+            Kernel::open()?.minor_cmd(Cmd::Secondary, l.minor)?;
+        }
+        Command::Status { resource, json } => {
+            let mut k = Kernel::open()?;
+            let replies = k.call(Cmd::Status, |_| Ok(()))?;
+            let mut all = replies
+                .iter()
+                .map(status_of)
+                .collect::<Result<Vec<_>, _>>()?;
+            all.sort_by_key(|s| s.minor);
+            if let Some(r) = resource {
+                all.retain(|s| &s.resource == r);
+                if all.is_empty() {
+                    return Err(Fail(10, format!("{r}: no such resource in the kernel")));
+                }
             }
-            Err(e) => {
-                eprintln!("rdrbdadm: cannot read /proc/modules: {e}");
-                ExitCode::from(20)
+            if *json {
+                let items: Vec<String> = all.iter().map(json_status).collect();
+                println!("[{}]", items.join(","));
+            } else {
+                all.iter().for_each(print_status);
             }
-        },
+        }
+        Command::Events { now } => {
+            let mut k = Kernel::open()?;
+            let group = k
+                .family
+                .mcast_group(nl::MCGRP_EVENTS)
+                .ok_or_else(|| Fail(20, "the family has no events group".into()))?;
+            if !*now {
+                k.sock.subscribe(group)?;
+            }
+            for m in k.call(Cmd::Status, |_| Ok(()))? {
+                println!("{}", event_line(EventType::Exists, &status_of(&m)?));
+            }
+            println!("exists -");
+            if *now {
+                return Ok(());
+            }
+            loop {
+                let m = k.sock.recv_event()?;
+                let kind = m.event_type()?.unwrap_or(EventType::Change);
+                println!("{}", event_line(kind, &status_of(&m)?));
+            }
+        }
+        Command::Dump { resource } => {
+            let cfg = conf::Config::load(&cli.config).map_err(|e| usage(e.to_string()))?;
+            for r in &cfg.resources {
+                if resource.as_ref().is_none_or(|n| n == &r.name) {
+                    println!("{r:#?}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Fail(code, msg)) => {
+            eprintln!("rdrbdadm: {msg}");
+            ExitCode::from(code)
+        }
     }
 }
 
@@ -70,15 +387,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_module_by_exact_name() {
-        let m = "drbd 1 0 - Live 0x0\ndrbd_rs 16384 0 - Live 0x0\n";
-        assert!(module_loaded(m, "drbd_rs"));
-        assert!(!module_loaded("drbd 1 0 - Live 0x0\n", "drbd_rs"));
-    }
-
-    #[test]
     fn cli_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn json_escapes_names() {
+        let s = Status {
+            resource: "a\"b".into(),
+            minor: 1,
+            role: Role::Secondary,
+            disk: DiskState::Diskless,
+            size_sectors: 0,
+            oos_kib: 0,
+        };
+        assert_eq!(
+            json_status(&s),
+            r#"{"name":"a\"b","minor":1,"role":"Secondary","disk-state":"Diskless","size-kib":0,"out-of-sync-kib":0}"#
+        );
+    }
+
+    #[test]
+    fn event_lines_look_like_events2() {
+        let s = Status {
+            resource: "r0".into(),
+            minor: 3,
+            role: Role::Primary,
+            disk: DiskState::UpToDate,
+            size_sectors: 2048,
+            oos_kib: 8,
+        };
+        assert_eq!(
+            event_line(EventType::Change, &s),
+            "change device name:r0 volume:0 minor:3 role:Primary disk:UpToDate size:1024 out-of-sync:8"
+        );
     }
 }

@@ -1,0 +1,308 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Replicated devices (`/dev/rdrbdN`): the registry, roles, disk states and the I/O policy.
+//!
+//! Locking: the registry [`DEVICES`] is a global mutex taken by the netlink handlers only.
+//! Each device's [`State`] is a mutex taken by netlink handlers, `open`/`release`, and
+//! `queue_rq` (a `BLK_MQ_F_BLOCKING` queue, so process context). Completion callbacks run in
+//! interrupt context and touch atomics only.
+
+use crate::drbd_genl::{DiskState, Role};
+use crate::glue::{Disk, LowerDev, PendingRq};
+use crate::md;
+use core::sync::atomic::{AtomicU64, Ordering};
+use kernel::bindings;
+use kernel::ffi::c_void;
+use kernel::new_mutex;
+use kernel::prelude::*;
+use kernel::sync::{Arc, Mutex};
+
+kernel::sync::global_lock! {
+    // SAFETY: Initialised in the module initializer before any netlink handler can run.
+    pub(crate) unsafe(uninit) static DEVICES: Mutex<KVec<Arc<Device>>> = KVec::new();
+}
+
+/// Mutable state of a device.
+pub(crate) struct State {
+    /// Current role.
+    pub(crate) role: Role,
+    /// Current disk state.
+    pub(crate) disk_state: DiskState,
+    /// The attached lower device and its metadata, if any.
+    pub(crate) backing: Option<Backing>,
+    /// The block device is being destroyed: refuse opens.
+    dying: bool,
+    /// Number of current openers of the block device.
+    pub(crate) open_count: u32,
+    /// Number of current openers with write access.
+    pub(crate) open_writers: u32,
+}
+
+/// An attached lower device.
+pub(crate) struct Backing {
+    /// The lower device, opened exclusively.
+    pub(crate) lower: LowerDev,
+    /// Its metadata.
+    pub(crate) md: md::Metadata,
+}
+
+/// One replicated device.
+#[pin_data]
+pub(crate) struct Device {
+    /// Minor number, the N of `/dev/rdrbdN`.
+    pub(crate) minor: u32,
+    /// Name of the resource it belongs to.
+    pub(crate) resource: KVec<u8>,
+    #[pin]
+    state: Mutex<State>,
+    /// The block device; `None` once destroyed. Taken by netlink handlers only (which the
+    /// genetlink core serialises), never by block-device callbacks, so that dropping the
+    /// disk (which waits for openers and I/O) cannot deadlock with them.
+    #[pin]
+    disk: Mutex<Option<Disk>>,
+    /// Completed application writes (statistics).
+    writes_done: AtomicU64,
+    /// Application I/O that completed with an error (statistics).
+    io_errors: AtomicU64,
+}
+
+impl Device {
+    /// Creates the device and its `/dev/rdrbd<minor>` (diskless, Secondary).
+    pub(crate) fn create(minor: u32, resource: &[u8]) -> Result<Arc<Device>> {
+        let mut name = KVec::with_capacity(resource.len(), GFP_KERNEL)?;
+        name.extend_from_slice(resource, GFP_KERNEL)?;
+        let dev = Arc::pin_init(
+            pin_init!(Device {
+                minor,
+                resource: name,
+                state <- new_mutex!(State {
+                    role: Role::Secondary,
+                    disk_state: DiskState::Diskless,
+                    backing: None,
+                    dying: false,
+                    open_count: 0,
+                    open_writers: 0,
+                }),
+                disk <- new_mutex!(None),
+                writes_done: AtomicU64::new(0),
+                io_errors: AtomicU64::new(0),
+            }),
+            GFP_KERNEL,
+        )?;
+        let owner = Arc::as_ptr(&dev).cast_mut().cast::<c_void>();
+        // SAFETY: `owner` points into `dev`, which the registry keeps alive until `destroy`
+        // has dropped the `Disk` (see `destroy`); the callbacks below accept a `Device`.
+        let disk = unsafe { Disk::create(minor, owner) }?;
+        *dev.disk.lock() = Some(disk);
+        Ok(dev)
+    }
+
+    /// Removes the block device. Fails with `EBUSY` while it is open or attached.
+    pub(crate) fn destroy(&self) -> Result {
+        {
+            let mut st = self.state.lock();
+            if st.open_count > 0 || st.backing.is_some() {
+                return Err(EBUSY);
+            }
+            // From here on `open` refuses.
+            st.dying = true;
+        }
+        // Dropping the disk deletes the gendisk; no callback can reach `self` afterwards.
+        let disk = self.disk.lock().take();
+        drop(disk);
+        Ok(())
+    }
+
+    /// Locks and returns the state.
+    pub(crate) fn lock(&self) -> kernel::sync::MutexGuard<'_, State> {
+        self.state.lock()
+    }
+
+    /// Attaches the lower device at `path`, reading its metadata.
+    ///
+    /// The lower device is opened and closed without holding the state lock: opening takes
+    /// the lower disk's `open_mutex`, and our own `open` takes the state lock under ours.
+    pub(crate) fn attach(&self, path: &CStr) -> Result {
+        {
+            let st = self.state.lock();
+            if st.backing.is_some() {
+                return Err(EALREADY);
+            }
+            // Without a lower device the role is Secondary, so nobody can open us meanwhile.
+            if st.open_count > 0 {
+                return Err(EBUSY);
+            }
+        }
+        let holder = core::ptr::from_ref(self).cast_mut().cast::<c_void>();
+        let lower = LowerDev::open(path, holder)?;
+        let md = md::Metadata::load(&lower)?;
+        {
+            let disk = self.disk.lock();
+            disk.as_ref()
+                .ok_or(ENODEV)?
+                .set_lower(Some(&lower), md.capacity_sectors())?;
+        }
+        let mut st = self.state.lock();
+        st.disk_state = md.disk_state();
+        st.backing = Some(Backing { lower, md });
+        Ok(())
+    }
+
+    /// Detaches the lower device, writing its metadata back.
+    pub(crate) fn detach(&self) -> Result {
+        let mut backing = {
+            let mut st = self.state.lock();
+            if st.open_count > 0 || st.role == Role::Primary {
+                return Err(EBUSY);
+            }
+            st.disk_state = DiskState::Diskless;
+            st.backing.take().ok_or(ENODEV)?
+        };
+        if let Some(disk) = self.disk.lock().as_ref() {
+            disk.set_lower(None, 0)?;
+        }
+        let res = backing.md.store(&backing.lower);
+        drop(backing);
+        res
+    }
+
+    /// Becomes Primary. Needs UpToDate data unless `force`, which makes the data UpToDate.
+    pub(crate) fn primary(&self, force: bool) -> Result {
+        let mut st = self.state.lock();
+        if st.role == Role::Primary {
+            return Ok(());
+        }
+        let up_to_date = st.disk_state == DiskState::UpToDate;
+        let Some(backing) = st.backing.as_mut() else {
+            return Err(ENODEV);
+        };
+        if !up_to_date {
+            if !force {
+                return Err(EROFS);
+            }
+            backing.md.force_up_to_date(&backing.lower)?;
+            st.disk_state = DiskState::UpToDate;
+        }
+        st.role = Role::Primary;
+        Ok(())
+    }
+
+    /// Becomes Secondary. Refused while someone has the device open for writing.
+    pub(crate) fn secondary(&self) -> Result {
+        let mut st = self.state.lock();
+        if st.open_writers > 0 {
+            return Err(EBUSY);
+        }
+        st.role = Role::Secondary;
+        Ok(())
+    }
+
+    /// Statistics: completed application writes and failed application I/O.
+    pub(crate) fn stats(&self) -> (u64, u64) {
+        (
+            self.writes_done.load(Ordering::Relaxed),
+            self.io_errors.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Finds the device with `minor`.
+pub(crate) fn find(devices: &KVec<Arc<Device>>, minor: u32) -> Option<Arc<Device>> {
+    devices.iter().find(|d| d.minor == minor).cloned()
+}
+
+/// Recovers the device behind a C callback's `owner` cookie.
+///
+/// # Safety
+///
+/// `owner` must be the cookie passed to [`Disk::create`] by [`Device::create`], and the disk
+/// must not have been destroyed yet.
+unsafe fn owner_device<'a>(owner: *mut c_void) -> &'a Device {
+    // SAFETY: Guaranteed by the caller: the registry holds an `Arc<Device>` for as long as the
+    // disk exists.
+    unsafe { &*owner.cast::<Device>() }
+}
+
+const REQ_OP_WRITE: u32 = bindings::req_op_REQ_OP_WRITE;
+
+/// `open()` of `/dev/rdrbdN`: DRBD's rules (a Secondary refuses write opens with `EROFS` and
+/// read-only opens with `EMEDIUMTYPE`).
+#[no_mangle]
+extern "C" fn drbd_rs_rust_open(owner: *mut c_void, write: bool) -> c_int {
+    // SAFETY: The C side passes the cookie of a live disk (the gendisk calls `open` only
+    // before `del_gendisk` returns).
+    let dev = unsafe { owner_device(owner) };
+    let mut st = dev.state.lock();
+    if st.dying {
+        return ENXIO.to_errno();
+    }
+    if st.role != Role::Primary {
+        return if write { EROFS } else { EMEDIUMTYPE }.to_errno();
+    }
+    st.open_count += 1;
+    if write {
+        st.open_writers += 1;
+    }
+    0
+}
+
+/// `release()` of `/dev/rdrbdN`.
+#[no_mangle]
+extern "C" fn drbd_rs_rust_release(owner: *mut c_void) {
+    // SAFETY: The C side passes the cookie of a live disk; `destroy` refuses while open.
+    let dev = unsafe { owner_device(owner) };
+    let mut st = dev.state.lock();
+    st.open_count = st.open_count.saturating_sub(1);
+    // The block layer does not tell which opener leaves; writers are counted down with the
+    // last opener, which errs on the side of refusing a demotion.
+    if st.open_count == 0 {
+        st.open_writers = 0;
+    }
+}
+
+/// `queue_rq` of `/dev/rdrbdN` (process context: the queue is `BLK_MQ_F_BLOCKING`).
+#[no_mangle]
+extern "C" fn drbd_rs_rust_queue_rq(
+    owner: *mut c_void,
+    rq: *mut bindings::request,
+    op: u32,
+    _sector: u64,
+    _bytes: u32,
+    _flags: u32,
+) -> c_int {
+    // SAFETY: The C side passes the cookie of a live disk with one of its requests.
+    let dev = unsafe { owner_device(owner) };
+    let st = dev.state.lock();
+    let is_write = op & 1 == REQ_OP_WRITE & 1;
+    if is_write && st.role != Role::Primary {
+        return EROFS.to_errno();
+    }
+    let Some(backing) = st.backing.as_ref() else {
+        // Diskless and (for now) no peer: nowhere to read from or write to.
+        return EIO.to_errno();
+    };
+    // SAFETY: `rq` is a started request that C passed to us; we return 0 below, so it is ours.
+    let Some(pending) = (unsafe { PendingRq::new(rq) }) else {
+        return EINVAL.to_errno();
+    };
+    pending.submit_lower(&backing.lower);
+    0
+}
+
+/// Completion of a request that `queue_rq` took over (any context: atomics only).
+#[no_mangle]
+extern "C" fn drbd_rs_rust_rq_done(
+    owner: *mut c_void,
+    op: u32,
+    _sector: u64,
+    _bytes: u32,
+    error: c_int,
+) {
+    // SAFETY: The C side passes the cookie of a live disk: `del_gendisk` waits for requests.
+    let dev = unsafe { owner_device(owner) };
+    if error != 0 {
+        dev.io_errors.fetch_add(1, Ordering::Relaxed);
+    } else if op & 1 == REQ_OP_WRITE & 1 {
+        dev.writes_done.fetch_add(1, Ordering::Relaxed);
+    }
+}

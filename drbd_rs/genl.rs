@@ -1,0 +1,486 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The `drbd_rs` generic netlink family: registration, strict attribute policy, and the
+//! command handlers.
+//!
+//! Names and numbers come from the shared `drbd_genl` module (also used by `rdrbdadm`). Every
+//! command needs `CAP_SYS_ADMIN`; attributes are validated by the kernel against the policy
+//! below before a handler runs, and handlers check presence and ranges. An error is returned
+//! as a negative errno with a message in the extended ack, and logged.
+
+use crate::device::{self, Device, DEVICES};
+use crate::drbd_genl::{self as nl, Attr, AttrKind, Cmd, EventType};
+use crate::glue;
+use core::cell::UnsafeCell;
+use core::ffi::CStr;
+use kernel::bindings;
+use kernel::ffi::{c_int, c_void};
+use kernel::prelude::*;
+use kernel::sync::Arc;
+
+const NATTR: usize = nl::Attr::MAX as usize + 1;
+
+/// Builds the policy from the shared attribute table.
+const fn policy() -> [bindings::nla_policy; NATTR] {
+    // SAFETY: `nla_policy` is plain data for which all-zeroes is valid (NLA_UNSPEC, no limits).
+    let mut p: [bindings::nla_policy; NATTR] = unsafe { core::mem::zeroed() };
+    let mut i = 1;
+    while i < NATTR {
+        if let Some(a) = Attr::from_u16(i as u16) {
+            let (t, len) = match a.kind() {
+                AttrKind::Flag => (bindings::NLA_FLAG, 0),
+                AttrKind::U8 => (bindings::NLA_U8, 0),
+                AttrKind::U32 => (bindings::NLA_U32, 0),
+                AttrKind::U64 => (bindings::NLA_U64, 0),
+                AttrKind::String(max) => (bindings::NLA_NUL_STRING, max),
+            };
+            p[i].type_ = t as u8;
+            p[i].len = len;
+        }
+        i += 1;
+    }
+    p
+}
+
+/// Read-only C tables that hold raw pointers (null here) and so are not `Sync` by themselves.
+struct Table<T>(T);
+
+// SAFETY: The tables are never written after compile time and hold no pointers that are
+// dereferenced from Rust.
+unsafe impl<T> Sync for Table<T> {}
+
+static POLICY: Table<[bindings::nla_policy; NATTR]> = Table(policy());
+
+const fn op(cmd: Cmd) -> bindings::genl_small_ops {
+    // SAFETY: `genl_small_ops` is plain data for which all-zeroes is valid.
+    let mut o: bindings::genl_small_ops = unsafe { core::mem::zeroed() };
+    o.cmd = cmd as u8;
+    o.flags = bindings::GENL_ADMIN_PERM as u8;
+    o.doit = Some(doit);
+    o
+}
+
+const COMMANDS: [Cmd; 8] = [
+    Cmd::NewMinor,
+    Cmd::DelMinor,
+    Cmd::Attach,
+    Cmd::Detach,
+    Cmd::Primary,
+    Cmd::Secondary,
+    Cmd::Status,
+    Cmd::DelResource,
+];
+
+static OPS: Table<[bindings::genl_small_ops; COMMANDS.len()]> = Table({
+    let mut ops = [op(Cmd::Status); COMMANDS.len()];
+    let mut i = 0;
+    while i < COMMANDS.len() {
+        ops[i] = op(COMMANDS[i]);
+        i += 1;
+    }
+    ops
+});
+
+/// The family, written by `genl_register_family` (id, group offset).
+struct FamilyCell(UnsafeCell<bindings::genl_family>);
+
+// SAFETY: The family is written only in `register` (module init, before it is visible to
+// anyone) and by the genetlink core under its own locking afterwards.
+unsafe impl Sync for FamilyCell {}
+
+/// An all-zeroes family, filled in `register`.
+const fn zeroed_family() -> bindings::genl_family {
+    // SAFETY: `genl_family` is plain C data for which all-zeroes is a valid value.
+    unsafe { core::mem::zeroed() }
+}
+
+/// An all-zeroes multicast group, filled in `register`.
+const fn zeroed_group() -> bindings::genl_multicast_group {
+    // SAFETY: `genl_multicast_group` is plain C data for which all-zeroes is a valid value.
+    unsafe { core::mem::zeroed() }
+}
+
+static FAMILY: FamilyCell = FamilyCell(UnsafeCell::new(zeroed_family()));
+
+struct GroupsCell(UnsafeCell<[bindings::genl_multicast_group; 1]>);
+// SAFETY: Written only in `register`, before registration; read-only afterwards.
+unsafe impl Sync for GroupsCell {}
+static GROUPS: GroupsCell = GroupsCell(UnsafeCell::new([zeroed_group()]));
+
+fn copy_name(dst: &mut [kernel::ffi::c_char], src: &str) {
+    for (d, s) in dst.iter_mut().zip(src.bytes()) {
+        *d = s as kernel::ffi::c_char;
+    }
+}
+
+/// The registered family; unregisters on drop.
+pub(crate) struct Registration(());
+
+/// Registers the family.
+pub(crate) fn register(module: &'static ThisModule) -> Result<Registration> {
+    // SAFETY: Called once from module init, before the family is registered: nobody else
+    // accesses `FAMILY` or `GROUPS` concurrently.
+    unsafe {
+        let groups = &mut *GROUPS.0.get();
+        copy_name(&mut groups[0].name, nl::MCGRP_EVENTS);
+        let f = &mut *FAMILY.0.get();
+        copy_name(&mut f.name, nl::FAMILY_NAME);
+        f.version = nl::FAMILY_VERSION.into();
+        f.maxattr = nl::Attr::MAX.into();
+        f.policy = POLICY.0.as_ptr();
+        f.module = module.as_ptr();
+        f.small_ops = OPS.0.as_ptr();
+        f.n_small_ops = OPS.0.len() as u8;
+        f.resv_start_op = 0;
+        f.mcgrps = groups.as_ptr();
+        f.n_mcgrps = 1;
+    }
+    // SAFETY: `FAMILY` is fully initialised and static.
+    kernel::error::to_result(unsafe { bindings::genl_register_family(FAMILY.0.get()) })?;
+    Ok(Registration(()))
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        // SAFETY: The family was registered by `register`; after this returns no handler runs.
+        unsafe { bindings::genl_unregister_family(FAMILY.0.get()) };
+    }
+}
+
+/// A validated incoming request.
+struct Req {
+    info: *mut bindings::genl_info,
+}
+
+impl Req {
+    fn attr(&self, a: Attr) -> Option<*const bindings::nlattr> {
+        // SAFETY: `info` is the live request; `attrs` has `maxattr + 1` entries, parsed and
+        // validated against `POLICY` by the genetlink core before `doit` was called.
+        let p = unsafe { *(*self.info).attrs.add(a as usize) };
+        (!p.is_null()).then_some(p.cast_const())
+    }
+
+    fn payload(&self, a: Attr) -> Option<&[u8]> {
+        let nla = self.attr(a)?;
+        // SAFETY: A validated attribute is at least its 4-byte header long and its payload
+        // lies within the message, which lives until `doit` returns.
+        unsafe {
+            let len = usize::from((*nla).nla_len).checked_sub(4)?;
+            Some(core::slice::from_raw_parts(nla.cast::<u8>().add(4), len))
+        }
+    }
+
+    fn u32(&self, a: Attr) -> Option<u32> {
+        let p = self.payload(a)?;
+        Some(u32::from_ne_bytes(p.get(..4)?.try_into().ok()?))
+    }
+
+    fn flag(&self, a: Attr) -> bool {
+        self.attr(a).is_some()
+    }
+
+    /// A NUL-terminated string attribute (the policy guarantees the NUL).
+    fn cstr(&self, a: Attr) -> Option<&CStr> {
+        CStr::from_bytes_until_nul(self.payload(a)?).ok()
+    }
+
+    fn fail(&self, err: Error, msg: &CStr) -> c_int {
+        pr_info!("netlink: {}\n", msg.to_str().unwrap_or("invalid request"));
+        // SAFETY: `info` is the request being handled.
+        unsafe { glue::genl_set_err(self.info, msg) };
+        err.to_errno()
+    }
+}
+
+/// A reply or event message under construction.
+///
+/// # Invariants
+///
+/// `skb` is a message allocated with `genlmsg_new` and started with `genlmsg_put`, whose
+/// header is `hdr`; it is owned by this object until sent.
+struct Msg {
+    skb: *mut bindings::sk_buff,
+    hdr: *mut c_void,
+}
+
+impl Msg {
+    fn new(portid: u32, seq: u32, cmd: Cmd) -> Result<Msg> {
+        // SAFETY: Plain allocation.
+        let skb = unsafe { bindings::genlmsg_new(1024, bindings::GFP_KERNEL) };
+        if skb.is_null() {
+            return Err(ENOMEM);
+        }
+        // SAFETY: `skb` is a fresh message; `FAMILY` is registered.
+        let hdr = unsafe { bindings::genlmsg_put(skb, portid, seq, FAMILY.0.get(), 0, cmd as u8) };
+        if hdr.is_null() {
+            // SAFETY: `skb` is ours and not sent.
+            unsafe { bindings::nlmsg_free(skb) };
+            return Err(EMSGSIZE);
+        }
+        // INVARIANT: Both were just set up as required.
+        Ok(Msg { skb, hdr })
+    }
+
+    fn put(&mut self, a: Attr, data: &[u8]) -> Result {
+        let len = c_int::try_from(data.len()).map_err(|_| EMSGSIZE)?;
+        // SAFETY: By the type invariant `skb` is a message under construction; `data` is valid
+        // for reading `len` bytes.
+        let r = unsafe { bindings::nla_put(self.skb, a as c_int, len, data.as_ptr().cast()) };
+        kernel::error::to_result(r)
+    }
+
+    fn put_u8(&mut self, a: Attr, v: u8) -> Result {
+        self.put(a, &[v])
+    }
+
+    fn put_u32(&mut self, a: Attr, v: u32) -> Result {
+        self.put(a, &v.to_ne_bytes())
+    }
+
+    fn put_u64(&mut self, a: Attr, v: u64) -> Result {
+        self.put(a, &v.to_ne_bytes())
+    }
+
+    fn put_str(&mut self, a: Attr, s: &[u8]) -> Result {
+        let mut buf = [0u8; 256];
+        let n = s.len().min(buf.len() - 1);
+        buf[..n].copy_from_slice(&s[..n]);
+        self.put(a, &buf[..=n])
+    }
+
+    fn finish(self) -> *mut bindings::sk_buff {
+        let Msg { skb, hdr } = self;
+        core::mem::forget(self);
+        // SAFETY: By the type invariant `hdr` is the header of `skb`.
+        unsafe { bindings::genlmsg_end(skb, hdr) };
+        skb
+    }
+
+    fn reply(self, info: *mut bindings::genl_info) -> Result {
+        let skb = self.finish();
+        // SAFETY: `skb` is a finished message we own; `info` is the request being handled.
+        unsafe { glue::genl_reply(skb, info) }
+    }
+
+    fn multicast(self) {
+        let skb = self.finish();
+        // SAFETY: `skb` is a finished message we own (consumed here); group 0 is `events`.
+        unsafe { bindings::genlmsg_multicast(FAMILY.0.get(), skb, 0, 0, bindings::GFP_KERNEL) };
+    }
+}
+
+impl Drop for Msg {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant the message is ours and was not sent.
+        unsafe { bindings::nlmsg_free(self.skb) };
+    }
+}
+
+/// Writes a device's status attributes into `m`.
+fn put_status(m: &mut Msg, dev: &Device) -> Result {
+    let (role, disk_state, size, oos) = {
+        let st = dev.lock();
+        let (size, oos) = st.backing.as_ref().map_or((0, 0), |b| {
+            (b.md.capacity_sectors(), b.md.out_of_sync_kib())
+        });
+        (st.role, st.disk_state, size, oos)
+    };
+    m.put_str(Attr::ResourceName, &dev.resource)?;
+    m.put_u32(Attr::Minor, dev.minor)?;
+    m.put_u8(Attr::Role, role as u8)?;
+    m.put_u8(Attr::DiskState, disk_state as u8)?;
+    m.put_u64(Attr::SizeSectors, size)?;
+    m.put_u64(Attr::OutOfSyncKib, oos)?;
+    Ok(())
+}
+
+/// Multicasts an `events2`-style event about `dev`. Best effort: no listener, no message.
+pub(crate) fn notify(dev: &Device, event: EventType) {
+    // SAFETY: `FAMILY` is registered while any device exists.
+    if unsafe {
+        bindings::genl_has_listeners(
+            FAMILY.0.get(),
+            core::ptr::addr_of_mut!(bindings::init_net),
+            0,
+        )
+    } == 0
+    {
+        return;
+    }
+    let Ok(mut m) = Msg::new(0, 0, Cmd::Reply) else {
+        return;
+    };
+    if m.put_u8(Attr::EventType, event as u8).is_ok() && put_status(&mut m, dev).is_ok() {
+        m.multicast();
+    }
+}
+
+fn minor_of(req: &Req) -> core::result::Result<u32, c_int> {
+    req.u32(Attr::Minor)
+        .ok_or_else(|| req.fail(EINVAL, c"missing attribute: minor"))
+}
+
+fn device_of(req: &Req) -> core::result::Result<Arc<Device>, c_int> {
+    let minor = minor_of(req)?;
+    device::find(&DEVICES.lock(), minor).ok_or_else(|| req.fail(ENODEV, c"no such minor"))
+}
+
+fn handle(req: &Req, cmd: Cmd) -> core::result::Result<(), c_int> {
+    // SAFETY: `info` is the live request and `genlhdr`/`nlhdr` point into it.
+    let (portid, seq) = unsafe { ((*req.info).snd_portid, (*req.info).snd_seq) };
+    match cmd {
+        Cmd::NewMinor => {
+            let minor = minor_of(req)?;
+            if minor >= crate::minor_limit() {
+                return Err(req.fail(EINVAL, c"minor out of range (module parameter minor_count)"));
+            }
+            let name = req
+                .cstr(Attr::ResourceName)
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| req.fail(EINVAL, c"missing attribute: resource name"))?;
+            let mut devs = DEVICES.lock();
+            if device::find(&devs, minor).is_some() {
+                return Err(req.fail(EEXIST, c"minor exists"));
+            }
+            devs.reserve(1, GFP_KERNEL)
+                .map_err(|_| req.fail(ENOMEM, c"out of memory"))?;
+            let dev = Device::create(minor, name.to_bytes())
+                .map_err(|e| req.fail(e, c"cannot create the block device"))?;
+            devs.push_within_capacity(dev.clone())
+                .map_err(|_| req.fail(ENOMEM, c"out of memory"))?;
+            drop(devs);
+            glue::module_get();
+            pr_info!(
+                "rdrbd{}: created (resource {})\n",
+                minor,
+                name.to_str().unwrap_or("?")
+            );
+            notify(&dev, EventType::Create);
+        }
+        Cmd::DelMinor => {
+            let minor = minor_of(req)?;
+            let mut devs = DEVICES.lock();
+            let idx = devs
+                .iter()
+                .position(|d| d.minor == minor)
+                .ok_or_else(|| req.fail(ENODEV, c"no such minor"))?;
+            devs[idx]
+                .destroy()
+                .map_err(|e| req.fail(e, c"device is open or attached"))?;
+            let dev = devs
+                .remove(idx)
+                .map_err(|_| req.fail(ENODEV, c"no such minor"))?;
+            drop(devs);
+            notify(&dev, EventType::Destroy);
+            let (writes, errors) = dev.stats();
+            drop(dev);
+            glue::module_put();
+            pr_info!(
+                "rdrbd{}: destroyed ({} writes, {} I/O errors)\n",
+                minor,
+                writes,
+                errors
+            );
+        }
+        Cmd::Attach => {
+            let dev = device_of(req)?;
+            let path = req
+                .cstr(Attr::LowerDev)
+                .ok_or_else(|| req.fail(EINVAL, c"missing attribute: lower device"))?;
+            dev.attach(path).map_err(|e| {
+                req.fail(
+                    e,
+                    c"attach failed (no valid metadata, device busy, or not a block device)",
+                )
+            })?;
+            pr_info!(
+                "rdrbd{}: attached {}\n",
+                dev.minor,
+                path.to_str().unwrap_or("?")
+            );
+            notify(&dev, EventType::Change);
+        }
+        Cmd::Detach => {
+            let dev = device_of(req)?;
+            dev.detach()
+                .map_err(|e| req.fail(e, c"detach failed (device open, Primary, or diskless)"))?;
+            pr_info!("rdrbd{}: detached\n", dev.minor);
+            notify(&dev, EventType::Change);
+        }
+        Cmd::Primary => {
+            let dev = device_of(req)?;
+            let force = req.flag(Attr::Force);
+            dev.primary(force).map_err(|e| {
+                let msg = if e == EROFS {
+                    c"refusing to become Primary without UpToDate data (use --force)"
+                } else {
+                    c"cannot become Primary (no lower device attached?)"
+                };
+                req.fail(e, msg)
+            })?;
+            pr_info!(
+                "rdrbd{}: Primary{}\n",
+                dev.minor,
+                if force { " (forced)" } else { "" }
+            );
+            notify(&dev, EventType::Change);
+        }
+        Cmd::Secondary => {
+            let dev = device_of(req)?;
+            dev.secondary()
+                .map_err(|e| req.fail(e, c"device is held open for writing"))?;
+            pr_info!("rdrbd{}: Secondary\n", dev.minor);
+            notify(&dev, EventType::Change);
+        }
+        Cmd::Status => {
+            let only = req.u32(Attr::Minor);
+            let devs: KVec<Arc<Device>> = {
+                let all = DEVICES.lock();
+                let mut v = KVec::with_capacity(all.len(), GFP_KERNEL)
+                    .map_err(|_| req.fail(ENOMEM, c"out of memory"))?;
+                for d in all.iter().filter(|d| only.is_none_or(|m| m == d.minor)) {
+                    v.push_within_capacity(d.clone())
+                        .map_err(|_| req.fail(ENOMEM, c"out of memory"))?;
+                }
+                v
+            };
+            if only.is_some() && devs.is_empty() {
+                return Err(req.fail(ENODEV, c"no such minor"));
+            }
+            for d in devs.iter() {
+                let mut m =
+                    Msg::new(portid, seq, Cmd::Reply).map_err(|e| req.fail(e, c"out of memory"))?;
+                put_status(&mut m, d).map_err(|e| req.fail(e, c"reply too large"))?;
+                m.reply(req.info)
+                    .map_err(|e| req.fail(e, c"cannot send reply"))?;
+            }
+        }
+        Cmd::DelResource | Cmd::NewResource | Cmd::Reply => {
+            return Err(req.fail(EOPNOTSUPP, c"command not supported"));
+        }
+    }
+    Ok(())
+}
+
+/// The `doit` of every command.
+///
+/// # Safety
+///
+/// Only the genetlink core calls this, with a valid request whose attributes were validated
+/// against [`POLICY`].
+unsafe extern "C" fn doit(_skb: *mut bindings::sk_buff, info: *mut bindings::genl_info) -> c_int {
+    let req = Req { info };
+    // SAFETY: `capable` only inspects the current task's credentials.
+    if !unsafe { bindings::capable(bindings::CAP_SYS_ADMIN as c_int) } {
+        return req.fail(EPERM, c"CAP_SYS_ADMIN required");
+    }
+    // SAFETY: The genetlink core passes a valid request with its header.
+    let cmd_nr = unsafe { (*(*info).genlhdr).cmd };
+    let Some(cmd) = Cmd::from_u8(cmd_nr) else {
+        return req.fail(EOPNOTSUPP, c"unknown command");
+    };
+    match handle(&req, cmd) {
+        Ok(()) => 0,
+        Err(e) => e,
+    }
+}

@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""A raw generic netlink client for tests, independent of rdrbdadm.
+
+    genl.py cmd FAMILY CMD [ATTR=TYPE:VALUE ...]   send one request, print replies, exit with
+                                                   the errno (0 on success)
+    genl.py fuzz FAMILY COUNT [SEED]               send COUNT random or malformed requests
+
+Attribute syntax: 2=u32:0, 1=str:r0, 6=flag:, 4=u8:1, 7=u64:5, 3=raw:0a0b (hex).
+The fuzzer mixes valid-looking requests with wrong types, lengths, nesting, truncated headers,
+unknown commands and attributes, and garbage. It prints a summary of the errnos it got back.
+"""
+
+import errno
+import os
+import random
+import socket
+import struct
+import sys
+
+NETLINK_GENERIC = 16
+GENL_ID_CTRL = 0x10
+CTRL_CMD_GETFAMILY = 3
+CTRL_ATTR_FAMILY_ID = 1
+CTRL_ATTR_FAMILY_NAME = 2
+NLMSG_ERROR = 2
+NLM_F_REQUEST = 1
+NLM_F_ACK = 4
+SOL_NETLINK = 270
+NETLINK_EXT_ACK = 11
+
+
+def attr(t, payload):
+    hdr = struct.pack("=HH", 4 + len(payload), t)
+    pad = b"\0" * ((4 - len(payload) % 4) % 4)
+    return hdr + payload + pad
+
+
+def message(family, cmd, attrs=b"", seq=1, flags=NLM_F_REQUEST | NLM_F_ACK, version=1):
+    body = struct.pack("=BBH", cmd, version, 0) + attrs
+    return struct.pack("=IHHII", 16 + len(body), family, flags, seq, 0) + body
+
+
+def parse_attrs(data):
+    out = {}
+    while len(data) >= 4:
+        ln, t = struct.unpack_from("=HH", data)
+        if ln < 4 or ln > len(data):
+            break
+        out[t & 0x3FFF] = data[4:ln]
+        data = data[(ln + 3) & ~3:]
+    return out
+
+
+class Genl:
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
+        self.sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
+        self.sock.bind((0, 0))
+        self.sock.settimeout(10)
+        self.seq = 100
+
+    def transact(self, raw):
+        """Send raw bytes; return (errno, ext_msg, replies)."""
+        self.sock.send(raw)
+        replies = []
+        while True:
+            data = self.sock.recv(65536)
+            while len(data) >= 16:
+                ln, typ, flags, seq, pid = struct.unpack_from("=IHHII", data)
+                if ln < 16 or ln > len(data):
+                    return (-1, "bad reply framing", replies)
+                payload = data[16:ln]
+                data = data[(ln + 3) & ~3:]
+                if typ == NLMSG_ERROR:
+                    err = struct.unpack_from("=i", payload)[0]
+                    msg = None
+                    if flags & 0x200:  # NLM_F_ACK_TLVS
+                        skip = 4 + (16 if flags & 0x100 else struct.unpack_from("=I", payload, 4)[0])
+                        tl = parse_attrs(payload[skip:])
+                        if 1 in tl:
+                            msg = tl[1].rstrip(b"\0").decode(errors="replace")
+                    return (-err, msg, replies)
+                replies.append((typ, payload))
+
+    def family(self, name):
+        self.seq += 1
+        err, msg, replies = self.transact(
+            message(GENL_ID_CTRL, CTRL_CMD_GETFAMILY, attr(CTRL_ATTR_FAMILY_NAME, name.encode() + b"\0"),
+                    seq=self.seq))
+        if err:
+            sys.exit(f"genl: family {name}: {os.strerror(err)}")
+        attrs = parse_attrs(replies[0][1][4:])
+        return struct.unpack("=H", attrs[CTRL_ATTR_FAMILY_ID][:2])[0]
+
+
+def encode(spec):
+    t, _, rest = spec.partition("=")
+    kind, _, value = rest.partition(":")
+    t = int(t)
+    if kind == "u8":
+        return attr(t, struct.pack("=B", int(value)))
+    if kind == "u32":
+        return attr(t, struct.pack("=I", int(value)))
+    if kind == "u64":
+        return attr(t, struct.pack("=Q", int(value)))
+    if kind == "str":
+        return attr(t, value.encode() + b"\0")
+    if kind == "flag":
+        return attr(t, b"")
+    if kind == "raw":
+        return attr(t, bytes.fromhex(value))
+    raise SystemExit(f"genl: bad attribute spec {spec!r}")
+
+
+def cmd_main(args):
+    g = Genl()
+    fam = g.family(args[0])
+    attrs = b"".join(encode(a) for a in args[2:])
+    err, msg, replies = g.transact(message(fam, int(args[1]), attrs))
+    for typ, payload in replies:
+        cmd = payload[0]
+        fields = parse_attrs(payload[4:])
+        print(f"reply cmd={cmd} " + " ".join(f"{k}={v.hex()}" for k, v in sorted(fields.items())))
+    print(f"result: {err} ({errno.errorcode.get(err, 'OK') if err else 'OK'}) {msg or ''}".rstrip())
+    return err
+
+
+def random_attr(rng):
+    t = rng.choice([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 200, 0x3FFF, 0x8002])
+    kind = rng.randrange(8)
+    if kind == 0:
+        payload = b""
+    elif kind == 1:
+        payload = struct.pack("=I", rng.choice([0, 1, 7, 31, 32, 255, 2**31, 2**32 - 1]))
+    elif kind == 2:
+        payload = rng.choice([b"r0\0", b"/dev/vda\0", b"\0", b"x" * 300 + b"\0", b"no-nul", b"/dev/null\0"])
+    elif kind == 3:
+        payload = bytes([rng.randrange(256)])
+    elif kind == 4:
+        payload = struct.pack("=Q", rng.getrandbits(64))
+    elif kind == 5:
+        payload = os.urandom(rng.randrange(0, 64))
+    elif kind == 6:  # a nested attribute with random inner attributes
+        payload = b"".join(random_attr(rng) for _ in range(rng.randrange(3)))
+    else:
+        payload = os.urandom(rng.randrange(0, 8))
+    raw = attr(t, payload)
+    if rng.random() < 0.1:  # lie about the length
+        raw = struct.pack("=HH", rng.randrange(0, 0x10000), t) + raw[4:]
+    return raw
+
+
+def fuzz_main(args):
+    g = Genl()
+    fam = g.family(args[0])
+    count = int(args[1])
+    rng = random.Random(int(args[2]) if len(args) > 2 else 1)
+    seen = {}
+    for i in range(count):
+        cmd = rng.choice([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 99, 255])
+        attrs = b"".join(random_attr(rng) for _ in range(rng.randrange(6)))
+        raw = message(fam, cmd, attrs, seq=1000 + i, version=rng.choice([0, 1, 2]))
+        mode = rng.random()
+        if mode < 0.05:
+            raw = raw[: rng.randrange(1, len(raw))]  # truncated
+        elif mode < 0.08:
+            raw = os.urandom(rng.randrange(16, 128))  # garbage
+        elif mode < 0.10:
+            raw = struct.pack("=I", len(raw) + rng.randrange(1, 64)) + raw[4:]  # overlong header
+        try:
+            err, _, _ = g.transact(raw)
+        except socket.timeout:
+            err = -2  # no answer (e.g. garbage addressed elsewhere)
+        except OSError as e:
+            err = -e.errno
+        seen[err] = seen.get(err, 0) + 1
+    names = {k: ("OK" if k == 0 else errno.errorcode.get(k, str(k))) for k in seen}
+    print("fuzz: %d requests; results: %s" % (count, ", ".join(
+        f"{names[k]}={v}" for k, v in sorted(seen.items(), key=lambda kv: -kv[1]))))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] not in ("cmd", "fuzz"):
+        sys.exit(__doc__)
+    sys.exit(cmd_main(sys.argv[2:]) if sys.argv[1] == "cmd" else fuzz_main(sys.argv[2:]))
