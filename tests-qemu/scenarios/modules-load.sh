@@ -26,13 +26,14 @@ dmesg | grep -q 'ktcpvs_rs: loaded: max_services=64, IPVS 1.2.1 via ipvs_glue' |
 [ "$(awk '$1=="ipvs_glue"{print $3}' /proc/modules)" = 1 ] || die "ipvs_glue refcount should be 1"
 must_fail rmmod ipvs_glue 2>/dev/null
 must "$RTCPVSADM" probe
-must "$RDRBDADM" probe
+must "$RDRBDADM" status
 
 step "rmmod in order"
 must rmmod ktcpvs_rs
 [ ! -e /sys/kernel/config/ktcpvs ] || die "configfs subsystem left behind"
 must_fail "$RTCPVSADM" probe >/dev/null
 must rmmod drbd_rs
+must_fail "$RDRBDADM" status 2>/dev/null
 must rmmod ipvs_glue
 dmesg | grep -q 'drbd_rs: unloaded' || die "no unload line"
 
