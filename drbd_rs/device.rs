@@ -187,14 +187,16 @@ impl Device {
         Ok(())
     }
 
-    /// Becomes Secondary. Refused while someone has the device open for writing.
-    pub(crate) fn secondary(&self) -> Result {
+    /// Becomes Secondary. Refused while someone has the device open for writing. Returns whether
+    /// the role changed (it was Primary).
+    pub(crate) fn secondary(&self) -> Result<bool> {
         let mut st = self.state.lock();
         if st.open_writers > 0 {
             return Err(EBUSY);
         }
+        let was = st.role;
         st.role = Role::Secondary;
-        Ok(())
+        Ok(was != Role::Secondary)
     }
 
     /// Statistics: completed application writes and failed application I/O.

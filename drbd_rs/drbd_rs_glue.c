@@ -12,6 +12,7 @@
 #include <linux/blk-mq.h>
 #include <linux/bio.h>
 #include <linux/fs.h>
+#include <linux/workqueue.h>
 #include <net/genetlink.h>
 
 #include "drbd_rs_glue.h"
@@ -35,19 +36,40 @@ struct drbd_rs_cmd {
 	atomic_t pending;	/* clones in flight + 1 while submitting */
 	blk_status_t status;	/* first error seen */
 	void *owner;
+	struct work_struct done_work;	/* ends the request, see drbd_rs_cmd_put() */
 };
 
+static void drbd_rs_complete(struct request *rq)
+{
+	struct drbd_rs_cmd *cmd = blk_mq_rq_to_pdu(rq);
+	blk_status_t status = READ_ONCE(cmd->status);
+
+	drbd_rs_rust_rq_done(cmd->owner, req_op(rq), blk_rq_pos(rq), blk_rq_bytes(rq),
+			     blk_status_to_errno(status));
+	blk_mq_end_request(rq, status);
+}
+
+static void drbd_rs_done_work(struct work_struct *work)
+{
+	struct drbd_rs_cmd *cmd = container_of(work, struct drbd_rs_cmd, done_work);
+
+	drbd_rs_complete(blk_mq_rq_from_pdu(cmd));
+}
+
+/*
+ * The last clone completed. The request is not ended right here: this runs inside the lower
+ * device's completion, possibly under the lower queue's flush-queue lock, and ending a request
+ * of ours can take our own flush-queue lock (same lock class: lockdep reports recursion).
+ * blk_mq_complete_request() does not help: with one software queue on the completing CPU it
+ * completes inline. A BH work item runs after the lower completion returns, still in softirq
+ * context, so latency stays low and the two locks never nest.
+ */
 static void drbd_rs_cmd_put(struct request *rq)
 {
 	struct drbd_rs_cmd *cmd = blk_mq_rq_to_pdu(rq);
 
-	if (atomic_dec_and_test(&cmd->pending)) {
-		blk_status_t status = READ_ONCE(cmd->status);
-
-		drbd_rs_rust_rq_done(cmd->owner, req_op(rq), blk_rq_pos(rq), blk_rq_bytes(rq),
-				     blk_status_to_errno(status));
-		blk_mq_end_request(rq, status);
-	}
+	if (atomic_dec_and_test(&cmd->pending))
+		queue_work(system_bh_wq, &cmd->done_work);
 }
 
 static void drbd_rs_clone_end_io(struct bio *clone)
@@ -108,6 +130,7 @@ static blk_status_t drbd_rs_queue_rq(struct blk_mq_hw_ctx *hctx,
 	int err;
 
 	cmd->owner = d->owner;
+	INIT_WORK(&cmd->done_work, drbd_rs_done_work);
 	blk_mq_start_request(rq);
 	err = drbd_rs_rust_queue_rq(d->owner, rq, req_op(rq), blk_rq_pos(rq), blk_rq_bytes(rq),
 				    rq->cmd_flags);

@@ -185,7 +185,11 @@ impl Req {
     }
 
     fn fail(&self, err: Error, msg: &CStr) -> c_int {
-        pr_info!("netlink: {}\n", msg.to_str().unwrap_or("invalid request"));
+        // Rate-limited: a (privileged) sender must not be able to flood the log.
+        // SAFETY: `net_ratelimit` has no preconditions.
+        if unsafe { bindings::net_ratelimit() } != 0 {
+            pr_info!("netlink: {}\n", msg.to_str().unwrap_or("invalid request"));
+        }
         // SAFETY: `info` is the request being handled.
         unsafe { glue::genl_set_err(self.info, msg) };
         err.to_errno()
@@ -427,10 +431,13 @@ fn handle(req: &Req, cmd: Cmd) -> core::result::Result<(), c_int> {
         }
         Cmd::Secondary => {
             let dev = device_of(req)?;
-            dev.secondary()
+            let changed = dev
+                .secondary()
                 .map_err(|e| req.fail(e, c"device is held open for writing"))?;
-            pr_info!("rdrbd{}: Secondary\n", dev.minor);
-            notify(&dev, EventType::Change);
+            if changed {
+                pr_info!("rdrbd{}: Secondary\n", dev.minor);
+                notify(&dev, EventType::Change);
+            }
         }
         Cmd::Status => {
             let only = req.u32(Attr::Minor);

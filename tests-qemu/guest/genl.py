@@ -5,6 +5,8 @@
     genl.py cmd FAMILY CMD [ATTR=TYPE:VALUE ...]   send one request, print replies, exit with
                                                    the errno (0 on success)
     genl.py fuzz FAMILY COUNT [SEED]               send COUNT random or malformed requests
+    genl.py cleanup FAMILY MINORS                  secondary, detach, del-minor for minors
+                                                   0..MINORS-1 (drbd_rs numbering)
 
 Attribute syntax: 2=u32:0, 1=str:r0, 6=flag:, 4=u8:1, 7=u64:5, 3=raw:0a0b (hex).
 The fuzzer mixes valid-looking requests with wrong types, lengths, nesting, truncated headers,
@@ -151,37 +153,80 @@ def random_attr(rng):
     return raw
 
 
+def drain(sock):
+    """Collect the errnos of every ack already queued (the kernel handles a request inside
+    sendmsg(), so its answers are queued when send() returns); requests the kernel drops
+    silently (no NLM_F_REQUEST, truncated) simply have none."""
+    errs = []
+    # Python waits for readability (up to the timeout) before recv() on a socket with a
+    # timeout, MSG_DONTWAIT or not: switch to non-blocking mode while draining.
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    while True:
+        try:
+            data = sock.recv(65536)
+        except BlockingIOError:
+            sock.settimeout(timeout)
+            return errs
+        while len(data) >= 16:
+            ln, typ = struct.unpack_from("=IH", data)
+            if ln < 16 or ln > len(data):
+                break
+            if typ == NLMSG_ERROR:
+                errs.append(-struct.unpack_from("=i", data, 16)[0])
+            data = data[(ln + 3) & ~3:]
+
+
 def fuzz_main(args):
     g = Genl()
     fam = g.family(args[0])
     count = int(args[1])
     rng = random.Random(int(args[2]) if len(args) > 2 else 1)
     seen = {}
-    for i in range(count):
-        cmd = rng.choice([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 99, 255])
-        attrs = b"".join(random_attr(rng) for _ in range(rng.randrange(6)))
-        raw = message(fam, cmd, attrs, seq=1000 + i, version=rng.choice([0, 1, 2]))
-        mode = rng.random()
-        if mode < 0.05:
-            raw = raw[: rng.randrange(1, len(raw))]  # truncated
-        elif mode < 0.08:
-            raw = os.urandom(rng.randrange(16, 128))  # garbage
-        elif mode < 0.10:
-            raw = struct.pack("=I", len(raw) + rng.randrange(1, 64)) + raw[4:]  # overlong header
+    sent = 0
+    while sent < count:
+        # Several requests per datagram, as netlink allows; the kernel parses them in turn.
+        batch = []
+        for _ in range(min(rng.randrange(1, 9), count - sent)):
+            cmd = rng.choice([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 99, 255])
+            attrs = b"".join(random_attr(rng) for _ in range(rng.randrange(6)))
+            raw = message(fam, cmd, attrs, seq=1000 + sent, version=rng.choice([0, 1, 2]),
+                          flags=rng.choice([NLM_F_REQUEST | NLM_F_ACK, NLM_F_REQUEST, 0, 0x305]))
+            mode = rng.random()
+            if mode < 0.05:
+                raw = raw[: rng.randrange(1, len(raw))]  # truncated
+            elif mode < 0.08:
+                raw = os.urandom(rng.randrange(16, 128))  # garbage
+            elif mode < 0.10:
+                raw = struct.pack("=I", len(raw) + rng.randrange(1, 64)) + raw[4:]  # overlong
+            batch.append(raw)
+            sent += 1
         try:
-            err, _, _ = g.transact(raw)
-        except socket.timeout:
-            err = -2  # no answer (e.g. garbage addressed elsewhere)
+            g.sock.send(b"".join(batch))
         except OSError as e:
-            err = -e.errno
-        seen[err] = seen.get(err, 0) + 1
+            seen[-e.errno] = seen.get(-e.errno, 0) + 1
+        for err in drain(g.sock):
+            seen[err] = seen.get(err, 0) + 1
+    # The family must still answer normally afterwards.
+    err, _, _ = g.transact(message(fam, 10, b""))
     names = {k: ("OK" if k == 0 else errno.errorcode.get(k, str(k))) for k in seen}
-    print("fuzz: %d requests; results: %s" % (count, ", ".join(
-        f"{names[k]}={v}" for k, v in sorted(seen.items(), key=lambda kv: -kv[1]))))
+    print("fuzz: %d requests; answers: %s; status afterwards: %s" % (count, ", ".join(
+        f"{names[k]}={v}" for k, v in sorted(seen.items(), key=lambda kv: -kv[1])),
+        "OK" if err == 0 else err))
+    return 0 if err == 0 else 1
+
+
+def cleanup_main(args):
+    g = Genl()
+    fam = g.family(args[0])
+    for minor in range(int(args[1])):
+        for cmd in (9, 7, 5):  # secondary, detach, del-minor
+            g.transact(message(fam, cmd, attr(2, struct.pack("=I", minor))))
     return 0
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2 or sys.argv[1] not in ("cmd", "fuzz"):
+    modes = {"cmd": cmd_main, "fuzz": fuzz_main, "cleanup": cleanup_main}
+    if len(sys.argv) < 3 or sys.argv[1] not in modes:
         sys.exit(__doc__)
-    sys.exit(cmd_main(sys.argv[2:]) if sys.argv[1] == "cmd" else fuzz_main(sys.argv[2:]))
+    sys.exit(modes[sys.argv[1]](sys.argv[2:]))

@@ -18,3 +18,19 @@ PY=/usr/bin/python3
 
 # Rendezvous of all VMs of the scenario at a named point (over the test network).
 barrier() { $PY "$HARK_TOP/tests-qemu/guest/barrier.py" "$1"; }
+
+# Write /etc/hark/drbd.conf with one resource r0 on /dev/vda (both test VMs' addresses);
+# an optional argument is extra lines inside the resource (e.g. a net section).
+write_drbd_conf() {
+	mkdir -p /etc/hark
+	cat > /etc/hark/drbd.conf <<CONF
+resource r0 {
+  device /dev/rdrbd0;
+  disk /dev/vda;
+  meta-disk internal;${1:+
+  $1}
+  on hark-vm0 { address 10.77.0.1:7789; }
+  on hark-vm1 { address 10.77.0.2:7789; }
+}
+CONF
+}

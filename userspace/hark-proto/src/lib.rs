@@ -10,6 +10,7 @@
 #![no_std]
 
 pub mod crc32c;
+pub mod drbd_al;
 pub mod drbd_genl;
 pub mod drbd_md;
 pub mod ktcpvs_cfs;
