@@ -4,18 +4,22 @@
 //!
 //! Locking: the registry [`DEVICES`] is a global mutex taken by the netlink handlers only.
 //! Each device's [`State`] is a mutex taken by netlink handlers, `open`/`release`, and
-//! `queue_rq` (a `BLK_MQ_F_BLOCKING` queue, so process context). Completion callbacks run in
-//! interrupt context and touch atomics only.
+//! `queue_rq` (a `BLK_MQ_F_BLOCKING` queue, so process context), which therefore runs one at a
+//! time and writes activity-log transactions one at a time. The in-memory activity log and
+//! bitmap ([`Activity`]) sit behind an interrupt-safe spinlock, nested inside the state mutex:
+//! completions (softirq context) take only that lock.
 
+use crate::activity::{self, Activity};
 use crate::drbd_genl::{DiskState, Role};
+use crate::drbd_md::MD_BLOCK_SIZE;
 use crate::glue::{Disk, LowerDev, PendingRq};
 use crate::md;
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::bindings;
 use kernel::ffi::c_void;
-use kernel::new_mutex;
 use kernel::prelude::*;
-use kernel::sync::{Arc, Mutex};
+use kernel::sync::{Arc, CondVar, Mutex, SpinLockIrq};
+use kernel::{new_condvar, new_mutex, new_spinlock_irq};
 
 kernel::sync::global_lock! {
     // SAFETY: Initialised in the module initializer before any netlink handler can run.
@@ -44,6 +48,8 @@ pub(crate) struct Backing {
     pub(crate) lower: LowerDev,
     /// Its metadata.
     pub(crate) md: md::Metadata,
+    /// A 4 KiB kmalloc buffer for metadata I/O on the write path (no allocation there).
+    io: KVec<u8>,
 }
 
 /// One replicated device.
@@ -60,6 +66,12 @@ pub(crate) struct Device {
     /// disk (which waits for openers and I/O) cannot deadlock with them.
     #[pin]
     disk: Mutex<Option<Disk>>,
+    /// Activity log and bitmap while attached.
+    #[pin]
+    act: SpinLockIrq<Option<Activity>>,
+    /// Writers waiting for an activity-log slot to become idle.
+    #[pin]
+    act_wait: CondVar,
     /// Completed application writes (statistics).
     writes_done: AtomicU64,
     /// Application I/O that completed with an error (statistics).
@@ -84,6 +96,8 @@ impl Device {
                     open_writers: 0,
                 }),
                 disk <- new_mutex!(None),
+                act <- new_spinlock_irq!(None),
+                act_wait <- new_condvar!(),
                 writes_done: AtomicU64::new(0),
                 io_errors: AtomicU64::new(0),
             }),
@@ -135,16 +149,37 @@ impl Device {
         }
         let holder = core::ptr::from_ref(self).cast_mut().cast::<c_void>();
         let lower = LowerDev::open(path, holder)?;
-        let md = md::Metadata::load(&lower)?;
+        let mut md = md::Metadata::load(&lower)?;
+        let mut io = KVec::with_capacity(MD_BLOCK_SIZE, GFP_KERNEL)?;
+        io.resize(MD_BLOCK_SIZE, 0, GFP_KERNEL)?;
+        let (act, replay) = Activity::load(&lower, md.geometry(), md.al_clean(), &mut io)?;
+        if let Some(r) = replay {
+            if r.whole_device {
+                pr_warn!(
+                    "rdrbd{}: unclean shutdown, activity log unusable: full resync needed\n",
+                    self.minor
+                );
+            } else {
+                pr_info!(
+                    "rdrbd{}: unclean shutdown{}: applied the activity log, {} extents, {} KiB newly out of sync\n",
+                    self.minor,
+                    if md.was_primary() { " of a Primary" } else { "" },
+                    r.extents,
+                    r.new_bits * 4
+                );
+            }
+        }
+        md.mark_in_use(&lower, u32::try_from(act.nr_slots())?)?;
         {
             let disk = self.disk.lock();
             disk.as_ref()
                 .ok_or(ENODEV)?
                 .set_lower(Some(&lower), md.capacity_sectors())?;
         }
+        *self.act.lock() = Some(act);
         let mut st = self.state.lock();
         st.disk_state = md.disk_state();
-        st.backing = Some(Backing { lower, md });
+        st.backing = Some(Backing { lower, md, io });
         Ok(())
     }
 
@@ -161,7 +196,15 @@ impl Device {
         if let Some(disk) = self.disk.lock().as_ref() {
             disk.set_lower(None, 0)?;
         }
-        let res = backing.md.store(&backing.lower);
+        // No opener, so no I/O: the activity log is idle.
+        let act = self.act.lock().take();
+        let b = &mut backing;
+        let res = match act {
+            Some(mut act) => act
+                .write_dirty_bitmap(&b.lower, b.md.geometry(), &mut b.io)
+                .and_then(|()| b.md.mark_clean(&b.lower)),
+            None => Err(EIO),
+        };
         drop(backing);
         res
     }
@@ -176,10 +219,13 @@ impl Device {
         let Some(backing) = st.backing.as_mut() else {
             return Err(ENODEV);
         };
-        if !up_to_date {
-            if !force {
-                return Err(EROFS);
-            }
+        if !up_to_date && !force {
+            return Err(EROFS);
+        }
+        backing.md.set_primary(true);
+        if up_to_date {
+            backing.md.store(&backing.lower)?;
+        } else {
             backing.md.force_up_to_date(&backing.lower)?;
             st.disk_state = DiskState::UpToDate;
         }
@@ -195,8 +241,29 @@ impl Device {
             return Err(EBUSY);
         }
         let was = st.role;
+        if was == Role::Primary {
+            if let Some(b) = st.backing.as_mut() {
+                b.md.set_primary(false);
+                b.md.store(&b.lower)?;
+            }
+        }
         st.role = Role::Secondary;
         Ok(was != Role::Secondary)
+    }
+
+    /// The activity log and bitmap (see the module's locking notes).
+    pub(crate) fn activity(&self) -> &SpinLockIrq<Option<Activity>> {
+        &self.act
+    }
+
+    /// Where writers wait for an idle activity-log slot.
+    pub(crate) fn activity_wait(&self) -> &CondVar {
+        &self.act_wait
+    }
+
+    /// Out-of-sync amount in KiB (4 KiB per bitmap bit), 0 when detached.
+    pub(crate) fn out_of_sync_kib(&self) -> u64 {
+        self.act.lock().as_ref().map_or(0, |a| a.oos_bits() * 4)
     }
 
     /// Statistics: completed application writes and failed application I/O.
@@ -268,18 +335,18 @@ extern "C" fn drbd_rs_rust_queue_rq(
     owner: *mut c_void,
     rq: *mut bindings::request,
     op: u32,
-    _sector: u64,
-    _bytes: u32,
+    sector: u64,
+    bytes: u32,
     _flags: u32,
 ) -> c_int {
     // SAFETY: The C side passes the cookie of a live disk with one of its requests.
     let dev = unsafe { owner_device(owner) };
-    let st = dev.state.lock();
+    let mut st = dev.state.lock();
     let is_write = op & 1 == REQ_OP_WRITE & 1;
     if is_write && st.role != Role::Primary {
         return EROFS.to_errno();
     }
-    let Some(backing) = st.backing.as_ref() else {
+    let Some(backing) = st.backing.as_mut() else {
         // Diskless and (for now) no peer: nowhere to read from or write to.
         return EIO.to_errno();
     };
@@ -287,6 +354,19 @@ extern "C" fn drbd_rs_rust_queue_rq(
     let Some(pending) = (unsafe { PendingRq::new(rq) }) else {
         return EINVAL.to_errno();
     };
+    if is_write && bytes > 0 {
+        let b = backing;
+        let geo = b.md.geometry();
+        if activity::begin_write(dev, &b.lower, geo, &mut b.io, sector, u64::from(bytes) >> 9)
+            .is_err()
+        {
+            // Dropping `pending` ends the request with an I/O error; nothing is held.
+            drop(pending);
+            return 0;
+        }
+        pending.submit_lower(&b.lower);
+        return 0;
+    }
     pending.submit_lower(&backing.lower);
     0
 }
@@ -296,12 +376,16 @@ extern "C" fn drbd_rs_rust_queue_rq(
 extern "C" fn drbd_rs_rust_rq_done(
     owner: *mut c_void,
     op: u32,
-    _sector: u64,
-    _bytes: u32,
+    sector: u64,
+    bytes: u32,
     error: c_int,
 ) {
     // SAFETY: The C side passes the cookie of a live disk: `del_gendisk` waits for requests.
     let dev = unsafe { owner_device(owner) };
+    if op & 1 == REQ_OP_WRITE & 1 && bytes > 0 {
+        // Every write that reached here went through `activity::begin_write`.
+        activity::end_write(dev, sector, u64::from(bytes) >> 9);
+    }
     if error != 0 {
         dev.io_errors.fetch_add(1, Ordering::Relaxed);
     } else if op & 1 == REQ_OP_WRITE & 1 {

@@ -245,7 +245,8 @@ int drbd_rs_disk_set_lower(struct drbd_rs_disk *d, struct file *lower, u64 capac
 			lim.features |= BLK_FEAT_WRITE_CACHE;
 		if (bdev_fua(bdev))
 			lim.features |= BLK_FEAT_FUA;
-		lim.max_hw_discard_sectors = bdev_max_discard_sectors(bdev);
+		/* At most 4 MiB: a discard then spans at most two activity-log extents. */
+		lim.max_hw_discard_sectors = min(bdev_max_discard_sectors(bdev), 8192U);
 		lim.discard_granularity = bdev_discard_granularity(bdev);
 		lim.logical_block_size = max(lim.logical_block_size,
 					     bdev_logical_block_size(bdev));

@@ -8,17 +8,21 @@
 //! - `genl.rs`: the netlink family and command handlers;
 //! - `device.rs`: devices, roles, disk states, the I/O policy;
 //! - `md.rs`: reading and writing the on-disk metadata;
+//! - `activity.rs`: the activity log and the quick-sync bitmap;
 //! - `glue.rs` + `drbd_rs_glue.c`: the block-layer and netlink plumbing in C.
 
 use kernel::prelude::*;
 
 #[path = "../userspace/hark-proto/src/crc32c.rs"]
 pub mod crc32c;
+#[path = "../userspace/hark-proto/src/drbd_al.rs"]
+pub mod drbd_al;
 #[path = "../userspace/hark-proto/src/drbd_genl.rs"]
 pub mod drbd_genl;
 #[path = "../userspace/hark-proto/src/drbd_md.rs"]
 pub mod drbd_md;
 
+mod activity;
 mod device;
 mod genl;
 mod glue;

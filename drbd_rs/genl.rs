@@ -284,9 +284,10 @@ impl Drop for Msg {
 fn put_status(m: &mut Msg, dev: &Device) -> Result {
     let (role, disk_state, size, oos) = {
         let st = dev.lock();
-        let (size, oos) = st.backing.as_ref().map_or((0, 0), |b| {
-            (b.md.capacity_sectors(), b.md.out_of_sync_kib())
-        });
+        let (size, oos) = st
+            .backing
+            .as_ref()
+            .map_or((0, 0), |b| (b.md.capacity_sectors(), dev.out_of_sync_kib()));
         (st.role, st.disk_state, size, oos)
     };
     m.put_str(Attr::ResourceName, &dev.resource)?;

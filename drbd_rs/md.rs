@@ -12,8 +12,6 @@ use kernel::prelude::*;
 pub(crate) struct Metadata {
     sb: Superblock,
     geo: InternalGeometry,
-    /// Set bits of the on-disk bitmap at attach time.
-    oos_bits: u64,
 }
 
 fn block() -> Result<KVec<u8>> {
@@ -27,7 +25,7 @@ fn as_block(buf: &KVec<u8>) -> Result<&[u8; MD_BLOCK_SIZE]> {
 }
 
 impl Metadata {
-    /// Reads and validates the superblock of `lower` and counts its bitmap.
+    /// Reads and validates the superblock of `lower`.
     ///
     /// Fails with `EMEDIUMTYPE` when there is no valid DRBD 8.4 metadata (run `create-md`).
     pub(crate) fn load(lower: &LowerDev) -> Result<Self> {
@@ -45,33 +43,7 @@ impl Metadata {
             pr_info!("metadata does not fit the device: {}\n", e.as_str());
             EMEDIUMTYPE
         })?;
-        let mut md = Metadata {
-            sb,
-            geo,
-            oos_bits: 0,
-        };
-        md.oos_bits = md.count_bitmap(lower, &mut buf)?;
-        Ok(md)
-    }
-
-    fn count_bitmap(&self, lower: &LowerDev, buf: &mut KVec<u8>) -> Result<u64> {
-        let bytes = self.geo.bm_bytes();
-        let mut done = 0u64;
-        let mut sector = self.geo.bm_sector();
-        let mut bits = 0u64;
-        while done < bytes {
-            lower.read(sector, buf)?;
-            let take =
-                usize::try_from((bytes - done).min(MD_BLOCK_SIZE as u64)).map_err(|_| EINVAL)?;
-            bits += buf[..take]
-                .iter()
-                .map(|b| u64::from(b.count_ones()))
-                .sum::<u64>();
-            done += take as u64;
-            sector += (MD_BLOCK_SIZE / 512) as u64;
-        }
-        // Bits past the end of the device do not count.
-        Ok(bits.min(self.geo.bm_bits()))
+        Ok(Metadata { sb, geo })
     }
 
     /// Exposed size in 512-byte sectors.
@@ -91,9 +63,49 @@ impl Metadata {
         }
     }
 
-    /// Out-of-sync amount in KiB (4 KiB per bitmap bit).
-    pub(crate) fn out_of_sync_kib(&self) -> u64 {
-        self.oos_bits * 4
+    /// Where everything is on the lower device.
+    pub(crate) fn geometry(&self) -> &InternalGeometry {
+        &self.geo
+    }
+
+    /// The activity log was cleanly shut down (no replay needed).
+    pub(crate) fn al_clean(&self) -> bool {
+        self.sb.magic == fmt::MD_MAGIC_08 && self.sb.flags & fmt::MDF_AL_CLEAN != 0
+    }
+
+    /// The device was Primary when its metadata was last written in use (a crash, if the
+    /// activity log is not clean either).
+    pub(crate) fn was_primary(&self) -> bool {
+        self.sb.flags & fmt::MDF_PRIMARY_IND != 0
+    }
+
+    /// Records the attach: the activity log is in use (not clean) with `al_extents` slots, and
+    /// a crash from now on must replay it. Writes the superblock.
+    pub(crate) fn mark_in_use(&mut self, lower: &LowerDev, al_extents: u32) -> Result {
+        // As DRBD 8.4 does while attached: the "unclean" magic makes drbdmeta (and 8.4's
+        // attach) insist on `apply-al` after a crash.
+        self.sb.flags &= !fmt::MDF_AL_CLEAN;
+        self.sb.magic = fmt::MD_MAGIC_84_UNCLEAN;
+        self.sb.al_nr_extents = al_extents;
+        self.store(lower)
+    }
+
+    /// Records a clean detach (bitmap written): the activity log is clean, the device is not
+    /// Primary. Writes the superblock.
+    pub(crate) fn mark_clean(&mut self, lower: &LowerDev) -> Result {
+        self.sb.flags |= fmt::MDF_AL_CLEAN;
+        self.sb.flags &= !fmt::MDF_PRIMARY_IND;
+        self.sb.magic = fmt::MD_MAGIC_08;
+        self.store(lower)
+    }
+
+    /// Records the role (DRBD's `MDF_PRIMARY_IND`) for the next [`Self::store`].
+    pub(crate) fn set_primary(&mut self, primary: bool) {
+        if primary {
+            self.sb.flags |= fmt::MDF_PRIMARY_IND;
+        } else {
+            self.sb.flags &= !fmt::MDF_PRIMARY_IND;
+        }
     }
 
     /// Marks the data UpToDate (`primary --force`) and writes the superblock. A device that

@@ -14,12 +14,15 @@
 //! the bitmap block of every evicted extent ([`Prepared::evicted`]) before the transaction,
 //! as DRBD's `__al_write_transaction` does with `drbd_bm_write_hinted`.
 //!
-//! Storage is the caller's (`&mut [AlSlot]`), so the module needs no allocator. Lookups scan
+//! Storage is the caller's (anything that derefs to `[AlSlot]`: a slice, a kernel `KVVec`), so
+//! the module needs no allocator. Lookups scan
 //! the slots linearly; with DRBD's default 1237 slots that is a few hundred nanoseconds.
 //!
 //! The on-disk transaction is DRBD 8.4's: up to [`AL_UPDATES_PER_TRANSACTION`] updates plus a
 //! window of [`AL_CONTEXT_PER_TRANSACTION`] slots of context that rotates over all slots, so
 //! that the last `ceil(nr_slots / 919)` transactions describe the whole set.
+
+use core::ops::DerefMut;
 
 use super::drbd_md::{
     AlHeader, AlTransaction, AlUpdate, MdError, AL_CONTEXT_PER_TRANSACTION, AL_EXTENTS_MAX,
@@ -103,8 +106,8 @@ pub enum AlBusy {
 ///
 /// `pending[..n_pending]` are the slots changed since the last committed transaction; every
 /// other slot has `committed == true`. `tr_cycle < slots.len()`.
-pub struct ActivityLog<'a> {
-    slots: &'a mut [AlSlot],
+pub struct ActivityLog<S: DerefMut<Target = [AlSlot]>> {
+    slots: S,
     tick: u64,
     tr_number: u32,
     tr_cycle: u32,
@@ -112,10 +115,10 @@ pub struct ActivityLog<'a> {
     n_pending: usize,
 }
 
-impl<'a> ActivityLog<'a> {
+impl<S: DerefMut<Target = [AlSlot]>> ActivityLog<S> {
     /// An empty activity log over `slots` (1..=[`AL_EXTENTS_MAX`] of them; all are reset).
     /// The next transaction written gets number `next_tr_number`.
-    pub fn new(slots: &'a mut [AlSlot], next_tr_number: u32) -> Result<Self, MdError> {
+    pub fn new(mut slots: S, next_tr_number: u32) -> Result<Self, MdError> {
         if slots.is_empty() || slots.len() > AL_EXTENTS_MAX {
             return Err(MdError::BadCount);
         }
@@ -372,7 +375,7 @@ mod tests {
                 blocks: [[0; MD_BLOCK_SIZE]; STRIPE_4K as usize],
             }
         }
-        fn commit(&mut self, al: &mut ActivityLog<'_>) {
+        fn commit(&mut self, al: &mut ActivityLog<&mut [AlSlot]>) {
             let mut blk = [0u8; MD_BLOCK_SIZE];
             let n = al.encode_transaction(&mut blk);
             let b = al_tr_block(n, STRIPES, STRIPE_4K).unwrap() as usize;
@@ -380,7 +383,7 @@ mod tests {
             al.committed();
         }
         /// Initialises the whole ring (as attach does).
-        fn initialize(&mut self, al: &mut ActivityLog<'_>) {
+        fn initialize(&mut self, al: &mut ActivityLog<&mut [AlSlot]>) {
             for _ in 0..STRIPE_4K {
                 self.commit(al);
             }
@@ -395,7 +398,7 @@ mod tests {
 
     extern crate std;
 
-    fn extents(al: &ActivityLog<'_>) -> std::vec::Vec<u32> {
+    fn extents(al: &ActivityLog<&mut [AlSlot]>) -> std::vec::Vec<u32> {
         al.slots.iter().map(|s| s.extent).collect()
     }
 
@@ -412,7 +415,7 @@ mod tests {
     #[test]
     fn cold_extent_needs_a_transaction_then_is_hot() {
         let mut slots = [AlSlot::FREE; 4];
-        let mut al = ActivityLog::new(&mut slots, 10).unwrap();
+        let mut al = ActivityLog::new(&mut slots[..], 10).unwrap();
         assert_eq!(al.try_hot(3, 3), Hot::No);
         let p = al.prepare(3, 3).unwrap();
         assert!(p.needs_commit);
@@ -440,7 +443,7 @@ mod tests {
     #[test]
     fn eviction_is_lru_and_never_takes_busy_slots() {
         let mut slots = [AlSlot::FREE; 3];
-        let mut al = ActivityLog::new(&mut slots, 0).unwrap();
+        let mut al = ActivityLog::new(&mut slots[..], 0).unwrap();
         let mut blk = [0u8; MD_BLOCK_SIZE];
         for e in [1, 2, 3] {
             al.prepare(e, e).unwrap();
@@ -477,14 +480,14 @@ mod tests {
     #[test]
     fn too_many_extents_and_bad_sizes() {
         let mut slots = [AlSlot::FREE; 200];
-        let mut al = ActivityLog::new(&mut slots, 0).unwrap();
+        let mut al = ActivityLog::new(&mut slots[..], 0).unwrap();
         assert_eq!(al.prepare(0, 64), Err(AlBusy::TooManyExtents));
         assert_eq!(al.prepare(5, 4), Err(AlBusy::TooManyExtents));
         assert!(al.prepare(0, 63).unwrap().needs_commit);
         // 64 pending updates fill the transaction.
         assert_eq!(al.prepare(64, 64), Err(AlBusy::TooManyExtents));
         let mut empty: [AlSlot; 0] = [];
-        assert!(ActivityLog::new(&mut empty, 0).is_err());
+        assert!(ActivityLog::new(&mut empty[..], 0).is_err());
         assert_eq!(max_slots_for_ring(8), 8 * AL_CONTEXT_PER_TRANSACTION);
         assert_eq!(max_slots_for_ring(1 << 20), AL_EXTENTS_MAX);
     }
@@ -492,7 +495,7 @@ mod tests {
     #[test]
     fn abort_empties_the_slots_it_filled() {
         let mut slots = [AlSlot::FREE; 4];
-        let mut al = ActivityLog::new(&mut slots, 0).unwrap();
+        let mut al = ActivityLog::new(&mut slots[..], 0).unwrap();
         al.prepare(1, 2).unwrap();
         let mut blk = [0u8; MD_BLOCK_SIZE];
         al.encode_transaction(&mut blk);
@@ -517,7 +520,7 @@ mod tests {
         };
         for &n in &[1usize, 7, 67, 919, 1237, 2000] {
             let mut slots = std::vec![AlSlot::FREE; n];
-            let mut al = ActivityLog::new(&mut slots, 0xffff_fff0).unwrap();
+            let mut al = ActivityLog::new(&mut slots[..], 0xffff_fff0).unwrap();
             let mut ring = Ring::new();
             ring.initialize(&mut al);
             assert!(ring.replay(n).iter().all(|&e| e == LC_FREE));

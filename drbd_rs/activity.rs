@@ -1,0 +1,347 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The activity log and the quick-sync bitmap of an attached device, in memory, and their
+//! on-disk I/O.
+//!
+//! Rules (DRBD 8.4's, see `drbd_actlog.c`):
+//! - A write to a 4 MiB extent that is not in the activity log first commits an AL
+//!   transaction naming it (FUA), then the write is submitted.
+//! - Every application write marks its 4 KiB blocks out of sync in the in-memory bitmap: there
+//!   is no peer yet, so no peer has the data.
+//! - An extent leaving the log gets its bitmap block written first; so the on-disk bitmap is
+//!   exact for every extent outside the log, and after a crash marking every extent of the
+//!   log out of sync covers every write that may have been lost in memory.
+//! - Attach replays the log if the superblock says it is not clean (a crash), writes the
+//!   bitmap, then rewrites the whole ring with the empty log. Detach writes the dirty bitmap
+//!   blocks; the caller then marks the superblock clean.
+
+use crate::drbd_al::{extent_range, max_slots_for_ring, ActivityLog, AlBusy, AlSlot, Hot};
+use crate::drbd_md::{
+    self as fmt, al_active_extents, al_replay, bm_count, bm_mark_al_extent, bm_set_sectors,
+    InternalGeometry, MdError, MD_4KB_SECT, MD_BLOCK_SIZE,
+};
+use crate::glue::LowerDev;
+use kernel::alloc::KVVec;
+use kernel::prelude::*;
+
+/// Bitmap bytes per AL extent (1024 bits of 4 KiB).
+const BM_BYTES_PER_EXTENT: u64 = fmt::BM_BITS_PER_AL_EXTENT / 8;
+
+/// What attach found in the activity log.
+pub(crate) struct Replay {
+    /// Extents the log named (each marked wholly out of sync).
+    pub(crate) extents: u32,
+    /// Bits newly set by marking them.
+    pub(crate) new_bits: u64,
+    /// The log was unreadable: the whole device was marked out of sync instead.
+    pub(crate) whole_device: bool,
+}
+
+/// The in-memory activity log and bitmap.
+///
+/// # Invariants
+///
+/// `bm.len() == dirty.len() * MD_BLOCK_SIZE` (the on-disk bitmap area in whole blocks, bits
+/// past the device end are 0) and `oos` is the number of set bits of `bm`.
+pub(crate) struct Activity {
+    al: ActivityLog<KVVec<AlSlot>>,
+    bm: KVVec<u8>,
+    dirty: KVVec<bool>,
+    oos: u64,
+}
+
+fn md_err(what: &str, e: MdError) -> Error {
+    pr_err!("{}: {}\n", what, e.as_str());
+    EIO
+}
+
+impl Activity {
+    /// Reads the bitmap; if `al_clean` is false, applies the activity log to it and writes it
+    /// back; then writes an empty log over the whole ring. `io` is a 4 KiB kmalloc buffer.
+    pub(crate) fn load(
+        lower: &LowerDev,
+        geo: &InternalGeometry,
+        al_clean: bool,
+        io: &mut KVec<u8>,
+    ) -> Result<(Self, Option<Replay>)> {
+        let blocks = usize::try_from(geo.bm_bytes().div_ceil(MD_BLOCK_SIZE as u64))?;
+        let mut bm = KVVec::with_capacity(blocks * MD_BLOCK_SIZE, GFP_KERNEL)?;
+        bm.resize(blocks * MD_BLOCK_SIZE, 0, GFP_KERNEL)?;
+        let mut dirty = KVVec::with_capacity(blocks, GFP_KERNEL)?;
+        dirty.resize(blocks, false, GFP_KERNEL)?;
+        for (i, chunk) in bm.chunks_mut(MD_BLOCK_SIZE).enumerate() {
+            lower.read(bm_block_sector(geo, i), io)?;
+            chunk.copy_from_slice(io);
+        }
+        // Bits past the end of the device are not ours to count (drbdmeta leaves them 0 too).
+        let nr_bits = geo.bm_bits();
+        clear_bits_from(&mut bm, nr_bits);
+
+        let mut replay = None;
+        let mut next_tr = 0u32;
+        if !al_clean {
+            let (r, next) = Self::replay(lower, geo, &mut bm, io)?;
+            next_tr = next;
+            replay = Some(r);
+            // The marked bitmap must be on disk before the ring is overwritten below.
+            dirty.fill(true);
+        }
+        let slots_max = max_slots_for_ring(geo.al_size_4k());
+        let n = (fmt::AL_EXTENTS_DEF as usize).min(slots_max);
+        let mut slots = KVVec::with_capacity(n, GFP_KERNEL)?;
+        slots.resize(n, AlSlot::FREE, GFP_KERNEL)?;
+        let al = ActivityLog::new(slots, next_tr).map_err(|e| md_err("activity log", e))?;
+        let oos = bm_count(&bm);
+        let mut act = Activity { al, bm, dirty, oos };
+        act.write_dirty_bitmap(lower, geo, io)?;
+        // Initialise the ring: as many empty transactions as it has blocks (DRBD's
+        // drbd_al_initialize), so that a later replay sees only this attach's history.
+        for _ in 0..geo.al_size_4k() {
+            act.commit(lower, geo, io)?;
+        }
+        Ok((act, replay))
+    }
+
+    /// Replays the on-disk log into `bm`; returns what it found and the next transaction
+    /// number.
+    fn replay(
+        lower: &LowerDev,
+        geo: &InternalGeometry,
+        bm: &mut [u8],
+        io: &mut KVec<u8>,
+    ) -> Result<(Replay, u32)> {
+        let ring_len = usize::try_from(geo.al_size_4k())?;
+        let mut ring: KVVec<[u8; MD_BLOCK_SIZE]> = KVVec::with_capacity(ring_len, GFP_KERNEL)?;
+        for i in 0..geo.al_size_4k() {
+            lower.read(geo.al_sector() + u64::from(i) * u64::from(MD_4KB_SECT), io)?;
+            let blk: [u8; MD_BLOCK_SIZE] = io.as_slice().try_into().map_err(|_| EINVAL)?;
+            ring.push(blk, GFP_KERNEL)?;
+        }
+        let mut slots: KVVec<u32> = KVVec::with_capacity(fmt::AL_EXTENTS_MAX, GFP_KERNEL)?;
+        slots.resize(fmt::AL_EXTENTS_MAX, fmt::LC_FREE, GFP_KERNEL)?;
+        match al_replay(&ring, geo.al_stripes, geo.al_stripe_size_4k, &mut slots) {
+            Ok(r) => {
+                let mut out = Replay {
+                    extents: 0,
+                    new_bits: 0,
+                    whole_device: false,
+                };
+                for e in al_active_extents(&slots) {
+                    out.extents += 1;
+                    // Extents past the device (a corrupt or foreign log) mark nothing.
+                    out.new_bits += bm_mark_al_extent(bm, e).unwrap_or(0);
+                }
+                clear_bits_from(bm, geo.bm_bits());
+                let next = r.newest.map_or(0, |p| p.tr_number.wrapping_add(1));
+                Ok((out, next))
+            }
+            Err(e) => {
+                // Unclean and no usable log: which extents were hot is unknown, so all are.
+                pr_warn!(
+                    "activity log unusable ({}): marking the whole device out of sync\n",
+                    e.as_str()
+                );
+                let before = bm_count(bm);
+                bm.fill(0xff);
+                clear_bits_from(bm, geo.bm_bits());
+                let out = Replay {
+                    extents: 0,
+                    new_bits: bm_count(bm) - before,
+                    whole_device: true,
+                };
+                Ok((out, 0))
+            }
+        }
+    }
+
+    /// Encodes the next transaction into `io` and writes it (FUA) at its ring position.
+    /// Marks the pending slots committed on success.
+    fn commit(&mut self, lower: &LowerDev, geo: &InternalGeometry, io: &mut KVec<u8>) -> Result {
+        let n = self.encode(io)?;
+        lower.write_fua(transaction_sector(geo, n)?, io)?;
+        self.al.committed();
+        Ok(())
+    }
+
+    fn encode(&mut self, io: &mut KVec<u8>) -> Result<u32> {
+        let blk: &mut [u8; MD_BLOCK_SIZE] = io.as_mut_slice().try_into().map_err(|_| EINVAL)?;
+        Ok(self.al.encode_transaction(blk))
+    }
+
+    /// Writes every dirty bitmap block (no concurrent writers: attach and detach).
+    pub(crate) fn write_dirty_bitmap(
+        &mut self,
+        lower: &LowerDev,
+        geo: &InternalGeometry,
+        io: &mut KVec<u8>,
+    ) -> Result {
+        for i in 0..self.dirty.len() {
+            if self.take_dirty_block(i, io) {
+                if let Err(e) = lower.write_fua(bm_block_sector(geo, i), io) {
+                    self.dirty[i] = true;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// If bitmap block `i` is dirty, copies it to `io`, marks it clean and returns true.
+    fn take_dirty_block(&mut self, i: usize, io: &mut KVec<u8>) -> bool {
+        if !self.dirty.get(i).copied().unwrap_or(false) {
+            return false;
+        }
+        self.dirty[i] = false;
+        io.copy_from_slice(&self.bm[i * MD_BLOCK_SIZE..(i + 1) * MD_BLOCK_SIZE]);
+        true
+    }
+
+    /// Marks `nr_sectors` from `sector` out of sync.
+    fn mark(&mut self, sector: u64, nr_sectors: u64) {
+        if let Ok(n) = bm_set_sectors(&mut self.bm, sector, nr_sectors) {
+            self.oos += n;
+        }
+        let per_block = (MD_BLOCK_SIZE as u64) * 8 * fmt::BM_SECT_PER_BIT;
+        let last = sector + nr_sectors.max(1) - 1;
+        for b in sector / per_block..=last / per_block {
+            if let Some(d) = usize::try_from(b).ok().and_then(|b| self.dirty.get_mut(b)) {
+                *d = true;
+            }
+        }
+    }
+
+    /// Out-of-sync bits.
+    pub(crate) fn oos_bits(&self) -> u64 {
+        self.oos
+    }
+
+    /// Number of activity-log slots ("al-extents").
+    pub(crate) fn nr_slots(&self) -> usize {
+        self.al.nr_slots()
+    }
+}
+
+/// Sector of bitmap block `i`.
+fn bm_block_sector(geo: &InternalGeometry, i: usize) -> u64 {
+    geo.bm_sector() + i as u64 * u64::from(MD_4KB_SECT)
+}
+
+/// Sector of transaction number `n`.
+fn transaction_sector(geo: &InternalGeometry, n: u32) -> Result<u64> {
+    geo.al_tr_sector(n).ok_or(EINVAL)
+}
+
+/// Clears every bit from `bit` on.
+fn clear_bits_from(bm: &mut [u8], bit: u64) {
+    let Ok(byte) = usize::try_from(bit / 8) else {
+        return;
+    };
+    if byte >= bm.len() {
+        return;
+    }
+    bm[byte] &= (1u8 << (bit % 8)).wrapping_sub(1);
+    bm[byte + 1..].fill(0);
+}
+
+/// The activity-log step of a write request (process context, may sleep): takes references on
+/// the extents of `sector..sector + nr_sectors`, committing a transaction first if one of them
+/// is cold, and marks the range out of sync. On error nothing is held.
+///
+/// Callers serialise calls (the device's state mutex), so one transaction is written at a
+/// time, as `ActivityLog::prepare` requires.
+pub(crate) fn begin_write(
+    dev: &crate::device::Device,
+    lower: &LowerDev,
+    geo: &InternalGeometry,
+    io: &mut KVec<u8>,
+    sector: u64,
+    nr_sectors: u64,
+) -> Result {
+    let (first, last) = extent_range(sector, nr_sectors).ok_or(EINVAL)?;
+    let mut g = dev.activity().lock();
+    let evicted = loop {
+        let act = (*g).as_mut().ok_or(EIO)?;
+        if act.al.try_hot(first, last) == Hot::Yes {
+            act.mark(sector, nr_sectors);
+            return Ok(());
+        }
+        match act.al.prepare(first, last) {
+            Ok(p) if !p.needs_commit => {
+                act.mark(sector, nr_sectors);
+                return Ok(());
+            }
+            Ok(p) => break p,
+            Err(AlBusy::NoFreeSlot) => dev.activity_wait().wait(&mut g),
+            Err(AlBusy::TooManyExtents) => {
+                pr_err!(
+                    "write of {} sectors at {} spans too many extents\n",
+                    nr_sectors,
+                    sector
+                );
+                return Err(EIO);
+            }
+        }
+    };
+    // Bitmap blocks of evicted extents first (their bits may live only in memory), then the
+    // transaction. The lock is dropped around each write; completions may run meanwhile.
+    let mut res = Ok(());
+    for &e in &evicted.evicted[..evicted.n_evicted] {
+        let Ok(i) = usize::try_from(u64::from(e) * BM_BYTES_PER_EXTENT / MD_BLOCK_SIZE as u64)
+        else {
+            continue;
+        };
+        let Some(act) = (*g).as_mut() else {
+            res = Err(EIO);
+            break;
+        };
+        if !act.take_dirty_block(i, io) {
+            continue;
+        }
+        drop(g);
+        res = lower.write_fua(bm_block_sector(geo, i), io);
+        g = dev.activity().lock();
+        if res.is_err() {
+            if let Some(act) = (*g).as_mut() {
+                act.dirty[i] = true;
+            }
+            break;
+        }
+    }
+    let n = match (res, (*g).as_mut()) {
+        (Ok(()), Some(act)) => act.encode(io),
+        (Err(e), _) => Err(e),
+        (Ok(()), None) => Err(EIO),
+    };
+    drop(g);
+    let res = n.and_then(|n| lower.write_fua(transaction_sector(geo, n)?, io));
+    let mut g = dev.activity().lock();
+    let act = (*g).as_mut().ok_or(EIO)?;
+    match res {
+        Ok(()) => {
+            act.al.committed();
+            act.mark(sector, nr_sectors);
+            Ok(())
+        }
+        Err(e) => {
+            pr_err!("activity log transaction failed: {:?}\n", e);
+            act.al.abort(first, last);
+            drop(g);
+            dev.activity_wait().notify_all();
+            Err(e)
+        }
+    }
+}
+
+/// Completion of a write that [`begin_write`] let through (any context).
+pub(crate) fn end_write(dev: &crate::device::Device, sector: u64, nr_sectors: u64) {
+    let Some((first, last)) = extent_range(sector, nr_sectors) else {
+        return;
+    };
+    let idle = {
+        let mut g = dev.activity().lock();
+        (*g).as_mut().is_some_and(|act| act.al.put(first, last))
+    };
+    if idle {
+        dev.activity_wait().notify_all();
+    }
+}
