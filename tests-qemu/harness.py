@@ -14,10 +14,13 @@ Scenario files live in tests-qemu/scenarios/NAME.sh. Their header says what they
     # timeout: 300    seconds for the whole scenario (default 180)
     # disk: 256M      one scratch disk per VM, /dev/vda (default none)
     # mem: 1024       MiB per VM (default 1024)
+    # boots: 2        boot the VMs this many times over the same disks (default 1); every boot
+                      but the last ends in a crash: the guest prints HARK-CRASH-NOW (lib.sh's
+                      crash_now) and the harness kills QEMU at once, like pulling the plug
 
 The script runs as root in every VM with HARK_VM (0-based index), HARK_NVM, HARK_TOP (the
 repository), HARK_OUT (a writable folder shared with the host), HARK_IP (this VM's address)
-and HARK_PEER_IPS set; tests-qemu/guest/lib.sh has helpers (barriers, module paths, checks).
+and HARK_PEER_IPS set, and HARK_BOOT (1-based) / HARK_BOOTS; tests-qemu/guest/lib.sh has helpers (barriers, module paths, checks).
 """
 
 import argparse
@@ -37,6 +40,7 @@ import logscan  # noqa: E402
 
 SCENARIO_DIR = os.path.join(HERE, "scenarios")
 RESULT_RE = re.compile(r"HARK-RESULT vm=(\d+) rc=(\d+)")
+CRASH_MARK = "HARK-CRASH-NOW"
 SUBNET = "10.77.0."
 
 
@@ -45,14 +49,14 @@ def vm_ip(index):
 
 
 def parse_header(path):
-    meta = {"vms": 1, "timeout": 180, "disk": None, "mem": 1024}
+    meta = {"vms": 1, "timeout": 180, "disk": None, "mem": 1024, "boots": 1}
     with open(path, encoding="utf-8") as f:
         for line in f:
             if not line.startswith("#"):
                 if line.strip():
                     break
                 continue
-            m = re.match(r"#\s*(vms|timeout|disk|mem):\s*(\S+)", line)
+            m = re.match(r"#\s*(vms|timeout|disk|mem|boots):\s*(\S+)", line)
             if m:
                 key, value = m.group(1), m.group(2)
                 meta[key] = value if key == "disk" else int(value)
@@ -81,11 +85,13 @@ def kvm_usable():
 
 
 class Vm:
-    def __init__(self, index, nvm, name, meta, kernel, initrd, outdir, port):
+    def __init__(self, index, nvm, name, meta, kernel, initrd, outdir, port, boot=1):
         self.index = index
         self.name = name
         self.outdir = outdir
-        self.console = os.path.join(outdir, f"vm{index}.console.log")
+        self.boot = boot
+        suffix = f".boot{boot}" if meta["boots"] > 1 else ""
+        self.console = os.path.join(outdir, f"vm{index}{suffix}.console.log")
         share = os.path.join(outdir, f"vm{index}.share")
         os.makedirs(share, exist_ok=True)
         peers = " ".join(vm_ip(i) for i in range(nvm) if i != index)
@@ -94,6 +100,7 @@ class Vm:
             "hung_task_panic=0", "oops=panic" if os.environ.get("HARK_OOPS_PANIC") else "",
             f"HARK_TOP={TOP}", f"HARK_SCENARIO={name}", f"HARK_SCENARIO_DIR={SCENARIO_DIR}", f"HARK_VM={index}",
             f"HARK_NVM={nvm}", f"HARK_IP={vm_ip(index)}", f"HARK_PEER_IPS={peers.replace(' ', ',')}",
+            f"HARK_BOOT={boot}", f"HARK_BOOTS={meta['boots']}",
         ]).split()
         # No 5-level paging: with it, 7.3's KASAN reports a wild access in an interrupt that
         # hits identify_cpu() early in boot (seen once in about 20 boots).
@@ -109,7 +116,9 @@ class Vm:
         ]
         if meta["disk"]:
             disk = os.path.join(outdir, f"vm{index}.disk.qcow2")
-            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", disk, meta["disk"]], check=True)
+            if boot == 1:
+                subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", disk, meta["disk"]],
+                               check=True)
             args += ["-drive", f"file={disk},if=virtio,format=qcow2,cache=unsafe"]
         if nvm == 2:
             mode = "listen" if index == 0 else "connect"
@@ -118,12 +127,13 @@ class Vm:
         else:
             args += ["-nic", "none"]
         self.args = args
+        self.port = port
         self.proc = None
 
     def start(self):
-        with open(os.path.join(self.outdir, f"vm{self.index}.qemu.cmd"), "w", encoding="utf-8") as f:
+        with open(os.path.join(self.outdir, f"vm{self.index}.qemu.cmd"), "a", encoding="utf-8") as f:
             f.write(" ".join(self.args) + "\n")
-        self.stderr = open(os.path.join(self.outdir, f"vm{self.index}.qemu.err"), "w", encoding="utf-8")
+        self.stderr = open(os.path.join(self.outdir, f"vm{self.index}.qemu.err"), "a", encoding="utf-8")
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
                                      stdout=self.stderr, stderr=self.stderr)
 
@@ -146,11 +156,24 @@ def run_scenario(name, kernel, initrd, artifacts):
     outdir = os.path.join(artifacts, name)
     shutil.rmtree(outdir, ignore_errors=True)
     os.makedirs(outdir)
-    port = free_port()
-    vms = [Vm(i, meta["vms"], name, meta, kernel, initrd, outdir, port) for i in range(meta["vms"])]
     start = time.monotonic()
     deadline = start + meta["timeout"]
-    timed_out = False
+    problems = []
+    for boot in range(1, meta["boots"] + 1):
+        last = boot == meta["boots"]
+        port = free_port()
+        vms = [Vm(i, meta["vms"], name, meta, kernel, initrd, outdir, port, boot)
+               for i in range(meta["vms"])]
+        timed_out = run_boot(vms, meta, deadline, crash=not last)
+        problems += judge(vms, timed_out, meta, crash=not last)
+        if problems:
+            break
+    return problems, time.monotonic() - start, outdir
+
+
+def run_boot(vms, meta, deadline, crash):
+    """Runs one boot of all VMs; with `crash`, kills each VM as soon as it asks for it.
+    Returns whether the deadline passed."""
     try:
         for vm in vms:
             vm.start()
@@ -160,37 +183,57 @@ def run_scenario(name, kernel, initrd, artifacts):
                     if vm.proc.poll() is not None:
                         break
                     try:
-                        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                        socket.create_connection(("127.0.0.1", vm.port), timeout=0.2).close()
                         break
                     except OSError:
                         time.sleep(0.1)
         while any(vm.proc.poll() is None for vm in vms):
             if time.monotonic() > deadline:
-                timed_out = True
+                return True
+            if crash:
+                for vm in vms:
+                    if vm.proc.poll() is None and CRASH_MARK in vm.log():
+                        vm.kill()  # SIGKILL: nothing in the guest gets to flush or unmount
+            # One VM finishing early with a failure ends the boot.
+            if any(vm.proc.poll() is not None and not vm_passed(vm) and not asked_crash(vm)
+                   for vm in vms):
                 break
-            # One VM finishing early with a failure ends the scenario.
-            if any(vm.proc.poll() is not None and not vm_passed(vm) for vm in vms):
-                break
-            time.sleep(0.5)
+            time.sleep(0.2)
     finally:
         for vm in vms:
             vm.kill()
-    elapsed = time.monotonic() - start
+    return False
+
+
+def judge(vms, timed_out, meta, crash):
     problems = []
+
+    def tag(vm):
+        return f"vm{vm.index}" + (f" boot {vm.boot}" if meta["boots"] > 1 else "")
+
     if timed_out:
         problems.append(f"timeout after {meta['timeout']} s")
     for vm in vms:
         text = vm.log()
         results = RESULT_RE.findall(text)
-        if not results:
+        if crash:
+            if results:
+                problems.append(f"{tag(vm)}: exit {results[-1][1]} before the planned crash")
+            elif CRASH_MARK not in text and not timed_out:
+                problems.append(f"{tag(vm)}: ended without asking for the crash")
+        elif not results:
             if not timed_out:
-                problems.append(f"vm{vm.index}: no result line (crashed or killed early)")
+                problems.append(f"{tag(vm)}: no result line (crashed or killed early)")
         elif results[-1][1] != "0":
-            problems.append(f"vm{vm.index}: exit {results[-1][1]}")
+            problems.append(f"{tag(vm)}: exit {results[-1][1]}")
         splats = logscan.scan(text)
         if splats:
-            problems.append(f"vm{vm.index}: {logscan.summary(splats)}")
-    return problems, elapsed, outdir
+            problems.append(f"{tag(vm)}: {logscan.summary(splats)}")
+    return problems
+
+
+def asked_crash(vm):
+    return CRASH_MARK in vm.log()
 
 
 def vm_passed(vm):

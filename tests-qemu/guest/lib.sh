@@ -34,3 +34,13 @@ resource r0 {
 }
 CONF
 }
+
+# Boot number of a scenario with "# boots: N" (1-based).
+HARK_BOOT=${HARK_BOOT:-1}
+# Ask the harness to kill this VM now (SIGKILL to QEMU: no flush, no unmount, like a power
+# cut); the next boot of the scenario starts with the same disks. Never returns.
+crash_now() {
+	echo "HARK-CRASH-NOW"
+	sleep 600
+	die "still alive 600 s after asking for the crash"
+}

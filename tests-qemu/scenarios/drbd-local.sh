@@ -64,6 +64,11 @@ exec 7<>/dev/rdrbd0
 must_fail $A secondary r0
 exec 7>&-
 must $A secondary r0
+oos=$($A status r0 | sed -n 's/.*out-of-sync:\([0-9]*\)KiB.*/\1/p')
+echo "out of sync before down: ${oos} KiB (no peer: every write marks its blocks)"
+# fio wrote 4 MiB random + 16 MiB sequential from offset 0, dd 4 MiB at 10 MiB: at least
+# the 16 MiB sequential range, at most the 20 MiB the writes can reach.
+[ "$oos" -ge 16384 ] && [ "$oos" -le 20480 ] || die "out-of-sync $oos KiB not in 16384..20480"
 must $A down r0
 kill $evpid 2>/dev/null; wait $evpid 2>/dev/null || true
 cat /tmp/events.log
@@ -75,9 +80,14 @@ $A dump-md r0 | tee /tmp/dump2
 grep -q "la-size-sect $size;" /tmp/dump2 || die "la-size-sect not written"
 drbdmeta --force 0 v08 /dev/vda internal dump-md > /tmp/dm2 2>&1 || { cat /tmp/dm2; die "drbdmeta"; }
 grep -q "la-size-sect $size;" /tmp/dm2 || { cat /tmp/dm2; die "drbdmeta la-size"; }
+grep -q "^# bits-set $((oos / 4));" /tmp/dm2 || { cat /tmp/dm2; die "drbdmeta: bitmap should have $((oos / 4)) bits set"; }
+grep -q "# clean" /tmp/dump2 || die "metadata not clean after down"
 step "up again: the data is UpToDate without --force"
 must $A up r0
-$A status r0 | grep -q 'disk:UpToDate' || die "not UpToDate after re-attach"
+$A status r0 | tee /tmp/st5
+grep -q 'disk:UpToDate' /tmp/st5 || die "not UpToDate after re-attach"
+grep -q "out-of-sync:${oos}KiB" /tmp/st5 || die "bitmap not kept across down/up"
+dmesg | grep -q 'unclean shutdown' && die "a clean down must not need the activity log"
 must $A primary r0
 must dd if=/dev/rdrbd0 of=/tmp/back bs=1M skip=10 count=4 iflag=direct 2>/dev/null
 cmp /tmp/data /tmp/back || die "data lost across down/up"
