@@ -44,7 +44,8 @@ module! {
 
 struct DrbdRs {
     minors: u32,
-    _genl: genl::Registration,
+    /// Unregistered first in `drop`, so that no handler runs while the registry is freed.
+    genl: Option<genl::Registration>,
 }
 
 /// The number of minors the module parameter allows.
@@ -71,13 +72,17 @@ impl kernel::Module for DrbdRs {
         );
         Ok(DrbdRs {
             minors,
-            _genl: genl,
+            genl: Some(genl),
         })
     }
 }
 
 impl Drop for DrbdRs {
     fn drop(&mut self) {
+        drop(self.genl.take());
+        // Statics are never dropped: free the registry's buffer (empty by now: every minor
+        // holds a module reference, so unloading means none is left).
+        drop(core::mem::take(&mut *device::DEVICES.lock()));
         pr_info!("unloaded (minor_count was {})\n", self.minors);
     }
 }

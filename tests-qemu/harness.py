@@ -14,6 +14,7 @@ Scenario files live in tests-qemu/scenarios/NAME.sh. Their header says what they
     # timeout: 300    seconds for the whole scenario (default 180)
     # disk: 256M      one scratch disk per VM, /dev/vda (default none)
     # mem: 1024       MiB per VM (default 1024)
+    # cmdline: k=v    extra kernel command line (e.g. kmemleak=on)
     # boots: 2        boot the VMs this many times over the same disks (default 1); every boot
                       but the last ends in a crash: the guest prints HARK-CRASH-NOW (lib.sh's
                       crash_now) and the harness kills QEMU at once, like pulling the plug
@@ -49,17 +50,17 @@ def vm_ip(index):
 
 
 def parse_header(path):
-    meta = {"vms": 1, "timeout": 180, "disk": None, "mem": 1024, "boots": 1}
+    meta = {"vms": 1, "timeout": 180, "disk": None, "mem": 1024, "boots": 1, "cmdline": ""}
     with open(path, encoding="utf-8") as f:
         for line in f:
             if not line.startswith("#"):
                 if line.strip():
                     break
                 continue
-            m = re.match(r"#\s*(vms|timeout|disk|mem|boots):\s*(\S+)", line)
+            m = re.match(r"#\s*(vms|timeout|disk|mem|boots|cmdline):\s*(\S.*?)\s*$", line)
             if m:
                 key, value = m.group(1), m.group(2)
-                meta[key] = value if key == "disk" else int(value)
+                meta[key] = value if key in ("disk", "cmdline") else int(value)
     if not 1 <= meta["vms"] <= 2:
         raise ValueError(f"{path}: vms must be 1 or 2 (got {meta['vms']})")
     return meta
@@ -100,7 +101,7 @@ class Vm:
             "hung_task_panic=0", "oops=panic" if os.environ.get("HARK_OOPS_PANIC") else "",
             f"HARK_TOP={TOP}", f"HARK_SCENARIO={name}", f"HARK_SCENARIO_DIR={SCENARIO_DIR}", f"HARK_VM={index}",
             f"HARK_NVM={nvm}", f"HARK_IP={vm_ip(index)}", f"HARK_PEER_IPS={peers.replace(' ', ',')}",
-            f"HARK_BOOT={boot}", f"HARK_BOOTS={meta['boots']}",
+            f"HARK_BOOT={boot}", f"HARK_BOOTS={meta['boots']}", meta["cmdline"],
         ]).split()
         # No 5-level paging: with it, 7.3's KASAN reports a wild access in an interrupt that
         # hits identify_cpu() early in boot (seen once in about 20 boots).

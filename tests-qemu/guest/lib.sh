@@ -44,3 +44,25 @@ crash_now() {
 	sleep 600
 	die "still alive 600 s after asking for the crash"
 }
+
+# kmemleak (scenarios with "# cmdline: kmemleak=on"): forget what is known so far, then later
+# report anything new that is unreferenced. kmemleak only reports objects older than 5 s.
+kmemleak_clear() {
+	[ -w /sys/kernel/debug/kmemleak ] || die "kmemleak is not enabled (boot with kmemleak=on)"
+	echo scan > /sys/kernel/debug/kmemleak
+	echo clear > /sys/kernel/debug/kmemleak
+}
+kmemleak_check() {
+	sleep 6
+	echo scan > /sys/kernel/debug/kmemleak
+	sleep 1
+	echo scan > /sys/kernel/debug/kmemleak
+	# debugfs files have size 0: read the report to see whether there is one.
+	local report
+	report=$(cat /sys/kernel/debug/kmemleak)
+	if [ -n "$report" ]; then
+		echo "$report"
+		die "kmemleak reports unreferenced objects (above)"
+	fi
+	echo "kmemleak: no leaks"
+}
