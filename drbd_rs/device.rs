@@ -26,6 +26,12 @@ kernel::sync::global_lock! {
     pub(crate) unsafe(uninit) static DEVICES: Mutex<KVec<Arc<Device>>> = KVec::new();
 }
 
+kernel::sync::global_lock! {
+    // SAFETY: Initialised in the module initializer before any netlink handler can run.
+    /// Names of the existing resources (`new-resource`); taken before [`DEVICES`] if both are.
+    pub(crate) unsafe(uninit) static RESOURCES: Mutex<KVec<KVec<u8>>> = KVec::new();
+}
+
 /// Mutable state of a device.
 pub(crate) struct State {
     /// Current role.

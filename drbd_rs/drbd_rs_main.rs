@@ -62,6 +62,8 @@ impl kernel::Module for DrbdRs {
         }
         // SAFETY: Called exactly once, before the family (the only user) is registered.
         unsafe { device::DEVICES.init() };
+        // SAFETY: As above.
+        unsafe { device::RESOURCES.init() };
         let genl = genl::register(module)?;
         pr_info!(
             "loaded: minor_count={}, genl family {} v{} ({} commands)\n",
@@ -83,6 +85,7 @@ impl Drop for DrbdRs {
         // Statics are never dropped: free the registry's buffer (empty by now: every minor
         // holds a module reference, so unloading means none is left).
         drop(core::mem::take(&mut *device::DEVICES.lock()));
+        drop(core::mem::take(&mut *device::RESOURCES.lock()));
         pr_info!("unloaded (minor_count was {})\n", self.minors);
     }
 }

@@ -8,7 +8,7 @@
 //! below before a handler runs, and handlers check presence and ranges. An error is returned
 //! as a negative errno with a message in the extended ack, and logged.
 
-use crate::device::{self, Device, DEVICES};
+use crate::device::{self, Device, DEVICES, RESOURCES};
 use crate::drbd_genl::{self as nl, Attr, AttrKind, Cmd, EventType};
 use crate::glue;
 use core::cell::UnsafeCell;
@@ -60,7 +60,10 @@ const fn op(cmd: Cmd) -> bindings::genl_small_ops {
     o
 }
 
-const COMMANDS: [Cmd; 8] = [
+/// Every command but `Reply` (which only the kernel sends).
+const COMMANDS: [Cmd; 9] = [
+    Cmd::NewResource,
+    Cmd::DelResource,
     Cmd::NewMinor,
     Cmd::DelMinor,
     Cmd::Attach,
@@ -68,7 +71,6 @@ const COMMANDS: [Cmd; 8] = [
     Cmd::Primary,
     Cmd::Secondary,
     Cmd::Status,
-    Cmd::DelResource,
 ];
 
 static OPS: Table<[bindings::genl_small_ops; COMMANDS.len()]> = Table({
@@ -299,9 +301,10 @@ fn put_status(m: &mut Msg, dev: &Device) -> Result {
     Ok(())
 }
 
-/// Multicasts an `events2`-style event about `dev`. Best effort: no listener, no message.
-pub(crate) fn notify(dev: &Device, event: EventType) {
-    // SAFETY: `FAMILY` is registered while any device exists.
+/// Multicasts an `events2`-style event whose attributes `fill` writes after the event type.
+/// Best effort: without listeners (or memory) nothing is sent.
+fn multicast_event(event: EventType, fill: impl FnOnce(&mut Msg) -> Result) {
+    // SAFETY: `FAMILY` is registered while any handler runs or any device exists.
     if unsafe {
         bindings::genl_has_listeners(
             FAMILY.0.get(),
@@ -315,9 +318,32 @@ pub(crate) fn notify(dev: &Device, event: EventType) {
     let Ok(mut m) = Msg::new(0, 0, Cmd::Reply) else {
         return;
     };
-    if m.put_u8(Attr::EventType, event as u8).is_ok() && put_status(&mut m, dev).is_ok() {
+    if m.put_u8(Attr::EventType, event as u8).is_ok() && fill(&mut m).is_ok() {
         m.multicast();
     }
+}
+
+/// Multicasts an event about `dev`.
+pub(crate) fn notify(dev: &Device, event: EventType) {
+    multicast_event(event, |m| put_status(m, dev));
+}
+
+/// Multicasts an event about a resource (a message without a minor).
+fn notify_resource(name: &CStr, event: EventType) {
+    multicast_event(event, |m| m.put_str(Attr::ResourceName, name.to_bytes()));
+}
+
+fn resource_name_of(req: &Req) -> core::result::Result<&CStr, c_int> {
+    let name = req
+        .cstr(Attr::ResourceName)
+        .ok_or_else(|| req.fail(EINVAL, c"missing attribute: resource name"))?;
+    if !crate::drbd_genl::valid_resource_name(name.to_bytes()) {
+        return Err(req.fail(
+            EINVAL,
+            c"invalid resource name (printable ASCII, no space or '/')",
+        ));
+    }
+    Ok(name)
 }
 
 fn minor_of(req: &Req) -> core::result::Result<u32, c_int> {
@@ -334,15 +360,56 @@ fn handle(req: &Req, cmd: Cmd) -> core::result::Result<(), c_int> {
     // SAFETY: `info` is the live request and `genlhdr`/`nlhdr` point into it.
     let (portid, seq) = unsafe { ((*req.info).snd_portid, (*req.info).snd_seq) };
     match cmd {
+        Cmd::NewResource => {
+            let name = resource_name_of(req)?;
+            let mut res = RESOURCES.lock();
+            if res.iter().any(|r| r.as_slice() == name.to_bytes()) {
+                return Err(req.fail(EEXIST, c"resource exists"));
+            }
+            let mut owned = KVec::with_capacity(name.to_bytes().len(), GFP_KERNEL)
+                .map_err(|_| req.fail(ENOMEM, c"out of memory"))?;
+            owned
+                .extend_from_slice(name.to_bytes(), GFP_KERNEL)
+                .map_err(|_| req.fail(ENOMEM, c"out of memory"))?;
+            res.push(owned, GFP_KERNEL)
+                .map_err(|_| req.fail(ENOMEM, c"out of memory"))?;
+            drop(res);
+            // Like a minor, a resource keeps the module loaded until `del-resource`.
+            glue::module_get();
+            pr_info!("resource {}: created\n", name.to_str().unwrap_or("?"));
+            notify_resource(name, EventType::Create);
+        }
+        Cmd::DelResource => {
+            let name = resource_name_of(req)?;
+            let mut res = RESOURCES.lock();
+            let idx = res
+                .iter()
+                .position(|r| r.as_slice() == name.to_bytes())
+                .ok_or_else(|| req.fail(ENOENT, c"no such resource"))?;
+            if DEVICES
+                .lock()
+                .iter()
+                .any(|d| d.resource.as_slice() == name.to_bytes())
+            {
+                return Err(req.fail(EBUSY, c"resource still has minors (del-minor first)"));
+            }
+            res.remove(idx)
+                .map_err(|_| req.fail(ENOENT, c"no such resource"))?;
+            drop(res);
+            glue::module_put();
+            pr_info!("resource {}: destroyed\n", name.to_str().unwrap_or("?"));
+            notify_resource(name, EventType::Destroy);
+        }
         Cmd::NewMinor => {
             let minor = minor_of(req)?;
             if minor >= crate::minor_limit() {
                 return Err(req.fail(EINVAL, c"minor out of range (module parameter minor_count)"));
             }
-            let name = req
-                .cstr(Attr::ResourceName)
-                .filter(|n| !n.is_empty())
-                .ok_or_else(|| req.fail(EINVAL, c"missing attribute: resource name"))?;
+            let name = resource_name_of(req)?;
+            let res = RESOURCES.lock();
+            if !res.iter().any(|r| r.as_slice() == name.to_bytes()) {
+                return Err(req.fail(ENOENT, c"no such resource (new-resource first)"));
+            }
             let mut devs = DEVICES.lock();
             if device::find(&devs, minor).is_some() {
                 return Err(req.fail(EEXIST, c"minor exists"));
@@ -354,6 +421,7 @@ fn handle(req: &Req, cmd: Cmd) -> core::result::Result<(), c_int> {
             devs.push_within_capacity(dev.clone())
                 .map_err(|_| req.fail(ENOMEM, c"out of memory"))?;
             drop(devs);
+            drop(res);
             glue::module_get();
             pr_info!(
                 "rdrbd{}: created (resource {})\n",
@@ -455,6 +523,18 @@ fn handle(req: &Req, cmd: Cmd) -> core::result::Result<(), c_int> {
             if only.is_some() && devs.is_empty() {
                 return Err(req.fail(ENODEV, c"no such minor"));
             }
+            if only.is_none() {
+                // Resources first (a message without a minor), as events2 lists them.
+                let res = RESOURCES.lock();
+                for r in res.iter() {
+                    let mut m = Msg::new(portid, seq, Cmd::Reply)
+                        .map_err(|e| req.fail(e, c"out of memory"))?;
+                    m.put_str(Attr::ResourceName, r)
+                        .map_err(|e| req.fail(e, c"reply too large"))?;
+                    m.reply(req.info)
+                        .map_err(|e| req.fail(e, c"cannot send reply"))?;
+                }
+            }
             for d in devs.iter() {
                 let mut m =
                     Msg::new(portid, seq, Cmd::Reply).map_err(|e| req.fail(e, c"out of memory"))?;
@@ -463,7 +543,7 @@ fn handle(req: &Req, cmd: Cmd) -> core::result::Result<(), c_int> {
                     .map_err(|e| req.fail(e, c"cannot send reply"))?;
             }
         }
-        Cmd::DelResource | Cmd::NewResource | Cmd::Reply => {
+        Cmd::Reply => {
             return Err(req.fail(EOPNOTSUPP, c"command not supported"));
         }
     }

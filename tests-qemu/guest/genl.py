@@ -5,8 +5,9 @@
     genl.py cmd FAMILY CMD [ATTR=TYPE:VALUE ...]   send one request, print replies, exit with
                                                    the errno (0 on success)
     genl.py fuzz FAMILY COUNT [SEED]               send COUNT random or malformed requests
-    genl.py cleanup FAMILY MINORS                  secondary, detach, del-minor for minors
-                                                   0..MINORS-1 (drbd_rs numbering)
+    genl.py cleanup FAMILY MINORS [RES ...]        secondary, detach, del-minor for minors
+                                                   0..MINORS-1, then del-resource for each RES
+                                                   (default r0; drbd_rs numbering)
 
 Attribute syntax: 2=u32:0, 1=str:r0, 6=flag:, 4=u8:1, 7=u64:5, 3=raw:0a0b (hex).
 The fuzzer mixes valid-looking requests with wrong types, lengths, nesting, truncated headers,
@@ -222,6 +223,8 @@ def cleanup_main(args):
     for minor in range(int(args[1])):
         for cmd in (9, 7, 5):  # secondary, detach, del-minor
             g.transact(message(fam, cmd, attr(2, struct.pack("=I", minor))))
+    for name in args[2:] or ["r0"]:
+        g.transact(message(fam, 3, attr(1, name.encode() + b"\0")))  # del-resource
     return 0
 
 

@@ -33,6 +33,17 @@ grep -q 'role:Secondary' /tmp/st && grep -q 'disk:Inconsistent' /tmp/st || die "
 $A events --now | tee /tmp/ev
 grep -q '^exists device name:r0 volume:0 minor:0 role:Secondary disk:Inconsistent' /tmp/ev || die "events --now"
 
+grep -q '^exists resource name:r0$' /tmp/ev || die "events --now: no resource line"
+
+step "resource rules over raw netlink: names checked, minors need their resource, busy resources stay"
+# genl.py exits with the errno: keep it out of pipefail.
+G() { $PY "$HARK_TOP/tests-qemu/guest/genl.py" cmd drbd_rs "$@" || true; }
+G 2 1=str:r0 | grep -q EEXIST || die "new-resource of an existing resource"
+G 2 1=str:a/b | grep -q EINVAL || die "new-resource with '/' in the name"
+G 4 1=str:nores 2=u32:5 | grep -q ENOENT || die "new-minor of an unknown resource"
+G 3 1=str:r0 | grep -q EBUSY || die "del-resource with a minor"
+G 3 1=str:nores | grep -q ENOENT || die "del-resource of an unknown resource"
+
 step "Secondary refuses opens for writing"
 must_fail dd if=/dev/zero of=/dev/rdrbd0 bs=4k count=1 2>/dev/null
 step "primary without --force is refused, with --force it works"
@@ -76,6 +87,7 @@ kill $evpid 2>/dev/null; wait $evpid 2>/dev/null || true
 cat /tmp/events.log
 grep -q '^change device name:r0 volume:0 minor:0 role:Primary disk:UpToDate' /tmp/events.log || die "no Primary change event"
 grep -q '^destroy device name:r0' /tmp/events.log || die "no destroy event"
+grep -q '^destroy resource name:r0$' /tmp/events.log || die "no resource destroy event"
 
 step "metadata after down: consistent, UpToDate, la-size set; drbdmeta agrees"
 $A dump-md r0 | tee /tmp/dump2

@@ -157,6 +157,14 @@ pub enum AttrKind {
 
 /// Longest resource name, in bytes.
 pub const RESOURCE_NAME_MAX: u16 = 63;
+
+/// Whether `name` may name a resource: 1..=[`RESOURCE_NAME_MAX`] printable ASCII bytes, no
+/// space and no `/` (DRBD forbids `/` too: names become paths in sysfs and udev rules).
+pub fn valid_resource_name(name: &[u8]) -> bool {
+    !name.is_empty()
+        && name.len() <= RESOURCE_NAME_MAX as usize
+        && name.iter().all(|&b| b.is_ascii_graphic() && b != b'/')
+}
 /// Longest lower device path, in bytes.
 pub const PATH_MAX: u16 = 255;
 /// Longest message, in bytes.
@@ -280,6 +288,19 @@ pub const DEVICE_PREFIX: &str = "rdrbd";
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn resource_names() {
+        assert!(super::valid_resource_name(b"r0"));
+        assert!(super::valid_resource_name(b"data-1.web_2"));
+        assert!(super::valid_resource_name(&[b'a'; 63]));
+        assert!(!super::valid_resource_name(&[b'a'; 64]));
+        assert!(!super::valid_resource_name(b""));
+        assert!(!super::valid_resource_name(b"a/b"));
+        assert!(!super::valid_resource_name(b"a b"));
+        assert!(!super::valid_resource_name(b"r\x00"));
+        assert!(!super::valid_resource_name("r\u{e9}".as_bytes()));
+    }
+
     use super::*;
 
     #[test]

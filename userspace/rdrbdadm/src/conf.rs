@@ -402,6 +402,11 @@ impl Parser {
     fn resource(&mut self, common: &(Options, Options)) -> Result<Resource, ConfigError> {
         let line = self.line();
         let name = self.word("a resource name")?;
+        if !hark_proto::drbd_genl::valid_resource_name(name.as_bytes()) {
+            return Err(self.err(format!(
+                "invalid resource name {name:?}: 1..63 printable ASCII characters, no '/'"
+            )));
+        }
         self.expect(Tok::Open, "{")?;
         let mut res = Resource {
             name,
@@ -589,6 +594,13 @@ resource r0 {
 
     fn err_of(text: &str) -> ConfigError {
         Config::parse(text, "t.conf").unwrap_err()
+    }
+
+    #[test]
+    fn resource_names_are_checked() {
+        let e = err_of("resource a/b { }");
+        assert!(e.to_string().contains("invalid resource name"), "{e}");
+        assert_eq!(e.line, 1);
     }
 
     #[test]

@@ -222,6 +222,22 @@ fn print_status(s: &Status) {
     );
 }
 
+/// Whether a status message describes a device (resource messages have no minor).
+fn is_device(m: &genl::OwnedMsg) -> bool {
+    matches!(m.get_u32(Attr::Minor), Ok(Some(_)))
+}
+
+/// The events2 line of a status or event message: a resource or a device.
+fn any_event_line(kind: EventType, m: &genl::OwnedMsg) -> Result<String, Fail> {
+    if is_device(m) {
+        return Ok(event_line(kind, &status_of(m)?));
+    }
+    let name = m
+        .get_str(Attr::ResourceName)?
+        .ok_or_else(|| Fail(20, "kernel event without a resource name".into()))?;
+    Ok(format!("{} resource name:{}", kind.name(), name))
+}
+
 fn event_line(kind: EventType, s: &Status) -> String {
     format!(
         "{} device name:{} volume:0 minor:{} role:{} disk:{} size:{} out-of-sync:{}",
@@ -235,13 +251,31 @@ fn event_line(kind: EventType, s: &Status) -> String {
     )
 }
 
+fn resource_cmd(k: &mut Kernel, cmd: Cmd, name: &str) -> Result<(), Fail> {
+    k.call(cmd, |w| w.put_str(Attr::ResourceName as u16, name))?;
+    Ok(())
+}
+
 fn up(k: &mut Kernel, l: &Local) -> Result<(), Fail> {
+    // An existing resource is fine (another volume, or a previous partial `up`).
+    let created = match resource_cmd(k, Cmd::NewResource, &l.name) {
+        Ok(()) => true,
+        Err(Fail(_, msg)) if msg.contains("File exists") => false,
+        Err(e) => return Err(e),
+    };
+    let undo_resource = |k: &mut Kernel| {
+        if created {
+            let _ = resource_cmd(k, Cmd::DelResource, &l.name);
+        }
+    };
     k.call(Cmd::NewMinor, |w| {
         w.put_str(Attr::ResourceName as u16, &l.name)?;
         w.put_u32(Attr::Minor as u16, l.minor)
-    })?;
+    })
+    .inspect_err(|_| undo_resource(k))?;
     attach(k, l).inspect_err(|_| {
         let _ = k.minor_cmd(Cmd::DelMinor, l.minor);
+        undo_resource(k);
     })
 }
 
@@ -296,6 +330,7 @@ fn run(cli: &Cli) -> Result<(), Fail> {
                 }
             }
             k.minor_cmd(Cmd::DelMinor, l.minor)?;
+            resource_cmd(&mut k, Cmd::DelResource, &l.name)?;
         }
         Command::Attach { resource } => attach(&mut Kernel::open()?, &local(cli, resource)?)?,
         Command::Detach { resource } => {
@@ -321,6 +356,7 @@ fn run(cli: &Cli) -> Result<(), Fail> {
             let replies = k.call(Cmd::Status, |_| Ok(()))?;
             let mut all = replies
                 .iter()
+                .filter(|m| is_device(m))
                 .map(status_of)
                 .collect::<Result<Vec<_>, _>>()?;
             all.sort_by_key(|s| s.minor);
@@ -347,7 +383,7 @@ fn run(cli: &Cli) -> Result<(), Fail> {
                 k.sock.subscribe(group)?;
             }
             for m in k.call(Cmd::Status, |_| Ok(()))? {
-                println!("{}", event_line(EventType::Exists, &status_of(&m)?));
+                println!("{}", any_event_line(EventType::Exists, &m)?);
             }
             println!("exists -");
             if *now {
@@ -356,7 +392,7 @@ fn run(cli: &Cli) -> Result<(), Fail> {
             loop {
                 let m = k.sock.recv_event()?;
                 let kind = m.event_type()?.unwrap_or(EventType::Change);
-                println!("{}", event_line(kind, &status_of(&m)?));
+                println!("{}", any_event_line(kind, &m)?);
             }
         }
         Command::Dump { resource } => {
