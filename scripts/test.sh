@@ -19,9 +19,9 @@ stage "userspace"
 make -s userspace || die "userspace build failed"
 
 stage "host tests"
-host_out=$(scripts/host-test.sh | tee /dev/stderr | tail -n1)
+host_out=$(scripts/host-test.sh | tee -a /dev/stderr | tail -n1)
 stage "VM scenarios"
-vm_out=$(tests-qemu/harness.py "$@" | tee /dev/stderr | tail -n1)
+vm_out=$(tests-qemu/harness.py "$@" | tee -a /dev/stderr | tail -n1)
 
 hp=$(sed -n 's/^host: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' <<<"$host_out")
 hf=$(sed -n 's/^host: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' <<<"$host_out")
