@@ -25,6 +25,7 @@ and HARK_PEER_IPS set, and HARK_BOOT (1-based) / HARK_BOOTS; tests-qemu/guest/li
 """
 
 import argparse
+import concurrent.futures
 import os
 import re
 import shutil
@@ -256,6 +257,10 @@ def main():
     ap.add_argument("names", nargs="*", help="scenarios to run (default: all)")
     ap.add_argument("--list", action="store_true", help="list scenarios and exit")
     ap.add_argument("--dir", help="folder of scenario files (default: tests-qemu/scenarios)")
+    ap.add_argument("-j", "--jobs", type=int,
+                    default=int(os.environ.get("HARK_JOBS", "0")) or os.cpu_count() or 1,
+                    help="scenarios run at once (default: HARK_JOBS or the number of CPUs; "
+                         "a TCG VM keeps about one CPU busy)")
     ap.add_argument("--artifacts", default=os.environ.get("HARK_ARTIFACTS", os.path.join(TOP, "artifacts")),
                     help="folder for consoles and shared files (default: ./artifacts)")
     args = ap.parse_args()
@@ -277,14 +282,20 @@ def main():
     initrd = initramfs.build(os.path.join(args.artifacts, "initramfs.cpio.gz"),
                              os.path.join(HERE, "guest", "init"))
     passed = failed = 0
-    for name in names:
-        problems, elapsed, outdir = run_scenario(name, kernel, initrd, args.artifacts)
-        if problems:
-            failed += 1
-            print(f"FAIL {name} ({elapsed:.0f} s): {'; '.join(problems)} [logs: {outdir}]", flush=True)
-        else:
-            passed += 1
-            print(f"ok   {name} ({elapsed:.0f} s)", flush=True)
+    # Longest first (the header's timeout is the estimate), so parallel runs end together.
+    order = sorted(names, key=lambda n: -parse_header(os.path.join(SCENARIO_DIR, n + ".sh"))["timeout"])
+    jobs = max(1, min(args.jobs, len(order)))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(run_scenario, n, kernel, initrd, args.artifacts): n for n in order}
+        for fut in concurrent.futures.as_completed(futures):
+            name = futures[fut]
+            problems, elapsed, outdir = fut.result()
+            if problems:
+                failed += 1
+                print(f"FAIL {name} ({elapsed:.0f} s): {'; '.join(problems)} [logs: {outdir}]", flush=True)
+            else:
+                passed += 1
+                print(f"ok   {name} ({elapsed:.0f} s)", flush=True)
     print(f"vm: {passed} passed, {failed} failed")
     return 0 if failed == 0 else 1
 
