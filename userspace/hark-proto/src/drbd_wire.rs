@@ -201,6 +201,8 @@ pub enum WireError {
     BadLength,
     /// The peer's version range does not meet ours.
     Incompatible,
+    /// A compressed bitmap with an encoding other than RLE+VLI.
+    BadEncoding,
 }
 
 /// Header size in bytes for an agreed protocol version (`drbd_header_size`).
@@ -344,6 +346,179 @@ impl Features {
     }
 }
 
+/// Bitmap encoding in `P_COMPRESSED_BITMAP` (`RLE_VLI_Bits`).
+pub const RLE_VLI_BITS: u8 = 2;
+
+/// VLI code levels: (total bits, prefix bits, prefix value), `VLI_L_1_1` of `drbd_vli.h`.
+const VLI_LEVELS: [(u32, u32, u64); 10] = [
+    (2, 1, 0x00),
+    (3, 2, 0x01),
+    (5, 3, 0x03),
+    (7, 4, 0x07),
+    (10, 5, 0x0f),
+    (14, 6, 0x1f),
+    (21, 8, 0x3f),
+    (29, 8, 0x7f),
+    (42, 8, 0xbf),
+    (64, 8, 0xff),
+];
+
+/// Encodes a run length (`1..`) as DRBD's VLI code: `(code, bits)`, least significant bit
+/// first; `None` for 0 or a value beyond the code (`__vli_encode_bits`).
+pub fn vli_encode(v: u64) -> Option<(u64, u32)> {
+    if v == 0 {
+        return None;
+    }
+    let mut max = 0u64;
+    let mut adj = 1u64;
+    for &(t, b, prefix) in &VLI_LEVELS {
+        max += 1u64 << (t - b);
+        if v <= max {
+            return Some((((v - adj) << b) | prefix, t));
+        }
+        adj = max + 1;
+    }
+    None
+}
+
+/// Decodes the VLI code in the low bits of `input`: `(value, bits consumed)`
+/// (`vli_decode_bits`; every bit pattern decodes).
+pub fn vli_decode(input: u64) -> (u64, u32) {
+    let mut adj = 1u64;
+    for &(t, b, prefix) in &VLI_LEVELS {
+        if input & ((1u64 << b) - 1) == prefix {
+            let mask = u64::MAX >> (64 - t);
+            return (((input & mask) >> b) + adj, t);
+        }
+        adj += 1u64 << (t - b);
+    }
+    // The last level's prefix is 0xff and the others cover every other 8-bit prefix.
+    unreachable!("VLI levels cover every prefix")
+}
+
+/// Bit `i` of a DRBD bitmap (little-endian bit order).
+fn bm_bit(bm: &[u8], i: u64) -> bool {
+    bm.get((i / 8) as usize)
+        .is_some_and(|b| b & (1 << (i % 8)) != 0)
+}
+
+/// First bit from `from` (below `end`) whose value is `want`, else `end`.
+fn bm_find(bm: &[u8], from: u64, end: u64, want: bool) -> u64 {
+    let mut i = from;
+    while i < end {
+        if i % 8 == 0 && end - i >= 8 {
+            let byte = bm.get((i / 8) as usize).copied().unwrap_or(0);
+            if (want && byte == 0) || (!want && byte == 0xff) {
+                i += 8;
+                continue;
+            }
+        }
+        if bm_bit(bm, i) == want {
+            return i;
+        }
+        i += 1;
+    }
+    end
+}
+
+/// Encodes bits `*offset..bm_bits` of `bm` as RLE+VLI into `out` (one `P_COMPRESSED_BITMAP`
+/// payload after the encoding byte), like `fill_bitmap_rle_bits`: as many runs as fit. Returns
+/// the encoding byte and the code length, and advances `*offset` past the runs encoded. Returns
+/// `None` (offset unchanged) when nothing is left or the code would not be smaller than the
+/// plain bits: the caller sends those as a plain `P_BITMAP`.
+pub fn rle_encode(
+    bm: &[u8],
+    bm_bits: u64,
+    offset: &mut u64,
+    out: &mut [u8],
+) -> Option<(u8, usize)> {
+    let start = *offset;
+    if start >= bm_bits || out.is_empty() {
+        return None;
+    }
+    out.fill(0);
+    let mut pos = 0usize; // bit position in `out`
+    let mut at = start;
+    let first_set = bm_bit(bm, at);
+    let mut want_set = !first_set; // the run ends where the polarity flips
+    while at < bm_bits {
+        let end = bm_find(bm, at, bm_bits, want_set);
+        let (code, bits) = vli_encode(end - at)?;
+        if pos + bits as usize > out.len() * 8 {
+            break;
+        }
+        for k in 0..bits as usize {
+            if code >> k & 1 != 0 {
+                out[(pos + k) / 8] |= 1 << ((pos + k) % 8);
+            }
+        }
+        pos += bits as usize;
+        at = end;
+        want_set = !want_set;
+    }
+    let len = pos.div_ceil(8);
+    if at - start < (len as u64) * 8 || at == start {
+        return None;
+    }
+    *offset = at;
+    let pad = ((8 - pos % 8) % 8) as u8;
+    Some(((u8::from(first_set) << 7) | (pad << 4) | RLE_VLI_BITS, len))
+}
+
+/// Applies one `P_COMPRESSED_BITMAP` payload (`encoding` byte and `code`) to `bm` from bit
+/// `*offset`, like `recv_bm_rle_bits`: set runs are ORed in, clear runs skipped. Advances
+/// `*offset`; returns whether bits remain. A malformed payload (unknown encoding, a run past
+/// `bm_bits`, a truncated code) is an error and may have set some bits already, as in DRBD,
+/// where the connection is then torn down.
+pub fn rle_decode(
+    encoding: u8,
+    code: &[u8],
+    bm: &mut [u8],
+    bm_bits: u64,
+    offset: &mut u64,
+) -> Result<bool, WireError> {
+    if encoding & 0x0f != RLE_VLI_BITS {
+        return Err(WireError::BadEncoding);
+    }
+    let pad = u64::from((encoding >> 4) & 7);
+    let total = (code.len() as u64 * 8)
+        .checked_sub(pad)
+        .ok_or(WireError::BadLength)?;
+    let get = |pos: u64| code[(pos / 8) as usize] >> (pos % 8) & 1 != 0;
+    let mut pos = 0u64;
+    let mut set = encoding & 0x80 != 0;
+    let mut at = *offset;
+    while pos < total {
+        // Up to 64 bits of look-ahead; missing bits past the end read as 0.
+        let mut look = 0u64;
+        for k in 0..64.min(total - pos) {
+            if get(pos + k) {
+                look |= 1 << k;
+            }
+        }
+        let (rl, bits) = vli_decode(look);
+        if u64::from(bits) > total - pos {
+            return Err(WireError::BadLength);
+        }
+        pos += u64::from(bits);
+        let end = at.checked_add(rl).ok_or(WireError::TooLong)?;
+        if set {
+            if end > bm_bits {
+                return Err(WireError::TooLong);
+            }
+            for i in at..end {
+                if let Some(b) = bm.get_mut((i / 8) as usize) {
+                    *b |= 1 << (i % 8);
+                }
+            }
+        }
+        at = end;
+        set = !set;
+    }
+    *offset = at;
+    Ok(at < bm_bits)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,6 +641,131 @@ mod tests {
             assert_eq!(
                 Features::negotiate(&Features::OURS, &peer),
                 Err(WireError::Incompatible)
+            );
+        }
+    }
+    #[test]
+    fn vli_table() {
+        // Level boundaries of drbd_vli.h's table.
+        assert_eq!(vli_encode(1), Some((0b00, 2)));
+        assert_eq!(vli_encode(2), Some((0b10, 2)));
+        assert_eq!(vli_encode(3), Some((0b001, 3)));
+        assert_eq!(vli_encode(0), None);
+        let max = 2 + 2 + 4 + 8 + 32 + 256 + 8192 + (1 << 21) + (1u64 << 34) + (1u64 << 56);
+        assert_eq!(max, 0x0100_0004_0020_2130); // drbd_vli.h: 0x100000400202130
+        assert!(vli_encode(max).is_some());
+        assert_eq!(vli_encode(max + 1), None);
+        let mut s = 1u64;
+        for _ in 0..200_000 {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let v = (s >> (s % 64)).max(1).min(max);
+            let (code, bits) = vli_encode(v).unwrap();
+            let noise = if bits < 64 { s << bits } else { 0 };
+            assert_eq!(vli_decode(code | noise), (v, bits), "v={v}");
+        }
+        // Any 64-bit input decodes to something.
+        for k in 0..64 {
+            let _ = vli_decode(u64::MAX >> k);
+        }
+    }
+
+    /// Sends a whole bitmap the way DRBD does (RLE packets where they compress, plain bytes
+    /// elsewhere) and checks the receiver gets the same bitmap.
+    fn transfer(bm: &[u8], bm_bits: u64, chunk: usize) -> std::vec::Vec<u8> {
+        let mut got = std::vec![0u8; bm.len()];
+        let mut tx = 0u64;
+        let mut rx = 0u64;
+        let mut out = std::vec![0u8; chunk];
+        while tx < bm_bits {
+            match rle_encode(bm, bm_bits, &mut tx, &mut out) {
+                Some((enc, len)) => {
+                    let more = rle_decode(enc, &out[..len], &mut got, bm_bits, &mut rx).unwrap();
+                    assert_eq!(rx, tx);
+                    assert_eq!(more, rx < bm_bits);
+                }
+                None => {
+                    // Plain: one byte (8 bits) at a time, from a byte boundary as in DRBD.
+                    let byte = (tx / 8) as usize;
+                    got[byte] |= bm[byte] & !((1u8 << (tx % 8)) - 1);
+                    tx = ((byte as u64) + 1) * 8;
+                    rx = tx;
+                }
+            }
+        }
+        got
+    }
+
+    extern crate std;
+
+    #[test]
+    fn rle_round_trip() {
+        let mut s = 7u64;
+        let mut rnd = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        for round in 0..120 {
+            let bytes = 1 + (rnd() % 4096) as usize;
+            let bm_bits = bytes as u64 * 8 - rnd() % 8;
+            let mut bm = std::vec![0u8; bytes];
+            // Runs of random polarity and length: sparse, dense and noisy maps.
+            let mut i = 0u64;
+            let mut set = rnd() % 2 == 0;
+            while i < bm_bits {
+                let run = 1 + rnd() % [3, 40, 5000][round % 3];
+                for k in i..(i + run).min(bm_bits) {
+                    if set {
+                        bm[(k / 8) as usize] |= 1 << (k % 8);
+                    }
+                }
+                i += run;
+                set = !set;
+            }
+            let chunk = [1usize, 7, 64, 4096][round % 4];
+            assert_eq!(transfer(&bm, bm_bits, chunk), bm, "round {round}");
+        }
+        // All clear and all set compress to a few bytes.
+        let zero = std::vec![0u8; 1 << 16];
+        let mut off = 0;
+        let mut out = [0u8; 16];
+        let (enc, len) = rle_encode(&zero, 1 << 19, &mut off, &mut out).unwrap();
+        assert_eq!((enc & 0x80, off), (0, 1 << 19));
+        assert!(len <= 4);
+    }
+
+    #[test]
+    fn rle_decode_refuses_garbage() {
+        let mut bm = [0u8; 16];
+        let mut off = 0;
+        assert_eq!(
+            rle_decode(0x03, &[0xff], &mut bm, 128, &mut off),
+            Err(WireError::BadEncoding)
+        );
+        // A set run past the end of the bitmap.
+        let (code, _) = vli_encode(200).unwrap();
+        let bytes = code.to_le_bytes();
+        assert_eq!(
+            rle_decode(0x80 | RLE_VLI_BITS, &bytes, &mut bm, 128, &mut off),
+            Err(WireError::TooLong)
+        );
+        // Random payloads: an answer, never a panic, never a write past the bitmap.
+        let mut s = 99u64;
+        for _ in 0..200_000 {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let payload = s.to_le_bytes();
+            let mut off = s % 64;
+            let _ = rle_decode(
+                (s >> 56) as u8,
+                &payload[..(s % 9) as usize],
+                &mut bm,
+                128,
+                &mut off,
             );
         }
     }
