@@ -519,6 +519,155 @@ pub fn rle_decode(
     Ok(at < bm_bits)
 }
 
+/// `dp_flags` of `P_DATA` (`DP_*`).
+pub const DP_RW_SYNC: u32 = 2;
+/// The receiver may mark the block in sync.
+pub const DP_MAY_SET_IN_SYNC: u32 = 4;
+/// Write with FUA.
+pub const DP_FUA: u32 = 16;
+/// Preflush before the write.
+pub const DP_FLUSH: u32 = 32;
+/// Discard.
+pub const DP_DISCARD: u32 = 64;
+/// Protocol B write: answer with `P_RECV_ACK`.
+pub const DP_SEND_RECEIVE_ACK: u32 = 128;
+/// Protocol C write: answer with `P_WRITE_ACK`.
+pub const DP_SEND_WRITE_ACK: u32 = 256;
+/// Write zeroes.
+pub const DP_ZEROES: u32 = 1024;
+
+/// Fixed-size big-endian payloads: a struct per packet layout with `SIZE`, `encode` and an
+/// exact-length `decode`. `block_id` fields are opaque to the receiver, which echoes them.
+macro_rules! fixed_payloads {
+    ($($(#[$m:meta])* $name:ident { $($(#[$fm:meta])* $field:ident: $ty:ident),* $(,)? })*) => {
+        $(
+            $(#[$m])*
+            #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+            pub struct $name {
+                $($(#[$fm])* pub $field: $ty,)*
+            }
+
+            impl $name {
+                /// Payload size in bytes.
+                pub const SIZE: usize = 0 $(+ core::mem::size_of::<$ty>())*;
+
+                /// Encodes the payload.
+                pub fn encode(&self) -> [u8; Self::SIZE] {
+                    let mut b = [0u8; Self::SIZE];
+                    let mut _o = 0;
+                    $(
+                        let v = self.$field.to_be_bytes();
+                        b[_o.._o + v.len()].copy_from_slice(&v);
+                        _o += v.len();
+                    )*
+                    b
+                }
+
+                /// Decodes a payload of exactly [`Self::SIZE`] bytes.
+                pub fn decode(p: &[u8]) -> Result<Self, WireError> {
+                    if p.len() != Self::SIZE {
+                        return Err(WireError::BadLength);
+                    }
+                    let mut _o = 0;
+                    $(
+                        let n = core::mem::size_of::<$ty>();
+                        let mut a = [0u8; core::mem::size_of::<$ty>()];
+                        a.copy_from_slice(&p[_o.._o + n]);
+                        let $field = $ty::from_be_bytes(a);
+                        _o += n;
+                    )*
+                    Ok($name { $($field,)* })
+                }
+            }
+        )*
+    };
+}
+
+fixed_payloads! {
+    /// `P_DATA` (and `P_TRIM`, `P_ZEROES`) header before the data (`struct p_data`).
+    DataHeader {
+        /// First sector.
+        sector: u64,
+        /// Request handle, echoed in the ack.
+        block_id: u64,
+        /// Sequence number (conflict detection).
+        seq_num: u32,
+        /// `DP_*` flags.
+        dp_flags: u32,
+    }
+    /// `P_RECV_ACK`, `P_WRITE_ACK`, `P_RS_WRITE_ACK`, `P_NEG_ACK`, ... (`struct p_block_ack`).
+    BlockAck {
+        /// First sector.
+        sector: u64,
+        /// The request handle from `P_DATA`.
+        block_id: u64,
+        /// Bytes.
+        blksize: u32,
+        /// Sequence number.
+        seq_num: u32,
+    }
+    /// `P_DATA_REQUEST`, `P_RS_DATA_REQUEST`, ... (`struct p_block_req`).
+    BlockReq {
+        /// First sector.
+        sector: u64,
+        /// Request handle.
+        block_id: u64,
+        /// Bytes.
+        blksize: u32,
+        /// Zero.
+        pad: u32,
+    }
+    /// `P_BARRIER` (`struct p_barrier`).
+    Barrier {
+        /// Epoch number.
+        barrier: u32,
+        /// Zero.
+        pad: u32,
+    }
+    /// `P_BARRIER_ACK` (`struct p_barrier_ack`).
+    BarrierAck {
+        /// Epoch number.
+        barrier: u32,
+        /// Writes in the epoch.
+        set_size: u32,
+    }
+    /// `P_UUIDS` (`struct p_uuids`: `UI_EXTENDED_SIZE` words).
+    Uuids {
+        /// Current UUID.
+        current: u64,
+        /// Bitmap UUID.
+        bitmap: u64,
+        /// History UUIDs.
+        history_start: u64,
+        /// Second history UUID.
+        history_end: u64,
+        /// Set bits of the sender's bitmap.
+        dirty_bits: u64,
+        /// UUID flags (1: discard my data, 2: crashed primary, 4: inconsistent, 8: skip initial sync).
+        flags: u64,
+    }
+    /// `P_SIZES` without the optional queue limits (`struct p_sizes`).
+    Sizes {
+        /// Backing disk size, sectors.
+        d_size: u64,
+        /// User-requested size.
+        u_size: u64,
+        /// Current exported size.
+        c_size: u64,
+        /// Largest bio, bytes.
+        max_bio_size: u32,
+        /// Unused (0).
+        queue_order_type: u16,
+        /// `dds_flags`.
+        dds_flags: u16,
+    }
+    /// `P_STATE` (`struct p_state`: DRBD's packed state word).
+    StateWord {
+        /// The state bitfield.
+        state: u32,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -767,6 +916,52 @@ mod tests {
                 128,
                 &mut off,
             );
+        }
+    }
+    #[test]
+    fn fixed_payloads_match_the_c_structs() {
+        assert_eq!(DataHeader::SIZE, 24);
+        assert_eq!(BlockAck::SIZE, 24);
+        assert_eq!(BlockReq::SIZE, 24);
+        assert_eq!(Barrier::SIZE, 8);
+        assert_eq!(BarrierAck::SIZE, 8);
+        assert_eq!(Uuids::SIZE, 48);
+        assert_eq!(Sizes::SIZE, 32);
+        assert_eq!(StateWord::SIZE, 4);
+        let d = DataHeader {
+            sector: 0x0102_0304_0506_0708,
+            block_id: 0xdead_beef,
+            seq_num: 7,
+            dp_flags: DP_SEND_WRITE_ACK | DP_FUA,
+        };
+        let b = d.encode();
+        assert_eq!(&b[..8], &[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(&b[20..], &(DP_SEND_WRITE_ACK | DP_FUA).to_be_bytes());
+        assert_eq!(DataHeader::decode(&b), Ok(d));
+        assert_eq!(DataHeader::decode(&b[..23]), Err(WireError::BadLength));
+        let s = Sizes {
+            d_size: 1 << 30,
+            u_size: 0,
+            c_size: 196528,
+            max_bio_size: 1 << 20,
+            queue_order_type: 0,
+            dds_flags: 1,
+        };
+        assert_eq!(Sizes::decode(&s.encode()), Ok(s));
+        let mut x = 5u64;
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut buf = [0u8; 48];
+            buf[..8].copy_from_slice(&x.to_le_bytes());
+            let n = (x % 49) as usize;
+            if let Ok(u) = Uuids::decode(&buf[..n]) {
+                assert_eq!(u.encode(), buf);
+            }
+            if let Ok(a) = BlockAck::decode(&buf[..n]) {
+                assert_eq!(&a.encode()[..], &buf[..24]);
+            }
         }
     }
 }
