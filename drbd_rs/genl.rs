@@ -60,26 +60,21 @@ const fn op(cmd: Cmd) -> bindings::genl_small_ops {
     o
 }
 
-/// Every command but `Reply` (which only the kernel sends).
-const COMMANDS: [Cmd; 9] = [
-    Cmd::NewResource,
-    Cmd::DelResource,
-    Cmd::NewMinor,
-    Cmd::DelMinor,
-    Cmd::Attach,
-    Cmd::Detach,
-    Cmd::Primary,
-    Cmd::Secondary,
-    Cmd::Status,
-];
-
-static OPS: Table<[bindings::genl_small_ops; COMMANDS.len()]> = Table({
-    let mut ops = [op(Cmd::Status); COMMANDS.len()];
+/// One op per command of `Cmd::ALL` except `Reply` (which only the kernel sends), so a
+/// command added to the shared table is served (or refused by `handle`) without a second list.
+static OPS: Table<[bindings::genl_small_ops; Cmd::ALL.len() - 1]> = Table({
+    let mut ops = [op(Cmd::Status); Cmd::ALL.len() - 1];
     let mut i = 0;
-    while i < COMMANDS.len() {
-        ops[i] = op(COMMANDS[i]);
+    let mut n = 0;
+    while i < Cmd::ALL.len() {
+        if Cmd::ALL[i] as u8 != Cmd::Reply as u8 {
+            ops[n] = op(Cmd::ALL[i]);
+            n += 1;
+        }
         i += 1;
     }
+    // `Reply` appears exactly once in `Cmd::ALL`, so every slot was filled.
+    assert!(n == ops.len());
     ops
 });
 

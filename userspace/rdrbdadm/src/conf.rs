@@ -356,15 +356,7 @@ impl Parser {
             storage: Storage::default(),
             line,
         };
-        loop {
-            let key = match self.next() {
-                Some(Tok::Close) => break,
-                Some(Tok::Word(w)) => w,
-                _ => {
-                    self.pos -= 1;
-                    return Err(self.err("unterminated 'on' section"));
-                }
-            };
+        while let Some(key) = self.section_key("unterminated 'on' section")? {
             match key.as_str() {
                 "address" => {
                     let vals = self.values()?;
@@ -399,6 +391,19 @@ impl Parser {
         Ok(())
     }
 
+    /// The next key of a `{ ... }` section, `None` at its closing brace; anything else is an
+    /// error `msg` pointing at that token.
+    fn section_key(&mut self, msg: &str) -> Result<Option<String>, ConfigError> {
+        match self.next() {
+            Some(Tok::Close) => Ok(None),
+            Some(Tok::Word(w)) => Ok(Some(w)),
+            _ => {
+                self.pos -= 1;
+                Err(self.err(msg))
+            }
+        }
+    }
+
     fn resource(&mut self, common: &(Options, Options)) -> Result<Resource, ConfigError> {
         let line = self.line();
         let name = self.word("a resource name")?;
@@ -416,15 +421,7 @@ impl Parser {
             hosts: Vec::new(),
             line,
         };
-        loop {
-            let key = match self.next() {
-                Some(Tok::Close) => break,
-                Some(Tok::Word(w)) => w,
-                _ => {
-                    self.pos -= 1;
-                    return Err(self.err("unterminated resource section"));
-                }
-            };
+        while let Some(key) = self.section_key("unterminated resource section")? {
             match key.as_str() {
                 "net" => self.options(&mut res.net, "net")?,
                 "disk" if self.peek() == Some(&Tok::Open) => {
