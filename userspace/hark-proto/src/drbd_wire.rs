@@ -37,38 +37,50 @@ pub const FF_WSAME: u32 = 4;
 /// Write zeroes (`DRBD_FF_WZEROES`).
 pub const FF_WZEROES: u32 = 8;
 
-macro_rules! packets {
-    ($($(#[$m:meta])* $name:ident = $num:expr, $text:expr;)*) => {
-        /// Packet types (`enum drbd_packet`).
+/// Defines a C enum with its numbers and names: the enum, `ALL` (in C order), a decoder from
+/// the number and `name()`. Shared with `drbd_state`.
+macro_rules! named_enum {
+    (
+        $(#[$em:meta])* $enum:ident: $repr:ident,
+        $(#[$fm:meta])* fn $from:ident, $(#[$nm:meta])* fn name;
+        $($(#[$m:meta])* $name:ident = $num:literal, $text:expr;)*
+    ) => {
+        $(#[$em])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-        #[repr(u16)]
-        pub enum Packet {
+        #[repr($repr)]
+        pub enum $enum {
             $($(#[$m])* $name = $num,)*
         }
 
-        impl Packet {
-            /// Every packet type.
-            pub const ALL: &'static [Packet] = &[$(Packet::$name,)*];
+        impl $enum {
+            /// Every value, in C order.
+            pub const ALL: &'static [$enum] = &[$($enum::$name,)*];
 
-            /// Decodes a packet number.
-            pub const fn from_u16(v: u16) -> Option<Packet> {
+            $(#[$fm])*
+            pub const fn $from(v: $repr) -> Option<$enum> {
                 match v {
-                    $($num => Some(Packet::$name),)*
+                    $($num => Some($enum::$name),)*
                     _ => None,
                 }
             }
 
-            /// DRBD's name of the packet (`cmdname()`; ours where DRBD has none).
+            $(#[$nm])*
             pub const fn name(self) -> &'static str {
                 match self {
-                    $(Packet::$name => $text,)*
+                    $($enum::$name => $text,)*
                 }
             }
         }
     };
 }
 
-packets! {
+named_enum! {
+    /// Packet types (`enum drbd_packet`).
+    Packet: u16,
+    /// Decodes a packet number.
+    fn from_u16,
+    /// DRBD's name of the packet (`cmdname()`; ours where DRBD has none).
+    fn name;
     /// Application write (data socket).
     Data = 0x00, "Data";
     /// Answer to `DataRequest`.
@@ -203,6 +215,9 @@ pub enum WireError {
     Incompatible,
     /// A compressed bitmap with an encoding other than RLE+VLI.
     BadEncoding,
+    /// A field holds a value the protocol does not define (e.g. a replication protocol outside
+    /// A..C), or a name to send is not NUL-terminated within its buffer.
+    BadValue,
 }
 
 /// Header size in bytes for an agreed protocol version (`drbd_header_size`).
@@ -668,6 +683,463 @@ fixed_payloads! {
     }
 }
 
+fixed_payloads! {
+    /// `P_SYNC_UUID` (`struct p_rs_uuid`): the sync source's new bitmap UUID at resync start.
+    SyncUuid {
+        /// The UUID.
+        uuid: u64,
+    }
+    /// `P_STATE_CHG_REQ` and `P_CONN_ST_CHG_REQ` (`struct p_req_state`): a state change as
+    /// a mask and a value of packed state words (see `drbd_state::ns`), in the sender's view.
+    ReqState {
+        /// Bits of the state word to change.
+        mask: u32,
+        /// Their new values.
+        val: u32,
+    }
+    /// `P_STATE_CHG_REPLY` and `P_CONN_ST_CHG_REPLY` (`struct p_req_state_reply`, meta
+    /// socket): an `enum drbd_state_rv` (negative on failure) as a two's complement word.
+    ReqStateReply {
+        /// The result (`as i32`: `SS_SUCCESS` = 1, errors below 0).
+        retcode: u32,
+    }
+}
+
+/// `P_PING` and `P_PING_ACK` (meta socket) carry no payload: the header's length is 0, and
+/// DRBD's ack receiver refuses any other length.
+pub const PING_SIZE: usize = 0;
+
+/// Length of the random challenge we send in `P_AUTH_CHALLENGE` (`CHALLENGE_LEN`).
+///
+/// CRAM-HMAC framing (`drbd_do_auth`, data socket, right after the feature handshake): each
+/// side sends `P_AUTH_CHALLENGE` with `CHALLENGE_LEN` random bytes and reads the peer's, which
+/// must be `CHALLENGE_LEN..=2 * CHALLENGE_LEN` bytes ([`AUTH_CHALLENGE_MAX`]) and differ from
+/// its own in the first `CHALLENGE_LEN` bytes. It then sends `P_AUTH_RESPONSE` whose payload is
+/// HMAC(`cram-hmac-alg`, key = shared secret without its NUL, message = the whole peer
+/// challenge), exactly the digest size, and checks the peer's response (which must have exactly
+/// that size) against the HMAC of its own challenge.
+pub const CHALLENGE_LEN: usize = 64;
+
+/// Longest `P_AUTH_CHALLENGE` payload DRBD accepts.
+pub const AUTH_CHALLENGE_MAX: usize = 2 * CHALLENGE_LEN;
+
+/// Replication protocol A (`DRBD_PROT_A`): a write completes when written locally and sent.
+pub const PROT_A: u32 = 1;
+/// Protocol B: ... and received by the peer (`P_RECV_ACK`).
+pub const PROT_B: u32 = 2;
+/// Protocol C: ... and written on the peer (`P_WRITE_ACK`).
+pub const PROT_C: u32 = 3;
+
+/// `conn_flags` of `P_PROTOCOL`: the sender discards its data in a split brain
+/// (`CF_DISCARD_MY_DATA`).
+pub const CF_DISCARD_MY_DATA: u32 = 1;
+/// `conn_flags`: dry-run connect, disconnect after the sync handshake (`CF_DRY_RUN`, 92 on).
+pub const CF_DRY_RUN: u32 = 2;
+
+/// Size of the name buffers on the wire (integrity, verify and csums algorithm;
+/// `SHARED_SECRET_MAX`), NUL included.
+pub const SHARED_SECRET_MAX: usize = 64;
+
+/// Largest packet (header and payload) of the bitmap exchange (`DRBD_SOCKET_BUFFER_SIZE`).
+pub const SOCKET_BUFFER_SIZE: usize = 4096;
+
+named_enum! {
+    /// After-split-brain recovery policies (`enum drbd_after_sb_p`; also `rr-conflict`).
+    AfterSb: u32,
+    /// Decodes a policy number.
+    fn from_u32,
+    /// The drbdsetup/drbd.conf name (`asb0p_n`, `asb1p_n`, `asb2p_n` of drbd-utils).
+    fn name;
+    /// No automatic recovery.
+    Disconnect = 0, "disconnect";
+    /// 0 primaries: discard the node that was primary last.
+    DiscardYoungerPri = 1, "discard-younger-primary";
+    /// 0 primaries: discard the node that was primary first.
+    DiscardOlderPri = 2, "discard-older-primary";
+    /// 0 primaries: discard a node without changes.
+    DiscardZeroChg = 3, "discard-zero-changes";
+    /// 0 primaries: discard the node with fewer changes.
+    DiscardLeastChg = 4, "discard-least-changes";
+    /// 0 primaries: discard the local data.
+    DiscardLocal = 5, "discard-local";
+    /// 0 primaries: discard the peer's data.
+    DiscardRemote = 6, "discard-remote";
+    /// 1 primary: the 0-primaries decision if it discards the secondary.
+    Consensus = 7, "consensus";
+    /// 1 primary: discard the secondary.
+    DiscardSecondary = 8, "discard-secondary";
+    /// The 0-primaries decision; a primary to be discarded runs `pri-lost-after-sb`.
+    CallHelper = 9, "call-pri-lost-after-sb";
+    /// The 0-primaries decision even against a primary.
+    Violently = 10, "violently-as0p";
+}
+
+impl AfterSb {
+    /// Looks a policy up by its drbdsetup name.
+    pub fn from_name(name: &str) -> Option<AfterSb> {
+        AfterSb::ALL.iter().copied().find(|p| p.name() == name)
+    }
+
+    /// The peer's policy in our view (`convert_after_sb`): its discard-local is our
+    /// discard-remote and vice versa.
+    pub const fn from_peer(self) -> AfterSb {
+        match self {
+            AfterSb::DiscardRemote => AfterSb::DiscardLocal,
+            AfterSb::DiscardLocal => AfterSb::DiscardRemote,
+            p => p,
+        }
+    }
+}
+
+/// The C string in a NUL-padded name buffer: the bytes before the first NUL (all of them if
+/// there is none).
+pub fn c_str(buf: &[u8]) -> &[u8] {
+    let n = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    &buf[..n]
+}
+
+/// A NUL-padded name buffer for `name` (at most `SHARED_SECRET_MAX - 1` bytes, no NUL).
+pub fn name_buf(name: &[u8]) -> Result<[u8; SHARED_SECRET_MAX], WireError> {
+    if name.len() >= SHARED_SECRET_MAX || name.contains(&0) {
+        return Err(WireError::BadValue);
+    }
+    let mut b = [0u8; SHARED_SECRET_MAX];
+    b[..name.len()].copy_from_slice(name);
+    Ok(b)
+}
+
+/// A received name field as DRBD reads it into a zeroed `SHARED_SECRET_MAX` buffer and then
+/// forces a NUL at index `nul_at` (against evil peers); bytes after the first NUL cleared.
+fn received_name(field: &[u8], nul_at: usize) -> [u8; SHARED_SECRET_MAX] {
+    let mut b = [0u8; SHARED_SECRET_MAX];
+    let n = field.len().min(nul_at).min(SHARED_SECRET_MAX - 1);
+    let s = c_str(&field[..n]);
+    b[..s.len()].copy_from_slice(s);
+    b
+}
+
+/// The length of the name in `buf` to send; refuses a buffer without NUL.
+fn sendable_name(buf: &[u8; SHARED_SECRET_MAX]) -> Result<usize, WireError> {
+    let n = c_str(buf).len();
+    if n >= SHARED_SECRET_MAX {
+        return Err(WireError::BadValue);
+    }
+    Ok(n)
+}
+
+fn be32_at(p: &[u8], o: usize) -> u32 {
+    u32::from_be_bytes([p[o], p[o + 1], p[o + 2], p[o + 3]])
+}
+
+/// Writes big-endian words at the start of `out`.
+fn put_be32s(out: &mut [u8], words: &[u32]) {
+    for (i, w) in words.iter().enumerate() {
+        out[i * 4..i * 4 + 4].copy_from_slice(&w.to_be_bytes());
+    }
+}
+
+/// Fixed part of `P_PROTOCOL` (`struct p_protocol` without `integrity_alg`).
+pub const PROTOCOL_FIXED_SIZE: usize = 24;
+
+/// `P_PROTOCOL` / `P_PROTOCOL_UPDATE` payload (`struct p_protocol`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Protocol {
+    /// [`PROT_A`], [`PROT_B`] or [`PROT_C`].
+    pub protocol: u32,
+    /// after-sb-0pri ([`AfterSb`] number, in the sender's view).
+    pub after_sb_0p: u32,
+    /// after-sb-1pri.
+    pub after_sb_1p: u32,
+    /// after-sb-2pri.
+    pub after_sb_2p: u32,
+    /// [`CF_DISCARD_MY_DATA`], [`CF_DRY_RUN`].
+    pub conn_flags: u32,
+    /// allow-two-primaries (0 or 1).
+    pub two_primaries: u32,
+    /// data-integrity-alg, NUL-padded (empty: none).
+    pub integrity_alg: [u8; SHARED_SECRET_MAX],
+}
+
+impl Protocol {
+    /// The data-integrity-alg name without NUL padding.
+    pub fn integrity_alg_str(&self) -> &[u8] {
+        c_str(&self.integrity_alg)
+    }
+
+    /// Payload size for the agreed version: the integrity algorithm with its NUL follows from
+    /// 87 on.
+    pub fn size(&self, agreed: u32) -> usize {
+        let alg = if agreed >= 87 {
+            self.integrity_alg_str().len().min(SHARED_SECRET_MAX - 1) + 1
+        } else {
+            0
+        };
+        PROTOCOL_FIXED_SIZE + alg
+    }
+
+    /// Encodes the payload into `out` like `__drbd_send_protocol`; returns its size.
+    /// `BadValue` for a protocol outside A..C or an unterminated name, `Incompatible` for a
+    /// dry run below 92 (DRBD refuses it too), `Short` if `out` is too small.
+    pub fn encode(&self, agreed: u32, out: &mut [u8]) -> Result<usize, WireError> {
+        if !(PROT_A..=PROT_C).contains(&self.protocol) {
+            return Err(WireError::BadValue);
+        }
+        let alg = sendable_name(&self.integrity_alg)?;
+        if self.conn_flags & CF_DRY_RUN != 0 && agreed < 92 {
+            return Err(WireError::Incompatible);
+        }
+        let size = self.size(agreed);
+        let out = out.get_mut(..size).ok_or(WireError::Short)?;
+        put_be32s(
+            out,
+            &[
+                self.protocol,
+                self.after_sb_0p,
+                self.after_sb_1p,
+                self.after_sb_2p,
+                self.conn_flags,
+                self.two_primaries,
+            ],
+        );
+        if agreed >= 87 {
+            out[PROTOCOL_FIXED_SIZE..PROTOCOL_FIXED_SIZE + alg]
+                .copy_from_slice(&self.integrity_alg[..alg]);
+            out[PROTOCOL_FIXED_SIZE + alg] = 0;
+        }
+        Ok(size)
+    }
+
+    /// Decodes a whole payload like `drbdd` + `receive_protocol`: at least the fixed part; from
+    /// 87 on at most [`SHARED_SECRET_MAX`] name bytes after it (NUL forced into the last),
+    /// before 87 nothing after it. A protocol outside A..C is `BadValue`; the policies are
+    /// passed on unchecked (DRBD compares them with its own configuration).
+    pub fn decode(agreed: u32, p: &[u8]) -> Result<Protocol, WireError> {
+        if p.len() < PROTOCOL_FIXED_SIZE {
+            return Err(WireError::BadLength);
+        }
+        let tail = &p[PROTOCOL_FIXED_SIZE..];
+        if agreed < 87 && !tail.is_empty() {
+            return Err(WireError::BadLength);
+        }
+        if tail.len() > SHARED_SECRET_MAX {
+            return Err(WireError::TooLong);
+        }
+        let protocol = be32_at(p, 0);
+        if !(PROT_A..=PROT_C).contains(&protocol) {
+            return Err(WireError::BadValue);
+        }
+        Ok(Protocol {
+            protocol,
+            after_sb_0p: be32_at(p, 4),
+            after_sb_1p: be32_at(p, 8),
+            after_sb_2p: be32_at(p, 12),
+            conn_flags: be32_at(p, 16),
+            two_primaries: be32_at(p, 20),
+            integrity_alg: received_name(tail, SHARED_SECRET_MAX - 1),
+        })
+    }
+}
+
+/// `P_SYNC_PARAM` / `P_SYNC_PARAM89` payload (`struct p_rs_param`, `_89`, `_95`). What a
+/// version does not carry decodes as 0 (names: empty).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncParam {
+    /// resync-rate, KiB/s.
+    pub resync_rate: u32,
+    /// verify-alg, NUL-padded (88 on).
+    pub verify_alg: [u8; SHARED_SECRET_MAX],
+    /// csums-alg, NUL-padded (89 on).
+    pub csums_alg: [u8; SHARED_SECRET_MAX],
+    /// c-plan-ahead, 0.1 s (95 on).
+    pub c_plan_ahead: u32,
+    /// c-delay-target, 0.1 s (95 on).
+    pub c_delay_target: u32,
+    /// c-fill-target, sectors (95 on).
+    pub c_fill_target: u32,
+    /// c-max-rate, KiB/s (95 on).
+    pub c_max_rate: u32,
+}
+
+/// `sizeof(struct p_rs_param_89)`.
+const RS_PARAM_89_SIZE: usize = 4 + 2 * SHARED_SECRET_MAX;
+/// `sizeof(struct p_rs_param_95)`.
+const RS_PARAM_95_SIZE: usize = RS_PARAM_89_SIZE + 16;
+
+impl SyncParam {
+    /// The packet for the agreed version: `P_SYNC_PARAM89` from 89 on, else `P_SYNC_PARAM`.
+    pub const fn packet(agreed: u32) -> Packet {
+        if agreed >= 89 {
+            Packet::SyncParam89
+        } else {
+            Packet::SyncParam
+        }
+    }
+
+    /// Largest payload the receiver accepts for the version (`exp_max_sz`).
+    pub const fn max_size(agreed: u32) -> usize {
+        match agreed {
+            0..=87 => 4,
+            88 => 4 + SHARED_SECRET_MAX,
+            89..=94 => RS_PARAM_89_SIZE,
+            _ => RS_PARAM_95_SIZE,
+        }
+    }
+
+    /// Payload size we send (`drbd_send_sync_param`): at 88 the verify-alg with its NUL
+    /// follows the rate, otherwise the size is fixed by the version.
+    pub fn size(&self, agreed: u32) -> usize {
+        if agreed == 88 {
+            4 + c_str(&self.verify_alg).len().min(SHARED_SECRET_MAX - 1) + 1
+        } else {
+            Self::max_size(agreed)
+        }
+    }
+
+    /// Encodes the payload into `out`; returns its size. `BadValue` for an unterminated name,
+    /// `Short` if `out` is too small.
+    pub fn encode(&self, agreed: u32, out: &mut [u8]) -> Result<usize, WireError> {
+        let verify = sendable_name(&self.verify_alg)?;
+        let csums = sendable_name(&self.csums_alg)?;
+        let size = self.size(agreed);
+        let out = out.get_mut(..size).ok_or(WireError::Short)?;
+        out.fill(0);
+        put_be32s(out, &[self.resync_rate]);
+        if agreed >= 88 {
+            out[4..4 + verify].copy_from_slice(&self.verify_alg[..verify]);
+        }
+        if agreed >= 89 {
+            let c = 4 + SHARED_SECRET_MAX;
+            out[c..c + csums].copy_from_slice(&self.csums_alg[..csums]);
+        }
+        if agreed >= 95 {
+            put_be32s(
+                &mut out[RS_PARAM_89_SIZE..],
+                &[
+                    self.c_plan_ahead,
+                    self.c_delay_target,
+                    self.c_fill_target,
+                    self.c_max_rate,
+                ],
+            );
+        }
+        Ok(size)
+    }
+
+    /// Decodes a payload like `receive_SyncParam`: longer than [`Self::max_size`] is
+    /// `TooLong`; at 88 the name part must be 1..=64 bytes, from 89 on the size is exact;
+    /// names get a forced final NUL.
+    pub fn decode(agreed: u32, p: &[u8]) -> Result<SyncParam, WireError> {
+        if p.len() > Self::max_size(agreed) {
+            return Err(WireError::TooLong);
+        }
+        let ok = match agreed {
+            0..=87 => p.len() == 4,
+            88 => p.len() > 4,
+            _ => p.len() == Self::max_size(agreed),
+        };
+        if !ok {
+            return Err(WireError::BadLength);
+        }
+        let mut s = SyncParam {
+            resync_rate: be32_at(p, 0),
+            verify_alg: [0; SHARED_SECRET_MAX],
+            csums_alg: [0; SHARED_SECRET_MAX],
+            c_plan_ahead: 0,
+            c_delay_target: 0,
+            c_fill_target: 0,
+            c_max_rate: 0,
+        };
+        if agreed == 88 {
+            // The NUL is forced over the last byte received.
+            s.verify_alg = received_name(&p[4..], p.len() - 5);
+        }
+        if agreed >= 89 {
+            let last = SHARED_SECRET_MAX - 1;
+            s.verify_alg = received_name(&p[4..4 + SHARED_SECRET_MAX], last);
+            s.csums_alg = received_name(&p[4 + SHARED_SECRET_MAX..RS_PARAM_89_SIZE], last);
+        }
+        if agreed >= 95 {
+            let o = RS_PARAM_89_SIZE;
+            s.c_plan_ahead = be32_at(p, o);
+            s.c_delay_target = be32_at(p, o + 4);
+            s.c_fill_target = be32_at(p, o + 8);
+            s.c_max_rate = be32_at(p, o + 12);
+        }
+        Ok(s)
+    }
+}
+
+/// Bitmap words in one plain `P_BITMAP` when `words_left` words remain to be sent: as many as
+/// fit into [`SOCKET_BUFFER_SIZE`] after the header (`send_bitmap_rle_or_plain`,
+/// `receive_bitmap_plain`; DRBD's words are `unsigned long`, 64 bits on the hosts we meet).
+pub fn bitmap_plain_words(agreed: u32, words_left: u64) -> usize {
+    let fit = (SOCKET_BUFFER_SIZE - header_size(agreed)) / 8;
+    // `fit` is at most 511: the minimum fits usize.
+    words_left.min(fit as u64) as usize
+}
+
+/// Encodes bitmap words as a plain `P_BITMAP` payload: each word little-endian
+/// (`drbd_bm_get_lel`), so the payload is the bitmap's byte stream. `TooLong` for more words
+/// than one packet holds, `Short` if `out` is too small; returns the payload size.
+pub fn encode_bitmap_plain(agreed: u32, words: &[u64], out: &mut [u8]) -> Result<usize, WireError> {
+    if words.len() > bitmap_plain_words(agreed, u64::MAX) {
+        return Err(WireError::TooLong);
+    }
+    let out = out.get_mut(..words.len() * 8).ok_or(WireError::Short)?;
+    for (chunk, w) in out.chunks_exact_mut(8).zip(words) {
+        chunk.copy_from_slice(&w.to_le_bytes());
+    }
+    Ok(words.len() * 8)
+}
+
+/// Decodes a plain `P_BITMAP` payload into `out` when `words_left` words remain: the payload
+/// must be exactly [`bitmap_plain_words`] words (`receive_bitmap_plain`), else `BadLength`;
+/// `TooLong` if `out` is shorter. Returns the number of words; the receiver ORs them into its
+/// bitmap (`drbd_bm_merge_lel`).
+pub fn decode_bitmap_plain(
+    agreed: u32,
+    words_left: u64,
+    p: &[u8],
+    out: &mut [u64],
+) -> Result<usize, WireError> {
+    let n = bitmap_plain_words(agreed, words_left);
+    if p.len() != n * 8 {
+        return Err(WireError::BadLength);
+    }
+    let out = out.get_mut(..n).ok_or(WireError::TooLong)?;
+    for (w, chunk) in out.iter_mut().zip(p.chunks_exact(8)) {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(chunk);
+        *w = u64::from_le_bytes(a);
+    }
+    Ok(n)
+}
+
+/// Largest RLE+VLI code in one `P_COMPRESSED_BITMAP` (the `out` size for [`rle_encode`]):
+/// the socket buffer less the header and the encoding byte.
+pub fn compressed_bitmap_code_max(agreed: u32) -> usize {
+    SOCKET_BUFFER_SIZE - header_size(agreed) - 1
+}
+
+/// Applies a whole `P_COMPRESSED_BITMAP` payload (encoding byte, then the code) like
+/// `receive_bitmap`: more than fits the socket buffer is `TooLong`, nothing after the
+/// encoding byte is `BadLength`; then [`rle_decode`].
+pub fn decode_compressed_bitmap(
+    agreed: u32,
+    p: &[u8],
+    bm: &mut [u8],
+    bm_bits: u64,
+    offset: &mut u64,
+) -> Result<bool, WireError> {
+    if p.len() > SOCKET_BUFFER_SIZE - header_size(agreed) {
+        return Err(WireError::TooLong);
+    }
+    match p.split_first() {
+        Some((&enc, code)) if !code.is_empty() => rle_decode(enc, code, bm, bm_bits, offset),
+        _ => Err(WireError::BadLength),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -963,5 +1435,219 @@ mod tests {
                 assert_eq!(&a.encode()[..], &buf[..24]);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod handshake_payload_tests {
+    use super::*;
+
+    fn proto(alg: &[u8]) -> Protocol {
+        Protocol {
+            protocol: PROT_C,
+            after_sb_0p: AfterSb::DiscardZeroChg as u32,
+            after_sb_1p: AfterSb::Consensus as u32,
+            after_sb_2p: AfterSb::Disconnect as u32,
+            conn_flags: CF_DISCARD_MY_DATA,
+            two_primaries: 0,
+            integrity_alg: name_buf(alg).unwrap(),
+        }
+    }
+
+    #[test]
+    fn after_sb_numbers_and_names_match_drbd() {
+        // enum drbd_after_sb_p and drbd-utils' asb*_n tables.
+        assert_eq!(AfterSb::ALL.len(), 11);
+        assert_eq!(AfterSb::Disconnect as u32, 0);
+        assert_eq!(AfterSb::DiscardLocal as u32, 5);
+        assert_eq!(AfterSb::CallHelper as u32, 9);
+        assert_eq!(AfterSb::Violently as u32, 10);
+        assert_eq!(AfterSb::from_u32(11), None);
+        assert_eq!(
+            AfterSb::from_name("discard-younger-primary"),
+            Some(AfterSb::DiscardYoungerPri)
+        );
+        assert_eq!(
+            AfterSb::from_name("call-pri-lost-after-sb"),
+            Some(AfterSb::CallHelper)
+        );
+        assert_eq!(AfterSb::from_name("call-pri-lost"), None);
+        for &p in AfterSb::ALL {
+            assert_eq!(AfterSb::from_u32(p as u32), Some(p));
+            assert_eq!(AfterSb::from_name(p.name()), Some(p));
+            assert_eq!(p.from_peer().from_peer(), p);
+        }
+        assert_eq!(AfterSb::DiscardRemote.from_peer(), AfterSb::DiscardLocal);
+        assert_eq!(AfterSb::Consensus.from_peer(), AfterSb::Consensus);
+    }
+
+    #[test]
+    fn protocol_layout_and_validation() {
+        let p = proto(b"crc32c");
+        let mut b = [0u8; 128];
+        // 87 on: 6 words, then "crc32c\0" (strlen + 1).
+        assert_eq!(p.encode(101, &mut b), Ok(24 + 7));
+        assert_eq!(&b[..8], &[0, 0, 0, 3, 0, 0, 0, 3]);
+        assert_eq!(&b[8..12], &[0, 0, 0, 7]);
+        assert_eq!(&b[16..20], &[0, 0, 0, 1]);
+        assert_eq!(&b[24..31], b"crc32c\0");
+        assert_eq!(Protocol::decode(101, &b[..31]), Ok(p));
+        assert_eq!(p.integrity_alg_str(), b"crc32c");
+        // 86: no name on the wire, and nothing may follow the fixed part.
+        assert_eq!(p.encode(86, &mut b), Ok(24));
+        assert_eq!(Protocol::decode(86, &b[..25]), Err(WireError::BadLength));
+        let got = Protocol::decode(86, &b[..24]).unwrap();
+        assert_eq!(got.integrity_alg_str(), b"");
+        // An empty name is just the NUL.
+        assert_eq!(proto(b"").encode(100, &mut b), Ok(25));
+        assert_eq!(
+            Protocol::decode(100, &b[..24]).unwrap().integrity_alg_str(),
+            b""
+        );
+        // Short fixed part, oversized name, unknown protocol.
+        assert_eq!(Protocol::decode(101, &b[..23]), Err(WireError::BadLength));
+        let big = [b'a'; 24 + 65];
+        assert_eq!(Protocol::decode(101, &big), Err(WireError::TooLong));
+        let mut bad = [0u8; 24];
+        bad[3] = 4;
+        assert_eq!(Protocol::decode(101, &bad), Err(WireError::BadValue));
+        bad[3] = 0;
+        assert_eq!(Protocol::decode(101, &bad), Err(WireError::BadValue));
+        // 64 name bytes without NUL: the last is forced to NUL (63 remain).
+        let mut evil = [b'x'; 24 + 64];
+        evil[..24].fill(0);
+        evil[3] = 1;
+        let got = Protocol::decode(101, &evil).unwrap();
+        assert_eq!(got.integrity_alg_str().len(), 63);
+        // Dry run needs 92; a full buffer name cannot be sent.
+        let mut dry = proto(b"");
+        dry.conn_flags = CF_DRY_RUN;
+        assert_eq!(dry.encode(91, &mut b), Err(WireError::Incompatible));
+        assert_eq!(dry.encode(92, &mut b), Ok(25));
+        dry.integrity_alg = [b'y'; SHARED_SECRET_MAX];
+        assert_eq!(dry.encode(101, &mut b), Err(WireError::BadValue));
+        assert_eq!(
+            proto(b"md5").encode(101, &mut b[..27]),
+            Err(WireError::Short)
+        );
+        assert_eq!(name_buf(&[b'z'; 64]), Err(WireError::BadValue));
+        assert_eq!(name_buf(b"a\0b"), Err(WireError::BadValue));
+    }
+
+    fn sync_param() -> SyncParam {
+        SyncParam {
+            resync_rate: 250,
+            verify_alg: name_buf(b"sha1").unwrap(),
+            csums_alg: name_buf(b"md5").unwrap(),
+            c_plan_ahead: 20,
+            c_delay_target: 10,
+            c_fill_target: 100,
+            c_max_rate: 102400,
+        }
+    }
+
+    #[test]
+    fn sync_param_layout_by_version() {
+        let s = sync_param();
+        let mut b = [0u8; 200];
+        assert_eq!(SyncParam::packet(88), Packet::SyncParam);
+        assert_eq!(SyncParam::packet(89), Packet::SyncParam89);
+        // p_rs_param: the rate alone.
+        assert_eq!(s.encode(87, &mut b), Ok(4));
+        assert_eq!(&b[..4], &250u32.to_be_bytes());
+        let got = SyncParam::decode(87, &b[..4]).unwrap();
+        assert_eq!((got.resync_rate, got.c_max_rate), (250, 0));
+        assert_eq!(c_str(&got.verify_alg), b"");
+        // 88: rate + "sha1\0".
+        assert_eq!(s.encode(88, &mut b), Ok(9));
+        assert_eq!(&b[4..9], b"sha1\0");
+        let got = SyncParam::decode(88, &b[..9]).unwrap();
+        assert_eq!(c_str(&got.verify_alg), b"sha1");
+        assert_eq!(c_str(&got.csums_alg), b"");
+        // 88 forces a NUL over the last byte received: "sha1" without NUL reads "sha".
+        assert_eq!(
+            c_str(&SyncParam::decode(88, &b[..8]).unwrap().verify_alg),
+            b"sha"
+        );
+        assert_eq!(SyncParam::decode(88, &b[..4]), Err(WireError::BadLength));
+        assert_eq!(SyncParam::decode(88, &[0; 69]), Err(WireError::TooLong));
+        // p_rs_param_89: 4 + 64 + 64.
+        assert_eq!(s.encode(94, &mut b), Ok(132));
+        assert_eq!(&b[68..72], b"md5\0");
+        let got = SyncParam::decode(94, &b[..132]).unwrap();
+        assert_eq!(c_str(&got.csums_alg), b"md5");
+        assert_eq!(got.c_plan_ahead, 0);
+        // p_rs_param_95: + 4 words.
+        assert_eq!(s.encode(101, &mut b), Ok(148));
+        assert_eq!(&b[132..136], &20u32.to_be_bytes());
+        assert_eq!(&b[144..148], &102400u32.to_be_bytes());
+        assert_eq!(SyncParam::decode(101, &b[..148]), Ok(s));
+        assert_eq!(SyncParam::decode(101, &b[..147]), Err(WireError::BadLength));
+        assert_eq!(SyncParam::decode(101, &b[..149]), Err(WireError::TooLong));
+        assert_eq!(SyncParam::decode(90, &b[..148]), Err(WireError::TooLong));
+    }
+
+    #[test]
+    fn small_fixed_payloads() {
+        assert_eq!(SyncUuid::SIZE, 8);
+        assert_eq!(ReqState::SIZE, 8);
+        assert_eq!(ReqStateReply::SIZE, 4);
+        let r = ReqStateReply {
+            retcode: (-10i32) as u32,
+        };
+        assert_eq!(r.encode(), [0xff, 0xff, 0xff, 0xf6]);
+        assert_eq!(ReqStateReply::decode(&r.encode()), Ok(r));
+        let q = ReqState { mask: 3, val: 1 };
+        assert_eq!(q.encode(), [0, 0, 0, 3, 0, 0, 0, 1]);
+        assert_eq!(CHALLENGE_LEN, 64);
+        assert_eq!(PING_SIZE, 0);
+    }
+
+    #[test]
+    fn plain_bitmap_is_little_endian_and_bounded() {
+        // (4096 - 16) / 8 words with header100, (4096 - 8) / 8 with the 8-byte headers.
+        assert_eq!(bitmap_plain_words(101, u64::MAX), 510);
+        assert_eq!(bitmap_plain_words(94, u64::MAX), 511);
+        assert_eq!(bitmap_plain_words(101, 3), 3);
+        let words = [0x0102_0304_0506_0708u64, 1, 1 << 63];
+        let mut b = [0u8; 4096];
+        assert_eq!(encode_bitmap_plain(101, &words, &mut b), Ok(24));
+        assert_eq!(&b[..8], &[8, 7, 6, 5, 4, 3, 2, 1]);
+        assert_eq!(&b[8..16], &[1, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(b[23], 0x80);
+        let mut out = [0u64; 511];
+        assert_eq!(decode_bitmap_plain(101, 3, &b[..24], &mut out), Ok(3));
+        assert_eq!(&out[..3], &words);
+        // The receiver insists on exactly min(510, left) words.
+        assert_eq!(
+            decode_bitmap_plain(101, 4, &b[..24], &mut out),
+            Err(WireError::BadLength)
+        );
+        assert_eq!(
+            decode_bitmap_plain(101, 1000, &b[..4080], &mut out),
+            Ok(510)
+        );
+        assert_eq!(
+            decode_bitmap_plain(101, 3, &b[..24], &mut out[..2]),
+            Err(WireError::TooLong)
+        );
+        assert_eq!(decode_bitmap_plain(101, 0, &[], &mut out), Ok(0));
+        assert_eq!(
+            encode_bitmap_plain(101, &[0; 511], &mut b),
+            Err(WireError::TooLong)
+        );
+        assert_eq!(encode_bitmap_plain(94, &[0; 511], &mut b), Ok(4088));
+        // Compressed: the payload may fill the socket buffer after the header.
+        assert_eq!(compressed_bitmap_code_max(101), 4079);
+        let mut bm = [0u8; 8];
+        let mut off = 0;
+        assert_eq!(
+            decode_compressed_bitmap(101, &[RLE_VLI_BITS], &mut bm, 64, &mut off),
+            Err(WireError::BadLength)
+        );
+        assert_eq!(
+            decode_compressed_bitmap(101, &[0; 4081], &mut bm, 64, &mut off),
+            Err(WireError::TooLong)
+        );
     }
 }
