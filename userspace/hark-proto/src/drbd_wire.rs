@@ -73,6 +73,7 @@ macro_rules! named_enum {
         }
     };
 }
+pub(crate) use named_enum;
 
 named_enum! {
     /// Packet types (`enum drbd_packet`).
