@@ -14,6 +14,7 @@ pub mod drbd_al;
 pub mod drbd_genl;
 pub mod drbd_md;
 pub mod drbd_state;
+pub mod drbd_sync;
 pub mod drbd_wire;
 pub mod ktcpvs_cfs;
 pub mod nla;
