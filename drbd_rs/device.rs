@@ -10,6 +10,7 @@
 //! completions (softirq context) take only that lock.
 
 use crate::activity::{self, Activity};
+use crate::conn::{ConnHandle, Connection};
 use crate::drbd_genl::{DiskState, Role};
 use crate::drbd_md::MD_BLOCK_SIZE;
 use crate::glue::{Disk, LowerDev, PendingRq};
@@ -28,8 +29,32 @@ kernel::sync::global_lock! {
 
 kernel::sync::global_lock! {
     // SAFETY: Initialised in the module initializer before any netlink handler can run.
-    /// Names of the existing resources (`new-resource`); taken before [`DEVICES`] if both are.
-    pub(crate) unsafe(uninit) static RESOURCES: Mutex<KVec<KVec<u8>>> = KVec::new();
+    /// The existing resources (`new-resource`); taken before [`DEVICES`] if both are.
+    pub(crate) unsafe(uninit) static RESOURCES: Mutex<KVec<Resource>> = KVec::new();
+}
+
+/// A resource: a name, its minors (in [`DEVICES`]) and its connection.
+pub(crate) struct Resource {
+    /// The name.
+    pub(crate) name: KVec<u8>,
+    /// The connection while configured (`connect` .. `disconnect`).
+    pub(crate) conn: Option<ConnHandle>,
+    /// After `disconnect`: the stopped connection (`StandAlone`), for status.
+    pub(crate) stopped: Option<Arc<Connection>>,
+}
+
+/// The connection of the resource `name`, if it is configured.
+pub(crate) fn connection_of(name: &[u8]) -> Option<Arc<Connection>> {
+    RESOURCES
+        .lock()
+        .iter()
+        .find(|r| r.name.as_slice() == name)
+        .and_then(|r| {
+            r.conn
+                .as_ref()
+                .map(|h| h.conn.clone())
+                .or(r.stopped.clone())
+        })
 }
 
 /// Mutable state of a device.

@@ -59,6 +59,46 @@ int drbd_rs_genl_reply(struct sk_buff *skb, struct genl_info *info);
 /* Copies @msg (NUL-terminated) into the request's extended ack as its error message. */
 void drbd_rs_genl_set_err(struct genl_info *info, const char *msg);
 
+/* ---------------------------------------------------------------- networking (drbd_rs_net.c) */
+
+struct socket;
+struct task_struct;
+
+/* An IPv4 (@family AF_INET, 4 bytes of @addr) or IPv6 (AF_INET6) address and port. */
+struct drbd_rs_addr {
+	u16 family;
+	u16 port;
+	u8 addr[16];
+};
+
+/*
+ * TCP sockets in init_net. Timeouts are in milliseconds, 0 = none. Every function returning
+ * a socket returns an ERR_PTR on failure; accept returns ERR_PTR(-EAGAIN) on timeout.
+ */
+struct socket *drbd_rs_sock_listen(const struct drbd_rs_addr *local);
+struct socket *drbd_rs_sock_accept(struct socket *listener, long timeout_ms);
+/* Binds to @local's address (any port) and connects to @peer within @timeout_ms. */
+struct socket *drbd_rs_sock_connect(const struct drbd_rs_addr *local,
+				    const struct drbd_rs_addr *peer, long timeout_ms);
+/* Sets the receive/send timeouts, TCP_NODELAY and GFP_NOIO allocations. */
+void drbd_rs_sock_setup(struct socket *sock, long rcv_timeout_ms, long snd_timeout_ms);
+/*
+ * Sends/receives exactly @len bytes. 0 on success; -EAGAIN: timed out before any byte moved;
+ * -ETIMEDOUT: timed out part-way; -ECONNRESET: the peer closed; other -errno.
+ */
+int drbd_rs_sock_send(struct socket *sock, const void *buf, size_t len, bool more);
+int drbd_rs_sock_recv(struct socket *sock, void *buf, size_t len);
+/* drbd_socket_okay(): not closed by the peer (data may be waiting). */
+bool drbd_rs_sock_alive(struct socket *sock);
+/* Shuts both directions down: wakes every thread blocked on the socket. */
+void drbd_rs_sock_shutdown(struct socket *sock);
+void drbd_rs_sock_release(struct socket *sock);
+
+/* kthread_run() holding a task reference; stop waits for @fn to return and drops it. */
+struct task_struct *drbd_rs_thread_start(int (*fn)(void *), void *data, const char *name);
+void drbd_rs_thread_stop(struct task_struct *t);
+bool drbd_rs_thread_should_stop(void);
+
 /* Implemented in Rust (drbd_rs/glue.rs): the device's policy. */
 int drbd_rs_rust_open(void *owner, bool write);
 void drbd_rs_rust_release(void *owner);

@@ -21,12 +21,20 @@ pub mod drbd_al;
 pub mod drbd_genl;
 #[path = "../userspace/hark-proto/src/drbd_md.rs"]
 pub mod drbd_md;
+#[path = "../userspace/hark-proto/src/drbd_state.rs"]
+pub mod drbd_state;
+#[path = "../userspace/hark-proto/src/drbd_sync.rs"]
+pub mod drbd_sync;
+#[path = "../userspace/hark-proto/src/drbd_wire.rs"]
+pub mod drbd_wire;
 
 mod activity;
+mod conn;
 mod device;
 mod genl;
 mod glue;
 mod md;
+mod net;
 
 module! {
     type: DrbdRs,

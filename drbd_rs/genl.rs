@@ -8,9 +8,11 @@
 //! below before a handler runs, and handlers check presence and ranges. An error is returned
 //! as a negative errno with a message in the extended ack, and logged.
 
-use crate::device::{self, Device, DEVICES, RESOURCES};
+use crate::conn::{self, Connection, NetConf};
+use crate::device::{self, Device, Resource, DEVICES, RESOURCES};
 use crate::drbd_genl::{self as nl, Attr, AttrKind, Cmd, EventType};
 use crate::glue;
+use crate::net::Addr;
 use core::cell::UnsafeCell;
 use core::ffi::CStr;
 use kernel::bindings;
@@ -33,6 +35,8 @@ const fn policy() -> [bindings::nla_policy; NATTR] {
                 AttrKind::U32 => (bindings::NLA_U32, 0),
                 AttrKind::U64 => (bindings::NLA_U64, 0),
                 AttrKind::String(max) => (bindings::NLA_NUL_STRING, max),
+                // A maximum; handlers check the exact length.
+                AttrKind::Bytes(len) => (bindings::NLA_BINARY, len),
             };
             p[i].type_ = t as u8;
             p[i].len = len;
@@ -293,7 +297,110 @@ fn put_status(m: &mut Msg, dev: &Device) -> Result {
     m.put_u8(Attr::DiskState, disk_state as u8)?;
     m.put_u64(Attr::SizeSectors, size)?;
     m.put_u64(Attr::OutOfSyncKib, oos)?;
+    if let Some(c) = device::connection_of(&dev.resource) {
+        put_connection(m, &c)?;
+    }
     Ok(())
+}
+
+/// Writes a connection's status attributes into `m`.
+fn put_connection(m: &mut Msg, c: &Connection) -> Result {
+    let v = c.view();
+    m.put_u8(Attr::ConnState, v.cstate as u8)?;
+    m.put_u8(Attr::Protocol, c.conf.protocol as u8)?;
+    if let Some(r) = match v.role {
+        crate::drbd_state::Role::Primary => Some(nl::Role::Primary),
+        crate::drbd_state::Role::Secondary => Some(nl::Role::Secondary),
+        crate::drbd_state::Role::Unknown => None,
+    } {
+        m.put_u8(Attr::PeerRole, r as u8)?;
+    }
+    if let Some(d) = conn::genl_disk(v.disk) {
+        m.put_u8(Attr::PeerDisk, d as u8)?;
+    }
+    if v.agreed != 0 {
+        m.put_u32(Attr::AgreedVersion, v.agreed)?;
+    }
+    Ok(())
+}
+
+/// Multicasts a `change connection` event.
+pub(crate) fn notify_connection(c: &Connection) {
+    multicast_event(EventType::Change, |m| {
+        m.put_str(Attr::ResourceName, c.resource())?;
+        put_connection(m, c)
+    });
+}
+
+/// An optional `u32` option within `lo..=hi`, or its default.
+fn opt_u32(req: &Req, a: Attr, lo: u32, hi: u32, def: u32) -> core::result::Result<u32, c_int> {
+    match req.u32(a) {
+        None => Ok(def),
+        Some(v) if (lo..=hi).contains(&v) => Ok(v),
+        Some(_) => Err(req.fail(EINVAL, c"net option out of range")),
+    }
+}
+
+/// An optional `u8` option within `lo..=hi`, or its default.
+fn opt_u8(req: &Req, a: Attr, lo: u8, hi: u8, def: u8) -> core::result::Result<u32, c_int> {
+    match req.payload(a).and_then(|p| p.first().copied()) {
+        None => Ok(def.into()),
+        Some(v) if (lo..=hi).contains(&v) => Ok(v.into()),
+        Some(_) => Err(req.fail(EINVAL, c"net option out of range")),
+    }
+}
+
+/// An optional name attribute as a NUL-padded array.
+fn opt_name(req: &Req, a: Attr) -> [u8; 64] {
+    let mut out = [0u8; 64];
+    if let Some(s) = req.cstr(a) {
+        let b = s.to_bytes();
+        // The policy limits names to 63 bytes.
+        let n = b.len().min(63);
+        out[..n].copy_from_slice(&b[..n]);
+    }
+    out
+}
+
+/// The `net` options of a `connect` request, with DRBD 8.4's defaults and limits
+/// (`drbd_limits.h`).
+fn net_conf_of(req: &Req) -> core::result::Result<NetConf, c_int> {
+    let addr = |a: Attr, what: &'static CStr| {
+        req.payload(a)
+            .and_then(Addr::from_attr)
+            .ok_or_else(|| req.fail(EINVAL, what))
+    };
+    let local = addr(Attr::LocalAddr, c"missing or invalid local address")?;
+    let peer = addr(Attr::PeerAddr, c"missing or invalid peer address")?;
+    if local.family != peer.family {
+        return Err(req.fail(EINVAL, c"local and peer address families differ"));
+    }
+    let two_primaries = req.flag(Attr::TwoPrimaries);
+    let conf = NetConf {
+        local,
+        peer,
+        protocol: opt_u8(req, Attr::Protocol, 1, 3, 3)?,
+        timeout_ds: opt_u32(req, Attr::TimeoutDs, 1, 600, 60)?,
+        connect_int_s: opt_u32(req, Attr::ConnectIntS, 1, 120, 10)?,
+        ping_int_s: opt_u32(req, Attr::PingIntS, 1, 120, 10)?,
+        ping_timeout_ds: opt_u32(req, Attr::PingTimeoutDs, 1, 300, 5)?,
+        ko_count: opt_u32(req, Attr::KoCount, 0, 200, 7)?,
+        max_buffers: opt_u32(req, Attr::MaxBuffers, 32, 131072, 2048)?,
+        after_sb: [
+            opt_u8(req, Attr::AfterSb0p, 0, 12, 0)?,
+            opt_u8(req, Attr::AfterSb1p, 0, 12, 0)?,
+            opt_u8(req, Attr::AfterSb2p, 0, 12, 0)?,
+        ],
+        two_primaries,
+        verify_alg: opt_name(req, Attr::VerifyAlg),
+        csums_alg: opt_name(req, Attr::CsumsAlg),
+        cram_hmac_alg: opt_name(req, Attr::CramHmacAlg),
+        shared_secret: opt_name(req, Attr::SharedSecret),
+    };
+    if conf.timeout_ds >= conf.ping_int_s * 10 {
+        return Err(req.fail(EINVAL, c"timeout must be below ping-int"));
+    }
+    Ok(conf)
 }
 
 /// Multicasts an `events2`-style event whose attributes `fill` writes after the event type.
@@ -358,7 +465,7 @@ fn handle(req: &Req, cmd: Cmd) -> core::result::Result<(), c_int> {
         Cmd::NewResource => {
             let name = resource_name_of(req)?;
             let mut res = RESOURCES.lock();
-            if res.iter().any(|r| r.as_slice() == name.to_bytes()) {
+            if res.iter().any(|r| r.name.as_slice() == name.to_bytes()) {
                 return Err(req.fail(EEXIST, c"resource exists"));
             }
             let mut owned = KVec::with_capacity(name.to_bytes().len(), GFP_KERNEL)
@@ -366,8 +473,15 @@ fn handle(req: &Req, cmd: Cmd) -> core::result::Result<(), c_int> {
             owned
                 .extend_from_slice(name.to_bytes(), GFP_KERNEL)
                 .map_err(|_| req.fail(ENOMEM, c"out of memory"))?;
-            res.push(owned, GFP_KERNEL)
-                .map_err(|_| req.fail(ENOMEM, c"out of memory"))?;
+            res.push(
+                Resource {
+                    name: owned,
+                    conn: None,
+                    stopped: None,
+                },
+                GFP_KERNEL,
+            )
+            .map_err(|_| req.fail(ENOMEM, c"out of memory"))?;
             drop(res);
             // Like a minor, a resource keeps the module loaded until `del-resource`.
             glue::module_get();
@@ -379,8 +493,11 @@ fn handle(req: &Req, cmd: Cmd) -> core::result::Result<(), c_int> {
             let mut res = RESOURCES.lock();
             let idx = res
                 .iter()
-                .position(|r| r.as_slice() == name.to_bytes())
+                .position(|r| r.name.as_slice() == name.to_bytes())
                 .ok_or_else(|| req.fail(ENOENT, c"no such resource"))?;
+            if res[idx].conn.is_some() {
+                return Err(req.fail(EBUSY, c"resource is connected (disconnect first)"));
+            }
             if DEVICES
                 .lock()
                 .iter()
@@ -402,7 +519,7 @@ fn handle(req: &Req, cmd: Cmd) -> core::result::Result<(), c_int> {
             }
             let name = resource_name_of(req)?;
             let res = RESOURCES.lock();
-            if !res.iter().any(|r| r.as_slice() == name.to_bytes()) {
+            if !res.iter().any(|r| r.name.as_slice() == name.to_bytes()) {
                 return Err(req.fail(ENOENT, c"no such resource (new-resource first)"));
             }
             let mut devs = DEVICES.lock();
@@ -492,6 +609,7 @@ fn handle(req: &Req, cmd: Cmd) -> core::result::Result<(), c_int> {
                 if force { " (forced)" } else { "" }
             );
             notify(&dev, EventType::Change);
+            conn::state_changed(&dev);
         }
         Cmd::Secondary => {
             let dev = device_of(req)?;
@@ -501,6 +619,7 @@ fn handle(req: &Req, cmd: Cmd) -> core::result::Result<(), c_int> {
             if changed {
                 pr_info!("rdrbd{}: Secondary\n", dev.minor);
                 notify(&dev, EventType::Change);
+                conn::state_changed(&dev);
             }
         }
         Cmd::Status => {
@@ -524,7 +643,12 @@ fn handle(req: &Req, cmd: Cmd) -> core::result::Result<(), c_int> {
                 for r in res.iter() {
                     let mut m = Msg::new(portid, seq, Cmd::Reply)
                         .map_err(|e| req.fail(e, c"out of memory"))?;
-                    m.put_str(Attr::ResourceName, r)
+                    m.put_str(Attr::ResourceName, &r.name)
+                        .and_then(|()| match (&r.conn, &r.stopped) {
+                            (Some(h), _) => put_connection(&mut m, &h.conn),
+                            (None, Some(c)) => put_connection(&mut m, c),
+                            (None, None) => Ok(()),
+                        })
                         .map_err(|e| req.fail(e, c"reply too large"))?;
                     m.reply(req.info)
                         .map_err(|e| req.fail(e, c"cannot send reply"))?;
@@ -536,6 +660,53 @@ fn handle(req: &Req, cmd: Cmd) -> core::result::Result<(), c_int> {
                 put_status(&mut m, d).map_err(|e| req.fail(e, c"reply too large"))?;
                 m.reply(req.info)
                     .map_err(|e| req.fail(e, c"cannot send reply"))?;
+            }
+        }
+        Cmd::Connect => {
+            let name = resource_name_of(req)?;
+            let conf = net_conf_of(req)?;
+            let mut res = RESOURCES.lock();
+            let r = res
+                .iter_mut()
+                .find(|r| r.name.as_slice() == name.to_bytes())
+                .ok_or_else(|| req.fail(ENOENT, c"no such resource"))?;
+            if r.conn.is_some() {
+                return Err(req.fail(EALREADY, c"resource is already connected"));
+            }
+            if !DEVICES
+                .lock()
+                .iter()
+                .any(|d| d.resource.as_slice() == name.to_bytes())
+            {
+                return Err(req.fail(ENODEV, c"resource has no minor (new-minor first)"));
+            }
+            let h = Connection::start(name.to_bytes(), conf)
+                .map_err(|e| req.fail(e, c"cannot start the connection"))?;
+            r.conn = Some(h);
+            r.stopped = None;
+        }
+        Cmd::Disconnect => {
+            let name = resource_name_of(req)?;
+            let h = {
+                let mut res = RESOURCES.lock();
+                let r = res
+                    .iter_mut()
+                    .find(|r| r.name.as_slice() == name.to_bytes())
+                    .ok_or_else(|| req.fail(ENOENT, c"no such resource"))?;
+                r.conn.take()
+            };
+            let Some(h) = h else {
+                return Ok(());
+            };
+            // Joins the connection's threads, without holding the registry.
+            let conn = h.conn.clone();
+            drop(h);
+            if let Some(r) = RESOURCES
+                .lock()
+                .iter_mut()
+                .find(|r| r.name.as_slice() == name.to_bytes())
+            {
+                r.stopped = Some(conn);
             }
         }
         Cmd::Reply => {

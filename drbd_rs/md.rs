@@ -46,6 +46,11 @@ impl Metadata {
         Ok(Metadata { sb, geo })
     }
 
+    /// The generation UUIDs: current, bitmap, two history.
+    pub(crate) fn uuids(&self) -> [u64; fmt::UI_SIZE] {
+        self.sb.uuids
+    }
+
     /// Exposed size in 512-byte sectors.
     pub(crate) fn capacity_sectors(&self) -> u64 {
         self.geo.max_capacity

@@ -19,20 +19,34 @@ PY=/usr/bin/python3
 # Rendezvous of all VMs of the scenario at a named point (over the test network).
 barrier() { $PY "$HARK_TOP/tests-qemu/guest/barrier.py" "$1"; }
 
-# Write /etc/hark/drbd.conf with one resource r0 on /dev/vda (both test VMs' addresses);
-# an optional argument is extra lines inside the resource (e.g. a net section).
+# Write /etc/hark/drbd.conf with one resource r0 on /dev/vda; an optional argument is extra
+# lines inside the resource (e.g. a net section). Single-VM scenarios get only their own host
+# (no peer: `up` does not connect); two-VM scenarios get both (`up` connects).
 write_drbd_conf() {
 	mkdir -p /etc/hark
+	local peer=
+	[ "${HARK_NVM:-1}" -gt 1 ] && peer="
+  on hark-vm1 { address 10.77.0.2:7789; }"
 	cat > /etc/hark/drbd.conf <<CONF
 resource r0 {
   device /dev/rdrbd0;
   disk /dev/vda;
   meta-disk internal;${1:+
   $1}
-  on hark-vm0 { address 10.77.0.1:7789; }
-  on hark-vm1 { address 10.77.0.2:7789; }
+  on hark-vm0 { address 10.77.0.1:7789; }$peer
 }
 CONF
+}
+
+# Wait up to $2 seconds (default 60) until `rdrbdadm status r0` matches the regex $1.
+wait_status() {
+	local i
+	for i in $(seq 1 $((${2:-60} * 5))); do
+		$RDRBDADM status r0 2>/dev/null | grep -Eq "$1" && return 0
+		sleep 0.2
+	done
+	$RDRBDADM status r0
+	die "status did not reach /$1/ within ${2:-60} s"
 }
 
 # Boot number of a scenario with "# boots: N" (1-based).

@@ -37,11 +37,15 @@ pub enum Cmd {
     Secondary = 9,
     /// Dump the status of all resources.
     Status = 10,
+    /// Connect a resource to its peer (net options as attributes).
+    Connect = 11,
+    /// Disconnect a resource (`StandAlone`).
+    Disconnect = 12,
 }
 
 impl Cmd {
     /// Every command, in numeric order.
-    pub const ALL: [Cmd; 10] = [
+    pub const ALL: [Cmd; 12] = [
         Cmd::Reply,
         Cmd::NewResource,
         Cmd::DelResource,
@@ -52,6 +56,8 @@ impl Cmd {
         Cmd::Primary,
         Cmd::Secondary,
         Cmd::Status,
+        Cmd::Connect,
+        Cmd::Disconnect,
     ];
 
     /// Decodes a command number.
@@ -72,6 +78,8 @@ impl Cmd {
             Cmd::Primary => "primary",
             Cmd::Secondary => "secondary",
             Cmd::Status => "status",
+            Cmd::Connect => "connect",
+            Cmd::Disconnect => "disconnect",
         }
     }
 }
@@ -102,28 +110,94 @@ pub enum Attr {
     EventType = 10,
     /// Replication protocol (`u8`: 1 = A, 2 = B, 3 = C).
     Protocol = 11,
+    /// Local replication address ([`ADDR_SIZE`] bytes, see [`encode_addr`]).
+    LocalAddr = 12,
+    /// Peer replication address ([`ADDR_SIZE`] bytes).
+    PeerAddr = 13,
+    /// Connection state (`u8`, DRBD's `enum drbd_conns` numbering).
+    ConnState = 14,
+    /// Peer role (`u8`, [`Role`]; absent when unknown).
+    PeerRole = 15,
+    /// Peer disk state (`u8`, [`DiskState`]; absent when unknown).
+    PeerDisk = 16,
+    /// `timeout`, tenths of a second (`u32`).
+    TimeoutDs = 17,
+    /// `connect-int`, seconds (`u32`).
+    ConnectIntS = 18,
+    /// `ping-int`, seconds (`u32`).
+    PingIntS = 19,
+    /// `ping-timeout`, tenths of a second (`u32`).
+    PingTimeoutDs = 20,
+    /// `ko-count` (`u32`).
+    KoCount = 21,
+    /// `max-buffers` (`u32`).
+    MaxBuffers = 22,
+    /// `after-sb-0pri` (`u8`, DRBD's `enum drbd_after_sb_p`).
+    AfterSb0p = 23,
+    /// `after-sb-1pri` (`u8`).
+    AfterSb1p = 24,
+    /// `after-sb-2pri` (`u8`).
+    AfterSb2p = 25,
+    /// `verify-alg` (string).
+    VerifyAlg = 26,
+    /// `csums-alg` (string).
+    CsumsAlg = 27,
+    /// `cram-hmac-alg` (string).
+    CramHmacAlg = 28,
+    /// `shared-secret` (string).
+    SharedSecret = 29,
+    /// Agreed wire protocol version (`u32`).
+    AgreedVersion = 30,
+    /// Flag: `allow-two-primaries`.
+    TwoPrimaries = 31,
 }
 
 impl Attr {
     /// Highest attribute number (`maxattr` of the family).
-    pub const MAX: u16 = 11;
+    pub const MAX: u16 = 31;
+
+    /// Every attribute, in numeric order.
+    pub const ALL: [Attr; 31] = [
+        Attr::ResourceName,
+        Attr::Minor,
+        Attr::LowerDev,
+        Attr::Role,
+        Attr::DiskState,
+        Attr::Force,
+        Attr::SizeSectors,
+        Attr::OutOfSyncKib,
+        Attr::Message,
+        Attr::EventType,
+        Attr::Protocol,
+        Attr::LocalAddr,
+        Attr::PeerAddr,
+        Attr::ConnState,
+        Attr::PeerRole,
+        Attr::PeerDisk,
+        Attr::TimeoutDs,
+        Attr::ConnectIntS,
+        Attr::PingIntS,
+        Attr::PingTimeoutDs,
+        Attr::KoCount,
+        Attr::MaxBuffers,
+        Attr::AfterSb0p,
+        Attr::AfterSb1p,
+        Attr::AfterSb2p,
+        Attr::VerifyAlg,
+        Attr::CsumsAlg,
+        Attr::CramHmacAlg,
+        Attr::SharedSecret,
+        Attr::AgreedVersion,
+        Attr::TwoPrimaries,
+    ];
 
     /// Decodes an attribute number.
     pub const fn from_u16(v: u16) -> Option<Attr> {
-        Some(match v {
-            1 => Attr::ResourceName,
-            2 => Attr::Minor,
-            3 => Attr::LowerDev,
-            4 => Attr::Role,
-            5 => Attr::DiskState,
-            6 => Attr::Force,
-            7 => Attr::SizeSectors,
-            8 => Attr::OutOfSyncKib,
-            9 => Attr::Message,
-            10 => Attr::EventType,
-            11 => Attr::Protocol,
-            _ => return None,
-        })
+        if v == 0 || v > Self::MAX {
+            return None;
+        }
+        // `ALL` is in numeric order without gaps (checked by a test).
+        Some(Self::ALL[v as usize - 1])
     }
 
     /// The payload type, which is also what the kernel's policy enforces.
@@ -132,9 +206,29 @@ impl Attr {
             Attr::ResourceName => AttrKind::String(RESOURCE_NAME_MAX),
             Attr::LowerDev => AttrKind::String(PATH_MAX),
             Attr::Message => AttrKind::String(MESSAGE_MAX),
-            Attr::Minor => AttrKind::U32,
-            Attr::Role | Attr::DiskState | Attr::EventType | Attr::Protocol => AttrKind::U8,
-            Attr::Force => AttrKind::Flag,
+            Attr::VerifyAlg | Attr::CsumsAlg | Attr::CramHmacAlg | Attr::SharedSecret => {
+                AttrKind::String(ALG_NAME_MAX)
+            }
+            Attr::Minor
+            | Attr::TimeoutDs
+            | Attr::ConnectIntS
+            | Attr::PingIntS
+            | Attr::PingTimeoutDs
+            | Attr::KoCount
+            | Attr::MaxBuffers
+            | Attr::AgreedVersion => AttrKind::U32,
+            Attr::Role
+            | Attr::DiskState
+            | Attr::EventType
+            | Attr::Protocol
+            | Attr::ConnState
+            | Attr::PeerRole
+            | Attr::PeerDisk
+            | Attr::AfterSb0p
+            | Attr::AfterSb1p
+            | Attr::AfterSb2p => AttrKind::U8,
+            Attr::LocalAddr | Attr::PeerAddr => AttrKind::Bytes(ADDR_SIZE as u16),
+            Attr::Force | Attr::TwoPrimaries => AttrKind::Flag,
             Attr::SizeSectors | Attr::OutOfSyncKib => AttrKind::U64,
         }
     }
@@ -153,6 +247,54 @@ pub enum AttrKind {
     U64,
     /// NUL-terminated string of at most this many bytes, NUL excluded.
     String(u16),
+    /// Exactly this many bytes.
+    Bytes(u16),
+}
+
+/// Longest digest or secret name (`SHARED_SECRET_MAX` - 1), in bytes.
+pub const ALG_NAME_MAX: u16 = 63;
+
+/// `AF_INET` on Linux.
+pub const AF_INET: u16 = 2;
+/// `AF_INET6` on Linux.
+pub const AF_INET6: u16 = 10;
+/// Size of an address attribute.
+pub const ADDR_SIZE: usize = 20;
+
+/// Encodes an address attribute: family and port in host order, then 16 address bytes
+/// (network order; IPv4 uses the first 4, the rest zero). This is `struct drbd_rs_addr`.
+pub fn encode_addr(family: u16, port: u16, addr: &[u8]) -> Option<[u8; ADDR_SIZE]> {
+    let want = match family {
+        AF_INET => 4,
+        AF_INET6 => 16,
+        _ => return None,
+    };
+    if addr.len() != want || port == 0 {
+        return None;
+    }
+    let mut b = [0u8; ADDR_SIZE];
+    b[0..2].copy_from_slice(&family.to_ne_bytes());
+    b[2..4].copy_from_slice(&port.to_ne_bytes());
+    b[4..4 + want].copy_from_slice(addr);
+    Some(b)
+}
+
+/// Decodes an address attribute into (family, port, 16 address bytes); `None` unless it is
+/// what [`encode_addr`] produces.
+pub fn decode_addr(p: &[u8]) -> Option<(u16, u16, [u8; 16])> {
+    if p.len() != ADDR_SIZE {
+        return None;
+    }
+    let family = u16::from_ne_bytes([p[0], p[1]]);
+    let port = u16::from_ne_bytes([p[2], p[3]]);
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&p[4..]);
+    let len = match family {
+        AF_INET => 4,
+        AF_INET6 => 16,
+        _ => return None,
+    };
+    (port != 0 && a[len..].iter().all(|&b| b == 0)).then_some((family, port, a))
 }
 
 /// Longest resource name, in bytes.
@@ -334,6 +476,29 @@ mod tests {
             assert_eq!(EventType::from_u8(v).map(|e| e as u8), Some(v));
         }
         assert_eq!(EventType::from_u8(5), None);
+    }
+
+    #[test]
+    fn attribute_table_is_dense_and_addresses_round_trip() {
+        for (i, a) in Attr::ALL.iter().enumerate() {
+            assert_eq!(*a as usize, i + 1);
+        }
+        assert_eq!(Attr::ALL.len(), Attr::MAX as usize);
+        let v4 = encode_addr(AF_INET, 7789, &[10, 0, 0, 1]).unwrap();
+        let (f, p, a) = decode_addr(&v4).unwrap();
+        assert_eq!((f, p, &a[..4]), (AF_INET, 7789, &[10u8, 0, 0, 1][..]));
+        let mut six = [0u8; 16];
+        six[0] = 0xfd;
+        six[15] = 2;
+        let v6 = encode_addr(AF_INET6, 1, &six).unwrap();
+        assert_eq!(decode_addr(&v6), Some((AF_INET6, 1, six)));
+        assert_eq!(encode_addr(AF_INET, 0, &[1, 2, 3, 4]), None);
+        assert_eq!(encode_addr(AF_INET, 1, &six), None);
+        assert_eq!(encode_addr(7, 1, &[1, 2, 3, 4]), None);
+        let mut junk = v4;
+        junk[10] = 1; // bytes past an IPv4 address must be zero
+        assert_eq!(decode_addr(&junk), None);
+        assert_eq!(decode_addr(&v4[..19]), None);
     }
 
     #[test]

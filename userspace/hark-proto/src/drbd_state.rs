@@ -244,6 +244,23 @@ pub struct State {
 }
 
 impl State {
+    /// A state with these roles, connection and disk states, and every flag clear.
+    pub const fn new(role: Role, peer: Role, conn: Conn, disk: Disk, pdsk: Disk) -> State {
+        State {
+            role,
+            peer,
+            conn,
+            disk,
+            pdsk,
+            susp: false,
+            aftr_isp: false,
+            peer_isp: false,
+            user_isp: false,
+            susp_nod: false,
+            susp_fen: false,
+        }
+    }
+
     /// The packed word (`union drbd_state`'s `i`; unused bits 0).
     pub const fn pack(&self) -> u32 {
         let mut w = 0;
@@ -373,19 +390,7 @@ mod tests {
     use super::*;
 
     fn st(role: Role, peer: Role, conn: Conn, disk: Disk, pdsk: Disk) -> State {
-        State {
-            role,
-            peer,
-            conn,
-            disk,
-            pdsk,
-            susp: false,
-            aftr_isp: false,
-            peer_isp: false,
-            user_isp: false,
-            susp_nod: false,
-            susp_fen: false,
-        }
+        State::new(role, peer, conn, disk, pdsk)
     }
 
     #[test]

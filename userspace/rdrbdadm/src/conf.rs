@@ -480,6 +480,7 @@ const KNOWN: &[(&str, &str)] = &[
     ("net", "csums-alg"),
     ("net", "shared-secret"),
     ("net", "cram-hmac-alg"),
+    ("net", "allow-two-primaries"),
     ("disk", "resync-rate"),
     ("disk", "c-max-rate"),
     ("disk", "al-extents"),

@@ -269,6 +269,8 @@ pub enum AttrValue<'a> {
     U64(u64),
     /// A string.
     Str(&'a str),
+    /// Raw bytes of a fixed size.
+    Bytes(&'a [u8]),
 }
 
 /// An owned copy of a received generic netlink message.
@@ -333,6 +335,8 @@ impl OwnedMsg {
                 }
                 AttrValue::Str(s)
             }
+            AttrKind::Bytes(len) if p.len() == usize::from(len) => AttrValue::Bytes(p),
+            AttrKind::Bytes(_) => return Err(bad(NlaError::BadSize)),
         }))
     }
 

@@ -17,9 +17,11 @@ mod conf;
 #[allow(dead_code)]
 mod genl;
 mod md;
+mod net;
 
 use clap::{Parser, Subcommand};
 use hark_proto::drbd_genl::{self as nl, Attr, Cmd, DiskState, EventType, Role};
+use hark_proto::drbd_state::Conn;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -55,10 +57,15 @@ enum Command {
     },
     /// Print the metadata of the resource's lower disk.
     DumpMd { resource: String },
-    /// Create the device and attach its lower disk (new-minor + attach).
+    /// Create the device, attach its lower disk, and connect to the peer if the resource
+    /// names one (new-resource + new-minor + attach + connect).
     Up { resource: String },
-    /// Detach and remove the device (it must be Secondary and closed).
+    /// Disconnect, detach and remove the device (it must be Secondary and closed).
     Down { resource: String },
+    /// Connect to the peer with the resource's net options (both nodes connect and listen).
+    Connect { resource: String },
+    /// Drop the connection (StandAlone).
+    Disconnect { resource: String },
     /// Attach the lower disk to an existing device.
     Attach { resource: String },
     /// Detach the lower disk (the device must be Secondary and closed).
@@ -114,6 +121,8 @@ struct Local {
     name: String,
     minor: u32,
     disk: PathBuf,
+    /// The `connect` request, when the resource has a peer host.
+    connect: Option<Vec<(Attr, net::Value)>>,
 }
 
 fn hostname() -> String {
@@ -139,10 +148,16 @@ fn local(cli: &Cli, resource: &str) -> Result<Local, Fail> {
     })?;
     let minor = res.minor_for(host).map_err(|e| usage(e.to_string()))?;
     let disk = res.disk_for(host).map_err(|e| usage(e.to_string()))?;
+    let connect = if res.hosts.len() > 1 {
+        Some(net::connect_attrs(res, &node).map_err(usage)?)
+    } else {
+        None
+    };
     Ok(Local {
         name: resource.to_string(),
         minor,
         disk: PathBuf::from(disk),
+        connect,
     })
 }
 
@@ -182,6 +197,42 @@ struct Status {
     disk: DiskState,
     size_sectors: u64,
     oos_kib: u64,
+    /// The connection, when configured.
+    conn: Option<ConnStatus>,
+}
+
+/// A connection's status.
+struct ConnStatus {
+    cstate: String,
+    peer_role: String,
+    peer_disk: String,
+    protocol: char,
+}
+
+fn conn_status_of(m: &genl::OwnedMsg) -> Result<Option<ConnStatus>, Fail> {
+    let Some(c) = m.get_u8(Attr::ConnState)? else {
+        return Ok(None);
+    };
+    let cstate = Conn::from_u32(c.into()).map_or_else(|| format!("?{c}"), |c| c.name().into());
+    let peer_role = match m.get_u8(Attr::PeerRole)?.and_then(Role::from_u8) {
+        Some(r) => r.name(),
+        None => "Unknown",
+    };
+    let peer_disk = match m.get_u8(Attr::PeerDisk)?.and_then(DiskState::from_u8) {
+        Some(d) => d.name(),
+        None => "DUnknown",
+    };
+    let protocol = match m.get_u8(Attr::Protocol)? {
+        Some(1) => 'A',
+        Some(2) => 'B',
+        _ => 'C',
+    };
+    Ok(Some(ConnStatus {
+        cstate,
+        peer_role: peer_role.into(),
+        peer_disk: peer_disk.into(),
+        protocol,
+    }))
 }
 
 fn status_of(m: &genl::OwnedMsg) -> Result<Status, Fail> {
@@ -196,18 +247,26 @@ fn status_of(m: &genl::OwnedMsg) -> Result<Status, Fail> {
         disk: m.disk_state()?.ok_or_else(|| missing("disk state"))?,
         size_sectors: m.get_u64(Attr::SizeSectors)?.unwrap_or(0),
         oos_kib: m.get_u64(Attr::OutOfSyncKib)?.unwrap_or(0),
+        conn: conn_status_of(m)?,
     })
 }
 
 fn json_status(s: &Status) -> String {
+    let conn = s.conn.as_ref().map_or(String::new(), |c| {
+        format!(
+            ",\"connection\":\"{}\",\"peer-role\":\"{}\",\"peer-disk\":\"{}\",\"protocol\":\"{}\"",
+            c.cstate, c.peer_role, c.peer_disk, c.protocol
+        )
+    });
     format!(
-        "{{\"name\":\"{}\",\"minor\":{},\"role\":\"{}\",\"disk-state\":\"{}\",\"size-kib\":{},\"out-of-sync-kib\":{}}}",
+        "{{\"name\":\"{}\",\"minor\":{},\"role\":\"{}\",\"disk-state\":\"{}\",\"size-kib\":{},\"out-of-sync-kib\":{}{}}}",
         s.resource.replace('\\', "\\\\").replace('"', "\\\""),
         s.minor,
         s.role.name(),
         s.disk.name(),
         s.size_sectors / 2,
-        s.oos_kib
+        s.oos_kib,
+        conn
     )
 }
 
@@ -220,6 +279,12 @@ fn print_status(s: &Status) {
         s.size_sectors / 2,
         s.oos_kib
     );
+    if let Some(c) = &s.conn {
+        println!(
+            "  connection:{} protocol:{} peer-role:{} peer-disk:{}",
+            c.cstate, c.protocol, c.peer_role, c.peer_disk
+        );
+    }
 }
 
 /// Whether a status message describes a device (resource messages have no minor).
@@ -235,6 +300,16 @@ fn any_event_line(kind: EventType, m: &genl::OwnedMsg) -> Result<String, Fail> {
     let name = m
         .get_str(Attr::ResourceName)?
         .ok_or_else(|| Fail(20, "kernel event without a resource name".into()))?;
+    if let Some(c) = conn_status_of(m)? {
+        return Ok(format!(
+            "{} connection name:{} connection:{} role:{} peer-disk:{}",
+            kind.name(),
+            name,
+            c.cstate,
+            c.peer_role,
+            c.peer_disk
+        ));
+    }
     Ok(format!("{} resource name:{}", kind.name(), name))
 }
 
@@ -276,7 +351,32 @@ fn up(k: &mut Kernel, l: &Local) -> Result<(), Fail> {
     attach(k, l).inspect_err(|_| {
         let _ = k.minor_cmd(Cmd::DelMinor, l.minor);
         undo_resource(k);
-    })
+    })?;
+    if l.connect.is_some() {
+        connect(k, l)?;
+    }
+    Ok(())
+}
+
+fn connect(k: &mut Kernel, l: &Local) -> Result<(), Fail> {
+    let attrs = l
+        .connect
+        .as_ref()
+        .ok_or_else(|| usage(format!("resource {}: no peer host to connect to", l.name)))?;
+    k.call(Cmd::Connect, |w| {
+        for (a, v) in attrs {
+            let t = *a as u16;
+            match v {
+                net::Value::U8(x) => w.put_u8(t, *x)?,
+                net::Value::U32(x) => w.put_u32(t, *x)?,
+                net::Value::Str(x) => w.put_str(t, x)?,
+                net::Value::Bytes(x) => w.put_bytes(t, x)?,
+                net::Value::Flag => w.put_flag(t)?,
+            }
+        }
+        Ok(())
+    })?;
+    Ok(())
 }
 
 fn attach(k: &mut Kernel, l: &Local) -> Result<(), Fail> {
@@ -322,6 +422,7 @@ fn run(cli: &Cli) -> Result<(), Fail> {
         Command::Down { resource } => {
             let l = local(cli, resource)?;
             let mut k = Kernel::open()?;
+            resource_cmd(&mut k, Cmd::Disconnect, &l.name)?;
             k.minor_cmd(Cmd::Secondary, l.minor)?;
             // A diskless device has nothing to detach.
             if let Err(Fail(code, msg)) = k.minor_cmd(Cmd::Detach, l.minor) {
@@ -331,6 +432,10 @@ fn run(cli: &Cli) -> Result<(), Fail> {
             }
             k.minor_cmd(Cmd::DelMinor, l.minor)?;
             resource_cmd(&mut k, Cmd::DelResource, &l.name)?;
+        }
+        Command::Connect { resource } => connect(&mut Kernel::open()?, &local(cli, resource)?)?,
+        Command::Disconnect { resource } => {
+            resource_cmd(&mut Kernel::open()?, Cmd::Disconnect, resource)?;
         }
         Command::Attach { resource } => attach(&mut Kernel::open()?, &local(cli, resource)?)?,
         Command::Detach { resource } => {
@@ -437,6 +542,7 @@ mod tests {
             disk: DiskState::Diskless,
             size_sectors: 0,
             oos_kib: 0,
+            conn: None,
         };
         assert_eq!(
             json_status(&s),
@@ -453,6 +559,7 @@ mod tests {
             disk: DiskState::UpToDate,
             size_sectors: 2048,
             oos_kib: 8,
+            conn: None,
         };
         assert_eq!(
             event_line(EventType::Change, &s),

@@ -1,0 +1,1058 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The connection of a resource to its peer, DRBD 8.4 style.
+//!
+//! One receiver thread per connected resource runs DRBD's `conn_connect()` loop: listen on
+//! the local address and connect to the peer until both of DRBD's sockets exist (data and
+//! meta, told apart by `P_INITIAL_DATA`/`P_INITIAL_META`), then the feature handshake, then
+//! `P_PROTOCOL` and per volume `P_SYNC_PARAM89`, `P_SIZES`, `P_UUIDS`, `P_STATE`, and then it
+//! receives on the data socket. While a session lasts an asender thread serves the meta socket
+//! (ping / ping-ack, state-change replies). Any error, protocol violation or missed ping
+//! ends the session: both sockets are shut down, the threads notice, and the receiver starts
+//! over (`WFConnection`). A dialect or configuration mismatch is fatal: `StandAlone` until
+//! `disconnect`.
+//!
+//! Locking: [`Connection::info`] is a spinlock over small state (never held across I/O).
+//! Senders serialise per socket with [`Connection::data_tx`] / [`Connection::meta_tx`]. The
+//! device state mutex may be taken before `info`, never the other way round.
+
+use crate::device::{self, Device, DEVICES};
+use crate::drbd_genl::{DiskState, Role};
+use crate::drbd_state::{self as ws, Conn};
+use crate::drbd_sync as sync;
+use crate::drbd_wire::{self as w, Features, Packet, WireError};
+use crate::net::{self, Addr, KThread, Listener, Socket};
+use core::sync::atomic::{AtomicBool, Ordering};
+use kernel::prelude::*;
+use kernel::sync::{Arc, Mutex, SpinLock};
+use kernel::{new_mutex, new_spinlock};
+
+/// Largest payload of a packet other than data (`DRBD_SOCKET_BUFFER_SIZE`).
+const MAX_CONTROL_PAYLOAD: u32 = 4096;
+/// Largest bio we accept from the peer (the queue's `max_hw_sectors`, see the C glue).
+const MAX_BIO_SIZE: u32 = 512 * 1024;
+
+/// The `net` options of a resource (DRBD's units).
+#[derive(Clone)]
+pub(crate) struct NetConf {
+    /// Our address: we listen here and connect from here.
+    pub(crate) local: Addr,
+    /// The peer's address.
+    pub(crate) peer: Addr,
+    /// Replication protocol, 1..=3 (A, B, C).
+    pub(crate) protocol: u32,
+    /// Peer response timeout, tenths of a second.
+    pub(crate) timeout_ds: u32,
+    /// Seconds between connection attempts.
+    pub(crate) connect_int_s: u32,
+    /// Seconds of silence on the meta socket before a ping.
+    pub(crate) ping_int_s: u32,
+    /// Tenths of a second to wait for a ping-ack.
+    pub(crate) ping_timeout_ds: u32,
+    /// Timeouts before the peer is considered dead (kept for the write path).
+    #[expect(dead_code, reason = "used by the replication write path")]
+    pub(crate) ko_count: u32,
+    /// Receive buffers (kept for the write path).
+    #[expect(dead_code, reason = "used by the replication write path")]
+    pub(crate) max_buffers: u32,
+    /// After-split-brain policies with 0, 1, 2 primaries (DRBD numbers).
+    pub(crate) after_sb: [u32; 3],
+    /// Allow two primaries.
+    pub(crate) two_primaries: bool,
+    /// Online-verify digest name (NUL-padded).
+    pub(crate) verify_alg: [u8; 64],
+    /// Checksum-resync digest name (NUL-padded).
+    pub(crate) csums_alg: [u8; 64],
+    /// CRAM-HMAC digest name (NUL-padded); empty: no authentication.
+    pub(crate) cram_hmac_alg: [u8; 64],
+    /// The shared secret (NUL-padded).
+    #[expect(dead_code, reason = "used by CRAM-HMAC authentication")]
+    pub(crate) shared_secret: [u8; 64],
+}
+
+impl NetConf {
+    fn ping_timeout_ms(&self) -> u32 {
+        self.ping_timeout_ds * 100
+    }
+}
+
+/// What the receiver knows about the peer while a session lasts.
+#[derive(Clone, Copy)]
+pub(crate) struct PeerView {
+    /// Connection state.
+    pub(crate) cstate: Conn,
+    /// Peer role (`Unknown` when not connected).
+    pub(crate) role: ws::Role,
+    /// Peer disk state (`DUnknown` when not connected).
+    pub(crate) disk: ws::Disk,
+    /// Agreed protocol version (0 when not connected).
+    pub(crate) agreed: u32,
+}
+
+/// Small shared state of a connection.
+struct Info {
+    view: PeerView,
+    /// The sockets of the current session, for senders and for `stop`.
+    data: Option<Arc<Socket>>,
+    meta: Option<Arc<Socket>>,
+}
+
+/// The connection of one resource.
+#[pin_data]
+pub(crate) struct Connection {
+    /// Resource name.
+    resource: KVec<u8>,
+    /// Configuration, fixed for the connection's lifetime.
+    pub(crate) conf: NetConf,
+    #[pin]
+    info: SpinLock<Info>,
+    /// Serialises whole packets on the data socket.
+    #[pin]
+    data_tx: Mutex<()>,
+    /// Serialises whole packets on the meta socket.
+    #[pin]
+    meta_tx: Mutex<()>,
+    /// `disconnect` was requested.
+    stop: AtomicBool,
+}
+
+/// A running connection: dropping it stops the receiver thread.
+pub(crate) struct ConnHandle {
+    /// The connection.
+    pub(crate) conn: Arc<Connection>,
+    thread: Option<KThread<Connection>>,
+}
+
+impl Drop for ConnHandle {
+    fn drop(&mut self) {
+        self.conn.stop.store(true, Ordering::SeqCst);
+        self.conn.shutdown_sockets();
+        // Joins the receiver, which joins its asender.
+        drop(self.thread.take());
+    }
+}
+
+/// Why a session ended.
+enum End {
+    /// Try again (network error, peer went away, protocol violation).
+    Retry,
+    /// Give up until `disconnect` (incompatible dialect or configuration, split brain).
+    StandAlone,
+}
+
+impl From<Error> for End {
+    fn from(_: Error) -> End {
+        End::Retry
+    }
+}
+
+impl Connection {
+    /// Starts connecting `resource` with `conf`.
+    pub(crate) fn start(resource: &[u8], conf: NetConf) -> Result<ConnHandle> {
+        let mut name = KVec::with_capacity(resource.len(), GFP_KERNEL)?;
+        name.extend_from_slice(resource, GFP_KERNEL)?;
+        let conn = Arc::pin_init(
+            pin_init!(Connection {
+                resource: name,
+                conf,
+                info <- new_spinlock!(Info {
+                    view: PeerView {
+                        cstate: Conn::StandAlone,
+                        role: ws::Role::Unknown,
+                        disk: ws::Disk::DUnknown,
+                        agreed: 0,
+                    },
+                    data: None,
+                    meta: None,
+                }),
+                data_tx <- new_mutex!(()),
+                meta_tx <- new_mutex!(()),
+                stop: AtomicBool::new(false),
+            }),
+            GFP_KERNEL,
+        )?;
+        let mut tname = [0u8; 16];
+        let prefix = b"drbd_r_";
+        let n = (prefix.len() + resource.len()).min(tname.len() - 1);
+        tname[..prefix.len()].copy_from_slice(prefix);
+        tname[prefix.len()..n].copy_from_slice(&resource[..n - prefix.len()]);
+        let tname = CStr::from_bytes_until_nul(&tname).map_err(|_| EINVAL)?;
+        let thread = KThread::spawn(tname, conn.clone(), receiver)?;
+        Ok(ConnHandle {
+            conn,
+            thread: Some(thread),
+        })
+    }
+
+    /// The peer as the receiver currently sees it.
+    pub(crate) fn view(&self) -> PeerView {
+        self.info.lock().view
+    }
+
+    fn name(&self) -> &str {
+        core::str::from_utf8(&self.resource).unwrap_or("?")
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst) || net::thread_should_stop()
+    }
+
+    fn set_cstate(&self, cstate: Conn) {
+        let changed = {
+            let mut i = self.info.lock();
+            let old = i.view.cstate;
+            i.view.cstate = cstate;
+            if !reached(cstate, Conn::WFReportParams) {
+                i.view.role = ws::Role::Unknown;
+                i.view.disk = ws::Disk::DUnknown;
+            }
+            old != cstate
+        };
+        if changed {
+            pr_info!("resource {}: connection {}\n", self.name(), cstate.name());
+            crate::genl::notify_connection(self);
+        }
+    }
+
+    /// Shuts down the session's sockets: every thread blocked on them wakes up and fails.
+    fn shutdown_sockets(&self) {
+        let (d, m) = {
+            let i = self.info.lock();
+            (i.data.clone(), i.meta.clone())
+        };
+        if let Some(s) = d {
+            s.shutdown();
+        }
+        if let Some(s) = m {
+            s.shutdown();
+        }
+    }
+
+    /// The resource's name as bytes.
+    pub(crate) fn resource(&self) -> &[u8] {
+        &self.resource
+    }
+
+    /// Sends one packet on the data (`meta == false`) or meta socket of the current session.
+    fn send(&self, meta: bool, cmd: Packet, payload: &[u8]) -> Result {
+        let (sock, agreed) = {
+            let i = self.info.lock();
+            (
+                if meta { i.meta.clone() } else { i.data.clone() },
+                i.view.agreed,
+            )
+        };
+        let sock = sock.ok_or(ENOTCONN)?;
+        let _guard = if meta {
+            self.meta_tx.lock()
+        } else {
+            self.data_tx.lock()
+        };
+        send_packet(&sock, agreed, cmd, payload)
+    }
+
+    /// Tells the peer our current state (after a local role or disk change). Best effort: a
+    /// failure ends the session by itself.
+    pub(crate) fn send_state(&self, dev: &Device) {
+        if !reached(self.view().cstate, Conn::WFReportParams) {
+            return;
+        }
+        let word = self.state_word(dev);
+        let _ = self.send(false, Packet::State, &word.to_be_bytes());
+    }
+
+    fn state_word(&self, dev: &Device) -> u32 {
+        let (role, disk) = {
+            let st = dev.lock();
+            (st.role, st.disk_state)
+        };
+        let v = self.view();
+        ws::State::new(wire_role(role), v.role, v.cstate, wire_disk(disk), v.disk).pack()
+    }
+}
+
+/// Whether connection state `c` is at least `min` in DRBD's order.
+fn reached(c: Conn, min: Conn) -> bool {
+    c as u32 >= min as u32
+}
+
+/// Our role on the wire.
+fn wire_role(r: Role) -> ws::Role {
+    match r {
+        Role::Primary => ws::Role::Primary,
+        Role::Secondary => ws::Role::Secondary,
+    }
+}
+
+/// Our disk state on the wire (DRBD's numbering differs from the netlink one).
+fn wire_disk(d: DiskState) -> ws::Disk {
+    match d {
+        DiskState::Diskless => ws::Disk::Diskless,
+        DiskState::Attaching => ws::Disk::Attaching,
+        DiskState::Inconsistent => ws::Disk::Inconsistent,
+        DiskState::Outdated => ws::Disk::Outdated,
+        DiskState::Consistent => ws::Disk::Consistent,
+        DiskState::UpToDate => ws::Disk::UpToDate,
+    }
+}
+
+/// A peer disk state for netlink.
+pub(crate) fn genl_disk(d: ws::Disk) -> Option<DiskState> {
+    Some(match d {
+        ws::Disk::Diskless => DiskState::Diskless,
+        ws::Disk::Attaching | ws::Disk::Negotiating => DiskState::Attaching,
+        ws::Disk::Inconsistent | ws::Disk::Failed => DiskState::Inconsistent,
+        ws::Disk::Outdated => DiskState::Outdated,
+        ws::Disk::Consistent => DiskState::Consistent,
+        ws::Disk::UpToDate => DiskState::UpToDate,
+        ws::Disk::DUnknown => return None,
+    })
+}
+
+fn send_packet(sock: &Socket, agreed: u32, cmd: Packet, payload: &[u8]) -> Result {
+    let mut h = [0u8; 16];
+    let len = u32::try_from(payload.len()).map_err(|_| EINVAL)?;
+    let n = w::encode_header(agreed, cmd as u16, 0, len, &mut h).map_err(|_| EINVAL)?;
+    sock.send(&h[..n], !payload.is_empty())?;
+    if !payload.is_empty() {
+        sock.send(payload, false)?;
+    }
+    Ok(())
+}
+
+/// Receives one header; the payload is left on the socket.
+fn recv_header(sock: &Socket, agreed: u32) -> Result<w::Header> {
+    let mut h = [0u8; 16];
+    let n = w::header_size(agreed);
+    sock.recv(&mut h[..n])?;
+    w::decode_header(agreed, &h[..n]).map_err(|e| {
+        pr_warn!("bad packet header: {:?}\n", e);
+        EPROTO
+    })
+}
+
+/// Receives a control packet: header and a payload of at most [`MAX_CONTROL_PAYLOAD`] bytes
+/// into `buf`; returns the header and the payload length.
+fn recv_control(sock: &Socket, agreed: u32, buf: &mut [u8]) -> Result<(w::Header, usize)> {
+    let h = recv_header(sock, agreed)?;
+    if h.length > MAX_CONTROL_PAYLOAD || h.length as usize > buf.len() {
+        pr_warn!(
+            "oversized packet: {} bytes of {} (0x{:04x})\n",
+            h.length,
+            packet_name(h.command),
+            h.command
+        );
+        return Err(EPROTO);
+    }
+    let n = h.length as usize;
+    sock.recv(&mut buf[..n])?;
+    Ok((h, n))
+}
+
+fn packet_name(cmd: u16) -> &'static str {
+    Packet::from_u16(cmd).map_or("unknown", |p| p.name())
+}
+
+/// The first device (volume 0) of the resource, if any.
+fn volume0(c: &Connection) -> Option<Arc<Device>> {
+    DEVICES
+        .lock()
+        .iter()
+        .filter(|d| d.resource.as_slice() == c.resource.as_slice())
+        .min_by_key(|d| d.minor)
+        .cloned()
+}
+
+/// The receiver thread.
+fn receiver(c: &Arc<Connection>) {
+    pr_info!(
+        "resource {}: connecting {} -> {}\n",
+        c.name(),
+        c.conf.local,
+        c.conf.peer
+    );
+    while !c.stopping() {
+        c.set_cstate(Conn::Unconnected);
+        c.set_cstate(Conn::WFConnection);
+        let end = match establish(c) {
+            Ok((data, meta, resolve)) => session(c, data, meta, resolve),
+            Err(_) => End::Retry,
+        };
+        let sockets = {
+            let mut i = c.info.lock();
+            i.view.agreed = 0;
+            (i.data.take(), i.meta.take())
+        };
+        // Released (which sleeps) outside the spinlock.
+        drop(sockets);
+        if let End::StandAlone = end {
+            c.set_cstate(Conn::StandAlone);
+            while !c.stopping() {
+                net::sleep_interruptible(1000);
+            }
+            break;
+        }
+        if !c.stopping() {
+            c.set_cstate(Conn::NetworkFailure);
+            net::sleep_interruptible(1000);
+        }
+    }
+    c.set_cstate(Conn::StandAlone);
+    pr_info!("resource {}: disconnected\n", c.name());
+}
+
+fn send_first(s: &Socket, cmd: Packet) -> Result {
+    send_packet(s, w::PRO_VERSION_INITIAL, cmd, &[])
+}
+
+/// `receive_first_packet()`: which socket the peer meant this one to be.
+fn receive_first(c: &Connection, s: &Socket) -> Result<u16> {
+    s.setup(c.conf.ping_timeout_ms() * 4, c.conf.ping_timeout_ms() * 4);
+    let h = recv_header(s, w::PRO_VERSION_INITIAL)?;
+    if h.length != 0 {
+        return Err(EPROTO);
+    }
+    Ok(h.command)
+}
+
+/// `drbd_socket_okay()`: drops a socket the peer has closed.
+fn okay(s: &mut Option<Socket>) -> bool {
+    match s {
+        Some(sock) if sock.alive() => true,
+        _ => {
+            *s = None;
+            false
+        }
+    }
+}
+
+/// `connection_established()`: both sockets exist and survive a ping-timeout's wait.
+fn established(c: &Connection, d: &mut Option<Socket>, m: &mut Option<Socket>) -> bool {
+    if d.is_none() || m.is_none() {
+        return false;
+    }
+    net::sleep_interruptible(c.conf.ping_timeout_ms());
+    let a = okay(d);
+    okay(m) && a
+}
+
+fn coin() -> bool {
+    // SAFETY: `get_random_u32` has no requirements.
+    let r = unsafe { kernel::bindings::get_random_u32() };
+    r & 1 == 1
+}
+
+/// `conn_connect()`'s socket part: returns the data and meta sockets, and whether we have
+/// `RESOLVE_CONFLICTS` (we accepted the meta socket).
+fn establish(c: &Connection) -> Result<(Socket, Socket, bool)> {
+    let listener = loop {
+        match Listener::bind(&c.conf.local) {
+            Ok(l) => break l,
+            Err(e) => {
+                pr_warn!(
+                    "resource {}: cannot listen on {}: {:?}\n",
+                    c.name(),
+                    c.conf.local,
+                    e
+                );
+                if c.stopping() {
+                    return Err(EINTR);
+                }
+                net::sleep_interruptible(c.conf.connect_int_s * 1000);
+            }
+        }
+    };
+    let mut data: Option<Socket> = None;
+    let mut meta: Option<Socket> = None;
+    let mut resolve = false;
+    loop {
+        if c.stopping() {
+            return Err(EINTR);
+        }
+        if let Ok(s) = Socket::connect(&c.conf.local, &c.conf.peer, 1000) {
+            if data.is_none() {
+                if send_first(&s, Packet::InitialData).is_ok() {
+                    data = Some(s);
+                }
+            } else if meta.is_none() && send_first(&s, Packet::InitialMeta).is_ok() {
+                resolve = false;
+                meta = Some(s);
+            }
+        }
+        if established(c, &mut data, &mut meta) {
+            break;
+        }
+        // Wait for the peer's connection: connect-int with DRBD's +-1/7 jitter, in slices
+        // so that `disconnect` is noticed.
+        let total = c.conf.connect_int_s * 1000;
+        let total = if coin() {
+            total + total / 7
+        } else {
+            total - total / 7
+        };
+        let mut waited = 0;
+        'retry: while waited < total && !c.stopping() {
+            let slice = (total - waited).min(500);
+            let s = match listener.accept(slice) {
+                Ok(s) => s,
+                Err(_) => {
+                    waited += slice;
+                    continue;
+                }
+            };
+            let fp = receive_first(c, &s);
+            okay(&mut data);
+            okay(&mut meta);
+            let slot = match fp {
+                Ok(cmd) if cmd == Packet::InitialData as u16 => &mut data,
+                Ok(cmd) if cmd == Packet::InitialMeta as u16 => {
+                    resolve = true;
+                    &mut meta
+                }
+                _ => {
+                    pr_warn!("resource {}: error receiving initial packet\n", c.name());
+                    if coin() {
+                        continue 'retry;
+                    }
+                    break;
+                }
+            };
+            let crossed = slot.is_some();
+            *slot = Some(s);
+            if crossed {
+                pr_warn!("resource {}: initial packet crossed\n", c.name());
+                if coin() {
+                    continue 'retry;
+                }
+            }
+            break;
+        }
+        if established(c, &mut data, &mut meta) {
+            break;
+        }
+    }
+    match (data, meta) {
+        (Some(d), Some(m)) => Ok((d, m, resolve)),
+        _ => Err(EIO),
+    }
+}
+
+/// Exchanges `P_CONNECTION_FEATURES`; returns the agreed version.
+fn features(c: &Connection, data: &Socket) -> core::result::Result<u32, End> {
+    let failed = |e: Error| {
+        pr_warn!("resource {}: handshake failed: {:?}\n", c.name(), e);
+        End::Retry
+    };
+    send_packet(
+        data,
+        w::PRO_VERSION_INITIAL,
+        Packet::ConnectionFeatures,
+        &Features::OURS.encode(),
+    )
+    .map_err(failed)?;
+    let h = recv_header(data, w::PRO_VERSION_INITIAL).map_err(failed)?;
+    if h.command != Packet::ConnectionFeatures as u16 || h.length as usize != w::FEATURES_SIZE {
+        pr_err!(
+            "resource {}: expected ConnectionFeatures, received {} (0x{:04x}, {} bytes)\n",
+            c.name(),
+            packet_name(h.command),
+            h.command,
+            h.length
+        );
+        return Err(End::StandAlone);
+    }
+    let mut p = [0u8; w::FEATURES_SIZE];
+    data.recv(&mut p).map_err(failed)?;
+    let peer = Features::decode(&p).map_err(|_| failed(EPROTO))?;
+    match Features::negotiate(&Features::OURS, &peer) {
+        Ok((agreed, _)) => {
+            pr_info!(
+                "resource {}: handshake successful: agreed network protocol version {}\n",
+                c.name(),
+                agreed
+            );
+            Ok(agreed)
+        }
+        Err(_) => {
+            pr_err!(
+                "resource {}: incompatible DRBD dialects: I support {}-{}, peer supports {}-{}\n",
+                c.name(),
+                w::PRO_VERSION_MIN,
+                w::PRO_VERSION_MAX,
+                peer.protocol_min,
+                peer.protocol_max
+            );
+            Err(End::StandAlone)
+        }
+    }
+}
+
+fn our_protocol(conf: &NetConf) -> w::Protocol {
+    w::Protocol {
+        protocol: conf.protocol,
+        after_sb_0p: conf.after_sb[0],
+        after_sb_1p: conf.after_sb[1],
+        after_sb_2p: conf.after_sb[2],
+        conn_flags: 0,
+        two_primaries: u32::from(conf.two_primaries),
+        integrity_alg: [0; w::SHARED_SECRET_MAX],
+    }
+}
+
+/// Sends `P_SYNC_PARAM89`, `P_SIZES`, `P_UUIDS` and `P_STATE` of volume 0 (`drbd_connected()`).
+fn send_volume_params(c: &Connection, agreed: u32, dev: &Device) -> Result {
+    let sp = w::SyncParam {
+        resync_rate: 250,
+        verify_alg: c.conf.verify_alg,
+        csums_alg: c.conf.csums_alg,
+        c_plan_ahead: 20,
+        c_delay_target: 10,
+        c_fill_target: 100,
+        c_max_rate: 102400,
+    };
+    let mut buf = [0u8; 256];
+    let n = sp.encode(agreed, &mut buf).map_err(|_| EINVAL)?;
+    c.send(false, w::SyncParam::packet(agreed), &buf[..n])?;
+    let (sizes, uuids) = {
+        let st = dev.lock();
+        match st.backing.as_ref() {
+            Some(b) => {
+                let cap = b.md.capacity_sectors();
+                let u = b.md.uuids();
+                (
+                    w::Sizes {
+                        d_size: cap,
+                        u_size: 0,
+                        c_size: cap,
+                        max_bio_size: MAX_BIO_SIZE,
+                        queue_order_type: 0,
+                        dds_flags: 0,
+                    },
+                    w::Uuids {
+                        current: u[0],
+                        bitmap: u[1],
+                        history_start: u[2],
+                        history_end: u[3],
+                        dirty_bits: dev.out_of_sync_kib() / 4,
+                        flags: if st.disk_state == DiskState::Inconsistent {
+                            4
+                        } else {
+                            0
+                        },
+                    },
+                )
+            }
+            None => (
+                w::Sizes {
+                    max_bio_size: MAX_BIO_SIZE,
+                    ..w::Sizes::default()
+                },
+                w::Uuids::default(),
+            ),
+        }
+    };
+    c.send(false, Packet::Sizes, &sizes.encode())?;
+    c.send(false, Packet::Uuids, &uuids.encode())?;
+    let word = c.state_word(dev);
+    c.send(false, Packet::State, &word.to_be_bytes())
+}
+
+/// One connected session: handshake, then the receive loop on the data socket.
+fn session(c: &Arc<Connection>, data: Socket, meta: Socket, resolve_conflicts: bool) -> End {
+    let ping_to = c.conf.ping_timeout_ms() * 4;
+    data.setup(ping_to, ping_to);
+    meta.setup(c.conf.ping_int_s * 1000, c.conf.timeout_ds * 100);
+    let agreed = match features(c, &data) {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    if c.conf.cram_hmac_alg[0] != 0 {
+        pr_err!(
+            "resource {}: cram-hmac-alg is configured but peer authentication is not implemented yet\n",
+            c.name()
+        );
+        return End::StandAlone;
+    }
+    data.setup(0, c.conf.timeout_ds * 100);
+    let (data, meta) = match (Arc::new(data, GFP_KERNEL), Arc::new(meta, GFP_KERNEL)) {
+        (Ok(d), Ok(m)) => (d, m),
+        _ => return End::Retry,
+    };
+    {
+        let mut i = c.info.lock();
+        i.data = Some(data.clone());
+        i.meta = Some(meta.clone());
+        i.view.agreed = agreed;
+    }
+    // A disconnect that raced with the publication above missed these sockets.
+    if c.stopping() {
+        return End::Retry;
+    }
+    let mut buf = [0u8; 256];
+    let n = match our_protocol(&c.conf).encode(agreed, &mut buf) {
+        Ok(n) => n,
+        Err(_) => return End::StandAlone,
+    };
+    if c.send(false, Packet::Protocol, &buf[..n]).is_err() {
+        return End::Retry;
+    }
+    let Some(dev) = volume0(c) else {
+        pr_err!("resource {}: no volume to replicate\n", c.name());
+        return End::StandAlone;
+    };
+    if send_volume_params(c, agreed, &dev).is_err() {
+        return End::Retry;
+    }
+    c.set_cstate(Conn::WFReportParams);
+    let asender = match KThread::spawn(c"drbd_asender", c.clone(), asender) {
+        Ok(t) => t,
+        Err(_) => return End::Retry,
+    };
+    let end = receive_loop(c, &data, agreed, &dev, resolve_conflicts);
+    c.shutdown_sockets();
+    drop(asender);
+    end
+}
+
+fn receive_loop(
+    c: &Connection,
+    data: &Socket,
+    agreed: u32,
+    dev: &Device,
+    resolve_conflicts: bool,
+) -> End {
+    let mut buf = KVec::new();
+    if buf
+        .resize(MAX_CONTROL_PAYLOAD as usize, 0u8, GFP_KERNEL)
+        .is_err()
+    {
+        return End::Retry;
+    }
+    let mut peer_uuids: Option<w::Uuids> = None;
+    loop {
+        if c.stopping() {
+            return End::Retry;
+        }
+        let (h, n) = match recv_control(data, agreed, &mut buf) {
+            Ok(x) => x,
+            Err(e) => {
+                if !c.stopping() {
+                    if e == EPROTO {
+                        pr_err!("resource {}: protocol error on the data socket\n", c.name());
+                    } else {
+                        pr_info!(
+                            "resource {}: data socket: {:?}, connection lost\n",
+                            c.name(),
+                            e
+                        );
+                    }
+                }
+                return End::Retry;
+            }
+        };
+        let p = &buf[..n];
+        let r = match Packet::from_u16(h.command) {
+            Some(Packet::Protocol) => receive_protocol(c, agreed, p),
+            Some(Packet::SyncParam) | Some(Packet::SyncParam89) => w::SyncParam::decode(agreed, p)
+                .map(|_| ())
+                .map_err(|e| bad(c, h, e)),
+            Some(Packet::Sizes) => receive_sizes(c, p, dev).map_err(|e| bad(c, h, e)),
+            Some(Packet::Uuids) => w::Uuids::decode(p)
+                .map(|u| peer_uuids = Some(u))
+                .map_err(|e| bad(c, h, e)),
+            Some(Packet::State) => receive_state(c, p, dev, peer_uuids.as_ref(), resolve_conflicts),
+            Some(Packet::StateChgReq) => receive_state_chg_req(c, p, dev),
+            _ => {
+                pr_err!(
+                    "resource {}: unexpected packet {} (0x{:04x}) in state {}\n",
+                    c.name(),
+                    packet_name(h.command),
+                    h.command,
+                    c.view().cstate.name()
+                );
+                Err(End::Retry)
+            }
+        };
+        if let Err(e) = r {
+            return e;
+        }
+    }
+}
+
+fn bad(c: &Connection, h: w::Header, e: WireError) -> End {
+    pr_err!(
+        "resource {}: malformed {} packet ({} bytes): {:?}\n",
+        c.name(),
+        packet_name(h.command),
+        h.length,
+        e
+    );
+    End::Retry
+}
+
+/// `receive_protocol()`: the peer's replication settings must equal ours.
+fn receive_protocol(c: &Connection, agreed: u32, p: &[u8]) -> core::result::Result<(), End> {
+    let peer = w::Protocol::decode(agreed, p).map_err(|e| {
+        pr_err!(
+            "resource {}: malformed Protocol packet: {:?}\n",
+            c.name(),
+            e
+        );
+        End::StandAlone
+    })?;
+    let ours = our_protocol(&c.conf);
+    let mismatch = if peer.protocol != ours.protocol {
+        Some("protocol")
+    } else if peer.after_sb_0p != ours.after_sb_0p {
+        Some("after-sb-0pri")
+    } else if peer.after_sb_1p != ours.after_sb_1p {
+        Some("after-sb-1pri")
+    } else if peer.after_sb_2p != ours.after_sb_2p {
+        Some("after-sb-2pri")
+    } else if peer.two_primaries != ours.two_primaries {
+        Some("allow-two-primaries")
+    } else if peer.integrity_alg_str() != ours.integrity_alg_str() {
+        Some("data-integrity-alg")
+    } else {
+        None
+    };
+    if let Some(what) = mismatch {
+        pr_err!("resource {}: incompatible {} settings\n", c.name(), what);
+        return Err(End::StandAlone);
+    }
+    Ok(())
+}
+
+fn receive_sizes(c: &Connection, p: &[u8], dev: &Device) -> core::result::Result<(), WireError> {
+    // Without the optional queue limits (we offer no features that add them).
+    let s = w::Sizes::decode(p)?;
+    let ours = dev
+        .lock()
+        .backing
+        .as_ref()
+        .map_or(0, |b| b.md.capacity_sectors());
+    if s.d_size != 0 && ours != 0 && s.d_size != ours {
+        pr_warn!(
+            "resource {}: peer's disk size {} sectors differs from ours {}\n",
+            c.name(),
+            s.d_size,
+            ours
+        );
+    }
+    Ok(())
+}
+
+fn receive_state(
+    c: &Connection,
+    p: &[u8],
+    dev: &Device,
+    peer_uuids: Option<&w::Uuids>,
+    resolve_conflicts: bool,
+) -> core::result::Result<(), End> {
+    let word = w::StateWord::decode(p).map_err(|_| End::Retry)?.state;
+    let peer = ws::State::unpack(word).map_err(|_| {
+        pr_err!(
+            "resource {}: invalid peer state word 0x{:08x}\n",
+            c.name(),
+            word
+        );
+        End::Retry
+    })?;
+    let first = {
+        let mut i = c.info.lock();
+        i.view.role = peer.role;
+        i.view.disk = peer.disk;
+        i.view.cstate == Conn::WFReportParams
+    };
+    if first {
+        let Some(pu) = peer_uuids else {
+            pr_err!("resource {}: State before UUIDs\n", c.name());
+            return Err(End::Retry);
+        };
+        handshake(c, dev, pu, &peer, resolve_conflicts)?;
+        c.set_cstate(Conn::Connected);
+        // The peer learns that we are Connected too.
+        c.send_state(dev);
+    } else {
+        crate::genl::notify_connection(c);
+    }
+    Ok(())
+}
+
+/// The sync handshake on the peer's first `P_STATE` (`drbd_sync_handshake()`).
+fn handshake(
+    c: &Connection,
+    dev: &Device,
+    pu: &w::Uuids,
+    peer: &ws::State,
+    resolve_conflicts: bool,
+) -> core::result::Result<(), End> {
+    let me = {
+        let st = dev.lock();
+        let Some(b) = st.backing.as_ref() else {
+            // Diskless: nothing to synchronise here.
+            return Ok(());
+        };
+        let u = b.md.uuids();
+        sync::Side {
+            uuids: sync::Uuids {
+                current: u[0],
+                bitmap: u[1],
+                history: [u[2], u[3]],
+                dirty_bits: dev.out_of_sync_kib() / 4,
+                flags: 0,
+            },
+            role: wire_role(st.role),
+            disk: wire_disk(st.disk_state),
+        }
+    };
+    let them = sync::Side {
+        uuids: sync::Uuids::from_wire(pu),
+        role: peer.role,
+        disk: peer.disk,
+    };
+    let after_sb = c
+        .conf
+        .after_sb
+        .map(|p| w::AfterSb::from_u32(p).unwrap_or(w::AfterSb::Disconnect));
+    let link = sync::Link {
+        agreed: c.view().agreed,
+        features: 0,
+        resolve_conflicts,
+        negotiating: false,
+    };
+    let policy = sync::Policy {
+        after_sb,
+        always_asbp: false,
+        rr_conflict: w::AfterSb::Disconnect,
+    };
+    let d = sync::sync_handshake(&me, &them, &link, &policy);
+    pr_info!(
+        "resource {}: sync handshake: uuid_compare()={} by rule {}: {:?}\n",
+        c.name(),
+        d.compared.hg,
+        d.compared.rule,
+        d.outcome
+    );
+    match d.outcome {
+        sync::Outcome::NoSync => Ok(()),
+        sync::Outcome::SyncSourceBitmap
+        | sync::Outcome::SyncTargetBitmap
+        | sync::Outcome::FullSyncSource
+        | sync::Outcome::FullSyncTarget => {
+            pr_warn!(
+                "resource {}: resync ({:?}) needed but not implemented yet: connected without resync\n",
+                c.name(),
+                d.outcome
+            );
+            Ok(())
+        }
+        sync::Outcome::SplitBrain => {
+            pr_err!(
+                "resource {}: Split-Brain detected, dropping connection!\n",
+                c.name()
+            );
+            Err(End::StandAlone)
+        }
+        sync::Outcome::Unrelated => {
+            pr_err!("resource {}: Unrelated data, aborting!\n", c.name());
+            Err(End::StandAlone)
+        }
+        _ => {
+            pr_err!(
+                "resource {}: sync handshake refused ({:?})\n",
+                c.name(),
+                d.outcome
+            );
+            Err(End::StandAlone)
+        }
+    }
+}
+
+/// `P_STATE_CHG_REQ`: the peer asks to change the cluster-wide state (e.g. become Primary).
+fn receive_state_chg_req(c: &Connection, p: &[u8], dev: &Device) -> core::result::Result<(), End> {
+    let req = w::ReqState::decode(p).map_err(|_| End::Retry)?;
+    // The request is phrased from the peer's side: its `role` field is the peer's role.
+    let (role_mask, _) = ws::ns(&[ws::Field::Role(ws::Role::Unknown)]);
+    let wants_primary = req.mask & role_mask != 0
+        && ws::State::unpack(req.val).is_ok_and(|s| s.role == ws::Role::Primary);
+    let rv = if wants_primary && dev.lock().role == Role::Primary && !c.conf.two_primaries {
+        ws::StateRv::TwoPrimaries
+    } else {
+        ws::StateRv::Success
+    };
+    let reply = w::ReqStateReply {
+        retcode: rv.to_wire(),
+    };
+    c.send(true, Packet::StateChgReply, &reply.encode())
+        .map_err(|_| End::Retry)
+}
+
+/// The asender thread: pings and ping-acks on the meta socket.
+fn asender(c: &Arc<Connection>) {
+    let Some(meta) = c.info.lock().meta.clone() else {
+        return;
+    };
+    let agreed = c.view().agreed;
+    let ping_int = c.conf.ping_int_s * 1000;
+    let mut ping_pending = false;
+    let mut buf = [0u8; 64];
+    loop {
+        if c.stopping() {
+            break;
+        }
+        match recv_control(&meta, agreed, &mut buf) {
+            Err(e) if e == EAGAIN && !ping_pending => {
+                if c.send(true, Packet::Ping, &[]).is_err() {
+                    break;
+                }
+                ping_pending = true;
+                meta.setup(c.conf.ping_timeout_ms(), c.conf.timeout_ds * 100);
+            }
+            Err(e) => {
+                if !c.stopping() {
+                    if e == EAGAIN {
+                        pr_err!("resource {}: PingAck did not arrive in time\n", c.name());
+                    } else {
+                        pr_info!("resource {}: meta socket: {:?}\n", c.name(), e);
+                    }
+                }
+                break;
+            }
+            Ok((h, _)) => {
+                let ok = match Packet::from_u16(h.command) {
+                    Some(Packet::Ping) => c.send(true, Packet::PingAck, &[]).is_ok(),
+                    Some(Packet::PingAck) => {
+                        if ping_pending {
+                            ping_pending = false;
+                            meta.setup(ping_int, c.conf.timeout_ds * 100);
+                        }
+                        true
+                    }
+                    Some(Packet::StateChgReply) => true,
+                    _ => {
+                        pr_err!(
+                            "resource {}: unexpected packet {} (0x{:04x}) on the meta socket\n",
+                            c.name(),
+                            packet_name(h.command),
+                            h.command
+                        );
+                        false
+                    }
+                };
+                if !ok {
+                    break;
+                }
+            }
+        }
+    }
+    // Wake the receiver, which ends the session.
+    c.shutdown_sockets();
+}
+
+/// Tells every connected resource's peer about a state change of `dev`.
+pub(crate) fn state_changed(dev: &Device) {
+    if let Some(conn) = device::connection_of(&dev.resource) {
+        conn.send_state(dev);
+    }
+}

@@ -1,0 +1,324 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Kernel TCP sockets and kernel threads, as small safe types over `drbd_rs_net.c`.
+//!
+//! - [`Addr`]: an IPv4/IPv6 address and port, as the netlink attributes carry it.
+//! - [`Listener`] / [`Socket`]: TCP sockets in the initial network namespace with timeouts.
+//!   A [`Socket`] may be shared (`Arc`): [`Socket::shutdown`] from any thread wakes a thread
+//!   blocked in [`Socket::recv`] or [`Socket::send`] on it, which is how connections are torn
+//!   down. The socket is released when the last reference goes.
+//! - [`KThread`]: a kernel thread running a function on shared data; dropping it waits for the
+//!   function to return.
+
+use core::ptr::NonNull;
+use kernel::bindings;
+use kernel::error::from_err_ptr;
+use kernel::ffi::{c_char, c_int, c_long, c_void};
+use kernel::prelude::*;
+use kernel::sync::Arc;
+
+/// `struct drbd_rs_addr` of `drbd_rs_glue.h`; also the payload of the address attributes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Addr {
+    /// `AF_INET` or `AF_INET6`.
+    pub(crate) family: u16,
+    /// Port, host order.
+    pub(crate) port: u16,
+    /// The address: 4 bytes for IPv4 (rest zero), 16 for IPv6, network order.
+    pub(crate) addr: [u8; 16],
+}
+
+impl Addr {
+    /// Size of the netlink payload.
+    pub(crate) const SIZE: usize = 20;
+
+    /// Decodes the netlink payload: host-order family and port, then the address. Only IPv4
+    /// and IPv6 with a non-zero port are accepted.
+    pub(crate) fn from_attr(p: &[u8]) -> Option<Addr> {
+        if p.len() != Self::SIZE {
+            return None;
+        }
+        let family = u16::from_ne_bytes([p[0], p[1]]);
+        let port = u16::from_ne_bytes([p[2], p[3]]);
+        let mut addr = [0u8; 16];
+        addr.copy_from_slice(&p[4..20]);
+        let ok = match u32::from(family) {
+            bindings::AF_INET => addr[4..].iter().all(|&b| b == 0),
+            bindings::AF_INET6 => true,
+            _ => false,
+        };
+        (ok && port != 0).then_some(Addr { family, port, addr })
+    }
+}
+
+impl kernel::fmt::Display for Addr {
+    fn fmt(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
+        if u32::from(self.family) == bindings::AF_INET {
+            let a = &self.addr;
+            write!(f, "{}.{}.{}.{}:{}", a[0], a[1], a[2], a[3], self.port)
+        } else {
+            f.write_str("[")?;
+            for (i, w) in self.addr.chunks(2).enumerate() {
+                if i > 0 {
+                    f.write_str(":")?;
+                }
+                write!(f, "{:x}", u16::from_be_bytes([w[0], w[1]]))?;
+            }
+            write!(f, "]:{}", self.port)
+        }
+    }
+}
+
+#[allow(improper_ctypes)]
+mod ffi {
+    use super::*;
+
+    extern "C" {
+        pub(super) fn drbd_rs_sock_listen(local: *const Addr) -> *mut bindings::socket;
+        pub(super) fn drbd_rs_sock_accept(
+            listener: *mut bindings::socket,
+            timeout_ms: c_long,
+        ) -> *mut bindings::socket;
+        pub(super) fn drbd_rs_sock_connect(
+            local: *const Addr,
+            peer: *const Addr,
+            timeout_ms: c_long,
+        ) -> *mut bindings::socket;
+        pub(super) fn drbd_rs_sock_setup(s: *mut bindings::socket, rcv_ms: c_long, snd_ms: c_long);
+        pub(super) fn drbd_rs_sock_send(
+            s: *mut bindings::socket,
+            buf: *const c_void,
+            len: usize,
+            more: bool,
+        ) -> c_int;
+        pub(super) fn drbd_rs_sock_recv(
+            s: *mut bindings::socket,
+            buf: *mut c_void,
+            len: usize,
+        ) -> c_int;
+        pub(super) fn drbd_rs_sock_alive(s: *mut bindings::socket) -> bool;
+        pub(super) fn drbd_rs_sock_shutdown(s: *mut bindings::socket);
+        pub(super) fn drbd_rs_sock_release(s: *mut bindings::socket);
+        pub(super) fn drbd_rs_thread_start(
+            f: unsafe extern "C" fn(*mut c_void) -> c_int,
+            data: *mut c_void,
+            name: *const c_char,
+        ) -> *mut bindings::task_struct;
+        pub(super) fn drbd_rs_thread_stop(t: *mut bindings::task_struct);
+        pub(super) fn drbd_rs_thread_should_stop() -> bool;
+    }
+}
+
+fn ms(v: u32) -> c_long {
+    // Timeouts are configured in seconds or tenths of them: far below `c_long::MAX`.
+    v as c_long
+}
+
+/// A listening TCP socket.
+///
+/// # Invariants
+///
+/// `sock` is a socket returned by `drbd_rs_sock_listen()`, owned by this object.
+pub(crate) struct Listener {
+    sock: NonNull<bindings::socket>,
+}
+
+// SAFETY: Kernel sockets may be used and released from any thread.
+unsafe impl Send for Listener {}
+
+impl Listener {
+    /// Listens on `local` (`SO_REUSEADDR`, backlog 5).
+    pub(crate) fn bind(local: &Addr) -> Result<Listener> {
+        // SAFETY: `local` is a valid address for the duration of the call.
+        let s = from_err_ptr(unsafe { ffi::drbd_rs_sock_listen(local) })?;
+        // INVARIANT: A non-error return is a socket we own.
+        Ok(Listener {
+            sock: NonNull::new(s).ok_or(ENOMEM)?,
+        })
+    }
+
+    /// Accepts one connection, waiting at most `timeout_ms` (`EAGAIN` on timeout).
+    pub(crate) fn accept(&self, timeout_ms: u32) -> Result<Socket> {
+        // SAFETY: By the type invariant `sock` is a live listening socket; only this thread
+        // uses it (`&self` of a `Send` but not `Sync` type).
+        let s =
+            from_err_ptr(unsafe { ffi::drbd_rs_sock_accept(self.sock.as_ptr(), ms(timeout_ms)) })?;
+        // SAFETY: A non-error return is a connected socket that nobody else owns.
+        unsafe { Socket::from_raw(s) }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant the socket is ours; it is not used after this.
+        unsafe { ffi::drbd_rs_sock_release(self.sock.as_ptr()) };
+    }
+}
+
+/// A connected TCP socket.
+///
+/// # Invariants
+///
+/// `sock` is a connected socket owned by this object, released only by `Drop`.
+pub(crate) struct Socket {
+    sock: NonNull<bindings::socket>,
+}
+
+// SAFETY: Kernel sockets may be used and released from any thread.
+unsafe impl Send for Socket {}
+// SAFETY: Concurrent `send`, `recv` and `shutdown` on one socket are what the socket layer
+// supports (it locks internally); DRBD serialises senders per socket itself, and so do we
+// (see `conn.rs`: one sending thread per socket or a mutex).
+unsafe impl Sync for Socket {}
+
+impl Socket {
+    /// Takes ownership of `s`.
+    ///
+    /// # Safety
+    ///
+    /// `s` must be a connected kernel socket (or null) that nobody else owns or releases.
+    unsafe fn from_raw(s: *mut bindings::socket) -> Result<Socket> {
+        // INVARIANT: Guaranteed by the caller.
+        Ok(Socket {
+            sock: NonNull::new(s).ok_or(ENOMEM)?,
+        })
+    }
+
+    /// Connects from `local`'s address (any port) to `peer`, waiting at most `timeout_ms`.
+    pub(crate) fn connect(local: &Addr, peer: &Addr, timeout_ms: u32) -> Result<Socket> {
+        // SAFETY: Both addresses are valid for the duration of the call.
+        let s = from_err_ptr(unsafe { ffi::drbd_rs_sock_connect(local, peer, ms(timeout_ms)) })?;
+        // SAFETY: A non-error return is a connected socket that nobody else owns.
+        unsafe { Socket::from_raw(s) }
+    }
+
+    /// Sets the receive and send timeouts (0: wait forever), `TCP_NODELAY`, and `GFP_NOIO`.
+    pub(crate) fn setup(&self, rcv_ms: u32, snd_ms: u32) {
+        // SAFETY: By the type invariant the socket is live; the C side only stores options.
+        unsafe { ffi::drbd_rs_sock_setup(self.sock.as_ptr(), ms(rcv_ms), ms(snd_ms)) };
+    }
+
+    /// Sends all of `buf`; `more` hints that more data follows at once (`MSG_MORE`).
+    ///
+    /// `EAGAIN`: timed out before sending anything; `ETIMEDOUT`: part-way; `ECONNRESET`: closed.
+    pub(crate) fn send(&self, buf: &[u8], more: bool) -> Result {
+        // SAFETY: The socket is live; `buf` is readable for its length during the call.
+        kernel::error::to_result(unsafe {
+            ffi::drbd_rs_sock_send(self.sock.as_ptr(), buf.as_ptr().cast(), buf.len(), more)
+        })
+    }
+
+    /// Fills all of `buf`. Errors as [`Self::send`]: `EAGAIN` means nothing arrived in time.
+    pub(crate) fn recv(&self, buf: &mut [u8]) -> Result {
+        // SAFETY: The socket is live; `buf` is writable for its length during the call.
+        kernel::error::to_result(unsafe {
+            ffi::drbd_rs_sock_recv(self.sock.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+        })
+    }
+
+    /// Whether the peer has not closed the connection (`drbd_socket_okay()`: a non-blocking
+    /// peek).
+    pub(crate) fn alive(&self) -> bool {
+        // SAFETY: The socket is live; a peek does not consume data.
+        unsafe { ffi::drbd_rs_sock_alive(self.sock.as_ptr()) }
+    }
+
+    /// Shuts both directions down, waking any thread blocked on the socket.
+    pub(crate) fn shutdown(&self) {
+        // SAFETY: The socket is live; shutting down twice is harmless.
+        unsafe { ffi::drbd_rs_sock_shutdown(self.sock.as_ptr()) };
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant the socket is ours and, this being the last reference,
+        // unused by anyone else.
+        unsafe { ffi::drbd_rs_sock_release(self.sock.as_ptr()) };
+    }
+}
+
+/// Whether the current kernel thread was asked to stop (by dropping its [`KThread`]).
+pub(crate) fn thread_should_stop() -> bool {
+    // SAFETY: Called from a thread started by `KThread::spawn`, i.e. a kthread.
+    unsafe { ffi::drbd_rs_thread_should_stop() }
+}
+
+/// Sleeps for up to `ms` milliseconds; a stop request ends the sleep early.
+pub(crate) fn sleep_interruptible(ms: u32) {
+    // SAFETY: `msleep_interruptible` may be called from any sleepable context; kthreads have
+    // no signals pending, and `kthread_stop` wakes the sleeper.
+    unsafe { bindings::msleep_interruptible(ms) };
+}
+
+/// What a [`KThread`] runs.
+struct ThreadCtx<T> {
+    data: Arc<T>,
+    f: fn(&Arc<T>),
+}
+
+/// A kernel thread running `f(&data)`.
+///
+/// # Invariants
+///
+/// `task` was returned by `drbd_rs_thread_start()` with a task reference held; the thread
+/// reads `*ctx` until it has been stopped, which `Drop` does before `ctx` is freed.
+pub(crate) struct KThread<T: Send + Sync + 'static> {
+    task: NonNull<bindings::task_struct>,
+    ctx: KBox<ThreadCtx<T>>,
+}
+
+// SAFETY: The handle only stops the thread; `T` is `Send + Sync`.
+unsafe impl<T: Send + Sync + 'static> Send for KThread<T> {}
+// SAFETY: `&KThread` gives no access to anything.
+unsafe impl<T: Send + Sync + 'static> Sync for KThread<T> {}
+
+/// The function every [`KThread`] starts in.
+///
+/// # Safety
+///
+/// `p` must be the `ctx` of a live `KThread<T>`.
+unsafe extern "C" fn thread_main<T: Send + Sync + 'static>(p: *mut c_void) -> c_int {
+    // SAFETY: `p` is the `ctx` of a `KThread`, which stays allocated until the thread was
+    // stopped, i.e. until after this function returned (see the type invariant).
+    let ctx = unsafe { &*p.cast::<ThreadCtx<T>>() };
+    (ctx.f)(&ctx.data);
+    0
+}
+
+impl<T: Send + Sync + 'static> KThread<T> {
+    /// Starts a kernel thread called `name` running `f(&data)`. `f` should return soon after
+    /// [`thread_should_stop`] becomes true (dropping the `KThread` waits for that).
+    pub(crate) fn spawn(name: &CStr, data: Arc<T>, f: fn(&Arc<T>)) -> Result<KThread<T>> {
+        let ctx = KBox::new(ThreadCtx { data, f }, GFP_KERNEL)?;
+        let p = core::ptr::from_ref::<ThreadCtx<T>>(&ctx)
+            .cast_mut()
+            .cast::<c_void>();
+        // SAFETY: `thread_main::<T>` expects a `ThreadCtx<T>`, which `p` is; it outlives the
+        // thread as `Drop` stops the thread first. `name` is copied by kthread_create.
+        let t = from_err_ptr(unsafe {
+            ffi::drbd_rs_thread_start(thread_main::<T>, p, name.as_char_ptr())
+        })?;
+        // INVARIANT: The thread was started with a task reference on `ctx`, owned by us.
+        Ok(KThread {
+            task: NonNull::new(t).ok_or(ENOMEM)?,
+            ctx,
+        })
+    }
+
+    /// The data the thread runs on.
+    #[expect(dead_code)]
+    pub(crate) fn data(&self) -> &Arc<T> {
+        &self.ctx.data
+    }
+}
+
+impl<T: Send + Sync + 'static> Drop for KThread<T> {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant we hold a task reference; `kthread_stop_put` wakes
+        // the thread, waits until its function returned, and drops the reference. `ctx` is
+        // freed only after this (field drop order runs after `drop`).
+        unsafe { ffi::drbd_rs_thread_stop(self.task.as_ptr()) };
+    }
+}

@@ -1,0 +1,105 @@
+# vms: 2
+# timeout: 700
+# disk: 64M
+# drbd_rs <-> drbd_rs connection (issue 4, first part): DRBD's two sockets, the feature
+# handshake (agreed protocol 101), P_PROTOCOL / P_SYNC_PARAM89 / P_SIZES / P_UUIDS / P_STATE,
+# Connected on both nodes with the peer's role and disk in status and events; role changes
+# reach the peer; pings keep an idle connection up; disconnect/connect and a lost peer lead
+# back to WFConnection and a new session; a hostile peer (garbage, truncated, bad length,
+# incompatible dialect, oversized packet, impossible state) is refused with a log line.
+. "$HARK_TOP/tests-qemu/guest/lib.sh"
+A=$RDRBDADM
+PEER=${HARK_PEER_IPS%% *}
+write_drbd_conf "net { protocol C; connect-int 2; ping-int 2; ping-timeout 5; timeout 10; }"
+must $A create-md r0
+must insmod "$(ko drbd_rs)"
+$A events > /tmp/events.log 2>&1 &
+events=$!
+
+step "up: both nodes listen and connect"
+barrier ready
+must $A up r0
+wait_status 'connection:Connected protocol:C peer-role:Secondary peer-disk:Inconsistent' 60
+$A status r0
+dmesg | grep -q 'agreed network protocol version 101' || die "no agreed version 101 in the log"
+barrier connected
+
+step "role changes reach the peer"
+if [ "$HARK_VM" = 0 ]; then
+	must $A primary --force r0
+	wait_status 'role:Primary' 5
+	wait_status 'peer-role:Secondary peer-disk:Inconsistent' 10
+else
+	wait_status 'peer-role:Primary peer-disk:UpToDate' 20
+fi
+barrier promoted
+
+step "idle connection stays up (pings every 2 s)"
+sleep 8
+wait_status 'connection:Connected' 1
+dmesg | grep -q 'PingAck did not arrive' && die "a ping timed out on an idle link"
+barrier idle
+
+step "disconnect on vm1: vm1 StandAlone, vm0 back to WFConnection; connect: Connected again"
+if [ "$HARK_VM" = 1 ]; then
+	must $A disconnect r0
+	wait_status 'connection:StandAlone' 5
+fi
+[ "$HARK_VM" = 0 ] && wait_status 'connection:(WFConnection|NetworkFailure|Unconnected)' 30
+barrier disconnected
+[ "$HARK_VM" = 1 ] && must $A connect r0
+wait_status 'connection:Connected' 60
+barrier reconnected
+
+step "hostile peer: vm1 disconnects and impersonates a DRBD peer towards vm0"
+if [ "$HARK_VM" = 1 ]; then
+	must $A disconnect r0
+fi
+barrier hostile-start
+if [ "$HARK_VM" = 1 ]; then
+	for mode in garbage truncated oversized badstate badlen oldproto; do
+		barrier "fake-$mode"
+		must $PY "$HARK_TOP/tests-qemu/guest/drbd_fakepeer.py" "$PEER" 7789 "$mode"
+		barrier "fake-$mode-done"
+	done
+else
+	expect_log() {  # mode, regex of the log line, expected state afterwards
+		barrier "fake-$1"
+		barrier "fake-$1-done"
+		for i in $(seq 1 50); do dmesg | grep -Eq "$2" && break; sleep 0.2; done
+		dmesg | grep -Eq "$2" || die "$1: no log line /$2/"
+		wait_status "connection:$3" 30
+		echo "vm0: $1 -> logged /$2/, $3"
+	}
+	wait_status 'connection:WFConnection' 30
+	expect_log garbage 'bad packet header' WFConnection
+	expect_log truncated 'r0: handshake failed' WFConnection
+	expect_log oversized 'oversized packet: 1048576 bytes of ReportProtocol' WFConnection
+	expect_log badstate 'invalid peer state word 0xffffffff' WFConnection
+	expect_log badlen 'expected ConnectionFeatures, received ConnectionFeatures \(0xfffe, 80 bytes\)' StandAlone
+	must $A disconnect r0
+	must $A connect r0
+	expect_log oldproto 'incompatible DRBD dialects: I support 86-101, peer supports 80-85' StandAlone
+	must $A disconnect r0
+fi
+barrier hostile-done
+
+step "both connect again after the hostile peer"
+must $A connect r0
+wait_status 'connection:Connected' 60
+[ "$HARK_VM" = 0 ] && wait_status 'peer-role:Secondary' 10
+[ "$HARK_VM" = 1 ] && wait_status 'peer-role:Primary' 10
+barrier final
+
+step "events saw the connection come and go"
+kill $events
+cat /tmp/events.log | grep connection | head -20
+grep -q 'change connection name:r0 connection:Connected role:' /tmp/events.log || die "no Connected event"
+grep -q 'change connection name:r0 connection:WFConnection' /tmp/events.log || die "no WFConnection event"
+
+step "down on both (disconnects), rmmod"
+[ "$HARK_VM" = 0 ] && must $A secondary r0
+barrier secondary
+must $A down r0
+must rmmod drbd_rs
+step "done"
