@@ -14,5 +14,6 @@ pub mod drbd_al;
 pub mod drbd_genl;
 pub mod drbd_md;
 pub mod drbd_wire;
+pub mod http1;
 pub mod ktcpvs_cfs;
 pub mod nla;
