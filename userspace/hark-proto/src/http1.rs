@@ -396,7 +396,8 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-fn is_token(t: &[u8]) -> bool {
+/// Whether `t` is a token (RFC 9110 §5.6.2): one or more `tchar`.
+pub fn is_token(t: &[u8]) -> bool {
     !t.is_empty() && t.iter().all(|&b| is_tchar(b))
 }
 

@@ -16,4 +16,5 @@ pub mod drbd_md;
 pub mod drbd_wire;
 pub mod http1;
 pub mod ktcpvs_cfs;
+pub mod l7_rules;
 pub mod nla;
