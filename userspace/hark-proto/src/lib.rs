@@ -17,4 +17,5 @@ pub mod drbd_wire;
 pub mod http1;
 pub mod ktcpvs_cfs;
 pub mod l7_rules;
+pub mod l7_sched;
 pub mod nla;
