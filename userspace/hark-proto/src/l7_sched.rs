@@ -327,24 +327,26 @@ pub fn maglev_build(
         return Err(MaglevError::TooLarge);
     }
     table.fill(MAGLEV_EMPTY);
+    // Per server: index, next slot of its permutation, step (u32: about 640 bytes of stack).
     let mut idx = [0u16; MAX_SERVERS];
-    let mut pos = [0usize; MAX_SERVERS];
-    let mut skip = [0usize; MAX_SERVERS];
+    let mut pos = [0u32; MAX_SERVERS];
+    let mut skip = [0u32; MAX_SERVERS];
     let mut n = 0;
+    let m64 = m as u64;
     for i in eligible(servers, mask) {
         let id = servers[i].id.to_le_bytes();
         idx[n] = i as u16;
-        pos[n] = (hash_bytes(&id, 0x6d61_676c_6576_0001) % m as u64) as usize;
-        skip[n] = (hash_bytes(&id, 0x6d61_676c_6576_0002) % (m as u64 - 1)) as usize + 1;
+        pos[n] = (hash_bytes(&id, 0x6d61_676c_6576_0001) % m64) as u32;
+        skip[n] = (hash_bytes(&id, 0x6d61_676c_6576_0002) % (m64 - 1)) as u32 + 1;
         n += 1;
     }
     let mut filled = 0;
     while n > 0 && filled < m {
         for b in 0..n {
-            while table[pos[b]] != MAGLEV_EMPTY {
-                pos[b] = (pos[b] + skip[b]) % m;
+            while table[pos[b] as usize] != MAGLEV_EMPTY {
+                pos[b] = ((u64::from(pos[b]) + u64::from(skip[b])) % m64) as u32;
             }
-            table[pos[b]] = idx[b];
+            table[pos[b] as usize] = idx[b];
             filled += 1;
             if filled == m {
                 break;
