@@ -5,13 +5,13 @@
 //! and matched; scheduler invariants. A seeded xorshift generator makes every run identical.
 //! Expected values come from what the generator built, not from the code under test.
 //!
-//! Cases counted: one per request head (valid or mutated, all its partial parses included),
-//! chunked body, rule text, scheduler pick checked and Maglev table built. The total is printed
+//! Cases counted: one per request or response head (valid or mutated, all its partial parses
+//! included), chunked body, rule text, scheduler pick checked and Maglev table built. The total is printed
 //! and must reach 1,000,000.
 
 use hark_proto::http1::{
-    parse_request, BodyRelay, ChunkLimits, ChunkedDecoder, Framing, Header, HttpError, Limits,
-    Request, Status,
+    parse_request, parse_response, BodyRelay, ChunkLimits, ChunkedDecoder, Framing, Header,
+    HttpError, Limits, Method, Request, Status,
 };
 use hark_proto::l7_rules::{glob_match, parse_target, MatchKind, Rule, TargetText, MAX_TEXT};
 use hark_proto::l7_sched::{
@@ -358,6 +358,85 @@ fn fuzz_requests(r: &mut Rng, valid: usize, mutated: usize) -> usize {
         }
     }
     valid + mutated
+}
+
+/// Response heads: generated ones parse to the framing RFC 9112 §6.3 gives; mutated ones
+/// answer the same on every prefix or `Partial`.
+fn fuzz_responses(r: &mut Rng, n: usize) -> usize {
+    let mut buf = Vec::new();
+    for case in 0..n {
+        buf.clear();
+        let http11 = r.chance(80);
+        buf.extend_from_slice(if http11 { b"HTTP/1.1 " } else { b"HTTP/1.0 " });
+        let code = *r.pick(&[100u16, 101, 200, 204, 206, 301, 304, 404, 500, 503]);
+        buf.extend_from_slice(code.to_string().as_bytes());
+        if r.chance(90) {
+            buf.push(b' ');
+            r.word(&mut buf, VALUE, 0, 12);
+        }
+        buf.extend_from_slice(b"\r\n");
+        let method = *r.pick(&[Method::Get, Method::Get, Method::Head, Method::Connect]);
+        let body = r.below(3);
+        let len = r.next() % 100_000;
+        match body {
+            0 => buf.extend_from_slice(format!("Content-Length: {len}\r\n").as_bytes()),
+            1 => buf.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+            _ => {}
+        }
+        let close = r.chance(30);
+        if close {
+            buf.extend_from_slice(b"Connection: close\r\n");
+        }
+        let ka = !close && r.chance(50);
+        if ka {
+            buf.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+        buf.extend_from_slice(b"\r\n");
+        let head_len = buf.len();
+        r.word(&mut buf, VALUE, 0, 10);
+        let want = if code == 101 || (method == Method::Connect && (200..300).contains(&code)) {
+            Framing::Tunnel
+        } else if code < 200 || code == 204 || code == 304 || method == Method::Head {
+            Framing::None
+        } else if body == 0 {
+            Framing::ContentLength(len)
+        } else if body == 1 && http11 {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        };
+        let persistent =
+            !close && (http11 || ka) && !matches!(want, Framing::Tunnel | Framing::UntilClose);
+        let mut h = [Header::EMPTY; 8];
+        match parse_response(&buf, &mut h, &Limits::DEFAULT, method) {
+            Ok(Status::Complete(resp)) => {
+                assert_eq!(
+                    (resp.code, resp.framing, resp.keep_alive, resp.head_len),
+                    (code, want, persistent, head_len),
+                    "{:?}",
+                    String::from_utf8_lossy(&buf)
+                );
+            }
+            x => panic!("{x:?} for {:?}", String::from_utf8_lossy(&buf)),
+        }
+        if case % 2 == 1 {
+            mutate(r, &mut buf);
+        }
+        let answer = |b: &[u8]| {
+            let mut h = [Header::EMPTY; 8];
+            format!("{:?}", parse_response(b, &mut h, &Limits::DEFAULT, method))
+        };
+        let whole = answer(&buf);
+        for _ in 0..2 {
+            let k = r.below(buf.len() + 1);
+            let o = answer(&buf[..k]);
+            assert!(
+                o == "Ok(Partial)" || o == whole,
+                "prefix {k}: {o} vs {whole}"
+            );
+        }
+    }
+    n
 }
 
 fn fuzz_chunked(r: &mut Rng, n: usize) -> usize {
@@ -716,12 +795,13 @@ fn l7_fuzz_million() {
     let start = Instant::now();
     let mut r = Rng(0x6861_726b_4c37_2026);
     let req = fuzz_requests(&mut r, 150_000, 300_000);
+    let responses = fuzz_responses(&mut r, 100_000);
     let chunked = fuzz_chunked(&mut r, 150_000);
     let rules = fuzz_rules(&mut r, 200_000);
     let sched = fuzz_sched(&mut r, 4_000);
-    let total = req + chunked + rules + sched;
+    let total = req + responses + chunked + rules + sched;
     eprintln!(
-        "l7_fuzz: {total} cases (requests {req}, chunked {chunked}, rules {rules}, scheduler {sched}) in {:.1} s",
+        "l7_fuzz: {total} cases (requests {req}, responses {responses}, chunked {chunked}, rules {rules}, scheduler {sched}) in {:.1} s",
         start.elapsed().as_secs_f64()
     );
     assert!(total >= 1_000_000, "{total}");
