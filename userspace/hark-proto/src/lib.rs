@@ -16,5 +16,8 @@ pub mod drbd_md;
 pub mod drbd_state;
 pub mod drbd_sync;
 pub mod drbd_wire;
+pub mod http1;
 pub mod ktcpvs_cfs;
+pub mod l7_rules;
+pub mod l7_sched;
 pub mod nla;
