@@ -35,7 +35,7 @@ nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all "$
 nobody $A status r0 > /tmp/np 2>&1 && die "unprivileged status succeeded"
 cat /tmp/np
 grep -q 'Operation not permitted' /tmp/np || die "expected EPERM"
-for cmd in 2 3 4 5 6 7 8 9 10; do
+for cmd in 2 3 4 5 6 7 8 9 10 11 12; do
 	out=$(nobody $PY "$HARK_TOP/tests-qemu/guest/genl.py" cmd drbd_rs $cmd 1=str:r0 2=u32:0 || true)
 	echo "$out" | grep -q EPERM || die "command $cmd as nobody: $out"
 done
