@@ -435,12 +435,13 @@ impl Parser {
                 }
             }
         }
-        if res.hosts.len() != 2 {
+        // One host: a resource without a peer (`up` does not connect); two: replicated.
+        if !(1..=2).contains(&res.hosts.len()) {
             return Err(ConfigError {
                 file: self.file.clone(),
                 line,
                 msg: format!(
-                    "resource '{}' needs exactly two 'on' sections, has {}",
+                    "resource '{}' needs one or two 'on' sections, has {}",
                     res.name,
                     res.hosts.len()
                 ),
@@ -614,8 +615,13 @@ resource r0 {
         let semi = GOOD.replace("disk /dev/vda;", "disk /dev/vda");
         assert_eq!(err_of(&semi).msg, "bad disk statement (missing ';'?)");
         assert_eq!(err_of("resource r0 { \"abc").msg, "unterminated string");
+        let three_hosts = GOOD.replace(
+            "on alpha { address 10.77.0.1:7789; }",
+            "on alpha { address 10.77.0.1:7789; } on gamma { address 10.77.0.3:7789; }",
+        );
+        assert_eq!(err_of(&three_hosts).line, 4);
         let one_host = GOOD.replace("on alpha { address 10.77.0.1:7789; }", "");
-        assert_eq!(err_of(&one_host).line, 4);
+        assert!(Config::parse(&one_host, "t.conf").is_ok());
         let addr = GOOD.replace("10.77.0.1:7789", "10.77.0.1");
         assert_eq!(err_of(&addr).line, 10);
         let proto = GOOD.replace("protocol C;", "protocol D;");

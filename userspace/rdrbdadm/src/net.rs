@@ -134,6 +134,25 @@ mod tests {
     }
 
     #[test]
+    fn host_count() {
+        let one = "resource r0 { device minor 0; disk /dev/vda; meta-disk internal;\n\
+                   on a { address 10.0.0.1:7789; } }";
+        let r = Config::parse(one, "t.conf").unwrap().resources.remove(0);
+        assert!(connect_attrs(&r, "a").unwrap_err().contains("no peer host"));
+        let three = one.replace(
+            " } }",
+            " }\n on b { address 10.0.0.2:7789; }\n on c { address 10.0.0.3:7789; } }",
+        );
+        let err = Config::parse(&three, "t.conf").unwrap_err().to_string();
+        assert!(
+            err.contains("needs one or two 'on' sections, has 3"),
+            "{err}"
+        );
+        let none = "resource r0 { device minor 0; disk /dev/vda; meta-disk internal; }";
+        assert!(Config::parse(none, "t.conf").is_err());
+    }
+
+    #[test]
     fn addresses_and_defaults() {
         let v = connect_attrs(&res(""), "b").unwrap();
         assert_eq!(v[0], (Attr::ResourceName, Value::Str("r0".into())));
