@@ -762,6 +762,7 @@ fn receive_loop(
                 .map_err(|e| bad(c, h, e)),
             Some(Packet::State) => receive_state(c, p, dev, peer_uuids.as_ref(), resolve_conflicts),
             Some(Packet::StateChgReq) => receive_state_chg_req(c, p, dev),
+            Some(Packet::ConnStChgReq) => receive_conn_st_chg_req(c, p),
             _ => {
                 pr_err!(
                     "resource {}: unexpected packet {} (0x{:04x}) in state {}\n",
@@ -981,11 +982,41 @@ fn receive_state_chg_req(c: &Connection, p: &[u8], dev: &Device) -> core::result
     } else {
         ws::StateRv::Success
     };
+    pr_info!(
+        "resource {}: peer requests a state change (mask 0x{:08x}, val 0x{:08x}): {}\n",
+        c.name(),
+        req.mask,
+        req.val,
+        rv.name()
+    );
     let reply = w::ReqStateReply {
         retcode: rv.to_wire(),
     };
     c.send(true, Packet::StateChgReply, &reply.encode())
         .map_err(|_| End::Retry)
+}
+
+/// `P_CONN_ST_CHG_REQ`: the peer asks for a connection-wide change. The C driver sends it for
+/// a graceful `disconnect` (conn = Disconnecting); we agree and end the session (the peer
+/// closes the sockets next), then wait for it again like after any lost connection.
+fn receive_conn_st_chg_req(c: &Connection, p: &[u8]) -> core::result::Result<(), End> {
+    let req = w::ReqState::decode(p).map_err(|_| End::Retry)?;
+    let (conn_mask, _) = ws::ns(&[ws::Field::Conn(Conn::StandAlone)]);
+    let wants = ws::State::unpack(req.val).map(|s| s.conn).ok();
+    let reply = w::ReqStateReply {
+        retcode: ws::StateRv::Success.to_wire(),
+    };
+    c.send(true, Packet::ConnStChgReply, &reply.encode())
+        .map_err(|_| End::Retry)?;
+    if req.mask & conn_mask != 0 && wants.is_some_and(|s| !reached(s, Conn::WFReportParams)) {
+        pr_info!(
+            "resource {}: peer disconnects ({})\n",
+            c.name(),
+            wants.map_or("?", |s| s.name())
+        );
+        return Err(End::Retry);
+    }
+    Ok(())
 }
 
 /// The asender thread: pings and ping-acks on the meta socket.

@@ -21,7 +21,8 @@ Scenario files live in tests-qemu/scenarios/NAME.sh. Their header says what they
 
 The script runs as root in every VM with HARK_VM (0-based index), HARK_NVM, HARK_TOP (the
 repository), HARK_OUT (a writable folder shared with the host), HARK_IP (this VM's address)
-and HARK_PEER_IPS set, and HARK_BOOT (1-based) / HARK_BOOTS; tests-qemu/guest/lib.sh has helpers (barriers, module paths, checks).
+and HARK_PEER_IPS set, HARK_BOOT (1-based) / HARK_BOOTS, and HARK_KBUILD (the kernel build, for
+in-tree modules such as the reference C DRBD); tests-qemu/guest/lib.sh has helpers (barriers, module paths, checks).
 """
 
 import argparse
@@ -102,7 +103,10 @@ class Vm:
             "hung_task_panic=0", "oops=panic" if os.environ.get("HARK_OOPS_PANIC") else "",
             f"HARK_TOP={TOP}", f"HARK_SCENARIO={name}", f"HARK_SCENARIO_DIR={SCENARIO_DIR}", f"HARK_VM={index}",
             f"HARK_NVM={nvm}", f"HARK_IP={vm_ip(index)}", f"HARK_PEER_IPS={peers.replace(' ', ',')}",
-            f"HARK_BOOT={boot}", f"HARK_BOOTS={meta['boots']}", meta["cmdline"],
+            f"HARK_BOOT={boot}", f"HARK_BOOTS={meta['boots']}",
+            # The kernel build (for in-tree modules such as the reference C DRBD).
+            f"HARK_KBUILD={os.path.realpath(os.path.join(os.path.dirname(kernel), '../../..'))}",
+            meta["cmdline"],
         ]).split()
         # No 5-level paging: with it, 7.3's KASAN reports a wild access in an interrupt that
         # hits identify_cpu() early in boot (seen once in about 20 boots).
