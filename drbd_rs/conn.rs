@@ -21,14 +21,18 @@ use crate::drbd_genl::{DiskState, Role};
 use crate::drbd_state::{self as ws, Conn};
 use crate::drbd_sync as sync;
 use crate::drbd_wire::{self as w, Features, Packet, WireError};
+use crate::glue::RqRef;
 use crate::net::{self, Addr, KThread, Listener, Socket};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex, SpinLock};
 use kernel::{new_mutex, new_spinlock};
 
 /// Largest payload of a packet other than data (`DRBD_SOCKET_BUFFER_SIZE`).
 const MAX_CONTROL_PAYLOAD: u32 = 4096;
+/// Writes in flight at most: the queue depth of `/dev/rdrbdN` (`drbd_rs_glue.c`); each holds
+/// a request tag until its ack arrived.
+const TL_CAPACITY: usize = 128;
 /// Largest bio we accept from the peer (the queue's `max_hw_sectors`, see the C glue).
 const MAX_BIO_SIZE: u32 = 512 * 1024;
 
@@ -114,6 +118,11 @@ pub(crate) struct Connection {
     meta_tx: Mutex<()>,
     /// `disconnect` was requested.
     stop: AtomicBool,
+    /// Transfer log: our writes waiting for the peer's ack, by block id.
+    #[pin]
+    tl: Mutex<KVec<(u64, RqRef)>>,
+    /// Next block id (never 0 or DRBD's `ID_SYNCER`).
+    next_id: AtomicU64,
 }
 
 /// A running connection: dropping it stops the receiver thread.
@@ -151,6 +160,7 @@ impl Connection {
     pub(crate) fn start(resource: &[u8], conf: NetConf) -> Result<ConnHandle> {
         let mut name = KVec::with_capacity(resource.len(), GFP_KERNEL)?;
         name.extend_from_slice(resource, GFP_KERNEL)?;
+        let tl = KVec::with_capacity(TL_CAPACITY, GFP_KERNEL)?;
         let conn = Arc::pin_init(
             pin_init!(Connection {
                 resource: name,
@@ -168,6 +178,8 @@ impl Connection {
                 data_tx <- new_mutex!(()),
                 meta_tx <- new_mutex!(()),
                 stop: AtomicBool::new(false),
+                tl <- new_mutex!(tl),
+                next_id: AtomicU64::new(1),
             }),
             GFP_KERNEL,
         )?;
@@ -251,6 +263,59 @@ impl Connection {
         send_packet(&sock, agreed, cmd, payload)
     }
 
+    /// Whether writes are replicated now.
+    pub(crate) fn is_connected(&self) -> bool {
+        reached(self.view().cstate, Conn::Connected)
+    }
+
+    /// Sends a write to the peer (`P_DATA`): `held` keeps the request from completing until
+    /// the protocol's acknowledgement arrives (A: sent, B: received, C: written). On a send
+    /// failure the request completes with the local copy only (the session then ends).
+    pub(crate) fn send_data(&self, held: RqRef, data: &[u8], sector: u64, fua: bool) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let ack_flag = match self.conf.protocol {
+            w::PROT_B => w::DP_SEND_RECEIVE_ACK,
+            w::PROT_C => w::DP_SEND_WRITE_ACK,
+            _ => 0,
+        };
+        let d = w::DataHeader {
+            sector,
+            block_id: id,
+            seq_num: id as u32,
+            dp_flags: ack_flag | if fua { w::DP_FUA } else { 0 },
+        };
+        if ack_flag != 0 {
+            // Room was reserved for every request the queue can have in flight.
+            if let Err(e) = self.tl.lock().push_within_capacity((id, held)) {
+                pr_err!("resource {}: transfer log full\n", self.name());
+                drop(e);
+                return;
+            }
+        } else {
+            drop(held);
+        }
+        let (sock, agreed) = {
+            let i = self.info.lock();
+            (i.data.clone(), i.view.agreed)
+        };
+        let sent = sock.ok_or(ENOTCONN).and_then(|sock| {
+            let mut h = [0u8; 16];
+            let len = u32::try_from(w::DataHeader::SIZE + data.len()).map_err(|_| EINVAL)?;
+            let n = w::encode_header(agreed, Packet::Data as u16, 0, len, &mut h)
+                .map_err(|_| EINVAL)?;
+            let _guard = self.data_tx.lock();
+            sock.send(&h[..n], true)?;
+            sock.send(&d.encode(), true)?;
+            sock.send(data, false)
+        });
+        if sent.is_err() && ack_flag != 0 {
+            let mut tl = self.tl.lock();
+            if let Some(i) = tl.iter().position(|(x, _)| *x == id) {
+                let _ = tl.remove(i);
+            }
+        }
+    }
+
     /// Tells the peer our current state (after a local role or disk change). Best effort: a
     /// failure ends the session by itself.
     pub(crate) fn send_state(&self, dev: &Device) {
@@ -331,10 +396,8 @@ fn recv_header(sock: &Socket, agreed: u32) -> Result<w::Header> {
     })
 }
 
-/// Receives a control packet: header and a payload of at most [`MAX_CONTROL_PAYLOAD`] bytes
-/// into `buf`; returns the header and the payload length.
-fn recv_control(sock: &Socket, agreed: u32, buf: &mut [u8]) -> Result<(w::Header, usize)> {
-    let h = recv_header(sock, agreed)?;
+/// Receives the payload of a control packet whose header `h` was read.
+fn recv_payload(sock: &Socket, h: &w::Header, buf: &mut [u8]) -> Result<usize> {
     if h.length > MAX_CONTROL_PAYLOAD || h.length as usize > buf.len() {
         pr_warn!(
             "oversized packet: {} bytes of {} (0x{:04x})\n",
@@ -346,7 +409,7 @@ fn recv_control(sock: &Socket, agreed: u32, buf: &mut [u8]) -> Result<(w::Header
     }
     let n = h.length as usize;
     sock.recv(&mut buf[..n])?;
-    Ok((h, n))
+    Ok(n)
 }
 
 fn packet_name(cmd: u16) -> &'static str {
@@ -385,6 +448,18 @@ fn receiver(c: &Arc<Connection>) {
         };
         // Released (which sleeps) outside the spinlock.
         drop(sockets);
+        // Writes the peer never acknowledged complete now, with the local copy only.
+        // (Dropped under the mutex, which keeps the reserved capacity: releasing is atomic.)
+        let mut tl = c.tl.lock();
+        if !tl.is_empty() {
+            pr_warn!(
+                "resource {}: {} writes not acknowledged by the peer\n",
+                c.name(),
+                tl.len()
+            );
+        }
+        tl.clear();
+        drop(tl);
         if let End::StandAlone = end {
             c.set_cstate(Conn::StandAlone);
             while !c.stopping() {
@@ -729,12 +804,24 @@ fn receive_loop(
         return End::Retry;
     }
     let mut peer_uuids: Option<w::Uuids> = None;
+    let Ok(mut rx) = Receiving::new() else {
+        return End::Retry;
+    };
     loop {
         if c.stopping() {
             return End::Retry;
         }
-        let (h, n) = match recv_control(data, agreed, &mut buf) {
-            Ok(x) => x,
+        // Data is applied right here; a control packet is returned with its payload length.
+        let got = recv_header(data, agreed).and_then(|h| {
+            if h.command == Packet::Data as u16 {
+                receive_data(c, data, &h, dev, &mut rx).map(|()| None)
+            } else {
+                recv_payload(data, &h, &mut buf).map(|n| Some((h, n)))
+            }
+        });
+        let (h, n) = match got {
+            Ok(None) => continue,
+            Ok(Some(x)) => x,
             Err(e) => {
                 if !c.stopping() {
                     if e == EPROTO {
@@ -763,6 +850,7 @@ fn receive_loop(
             Some(Packet::State) => receive_state(c, p, dev, peer_uuids.as_ref(), resolve_conflicts),
             Some(Packet::StateChgReq) => receive_state_chg_req(c, p, dev),
             Some(Packet::ConnStChgReq) => receive_conn_st_chg_req(c, p),
+            Some(Packet::Barrier) => receive_barrier(c, p, &mut rx),
             _ => {
                 pr_err!(
                     "resource {}: unexpected packet {} (0x{:04x}) in state {}\n",
@@ -778,6 +866,113 @@ fn receive_loop(
             return e;
         }
     }
+}
+
+/// Chunk size for applying a peer's write (kmalloc'd once per session).
+const RX_CHUNK: usize = 64 * 1024;
+
+/// State of the receiving side of the write path.
+struct Receiving {
+    /// Bounce buffer for the lower device.
+    chunk: KVec<u8>,
+    /// Writes applied since the last `P_BARRIER` (the barrier ack's `set_size`).
+    epoch_writes: u32,
+}
+
+impl Receiving {
+    fn new() -> Result<Receiving> {
+        let mut chunk = KVec::with_capacity(RX_CHUNK, GFP_KERNEL)?;
+        chunk.resize(RX_CHUNK, 0, GFP_KERNEL)?;
+        Ok(Receiving {
+            chunk,
+            epoch_writes: 0,
+        })
+    }
+}
+
+/// `P_DATA` (`receive_Data`): applies the peer's write to our lower device and acknowledges it
+/// as its `dp_flags` ask (`P_RECV_ACK` once received, `P_WRITE_ACK` once written). We write
+/// through with FUA, so every write is stable when acknowledged and epochs need no flush.
+fn receive_data(
+    c: &Connection,
+    sock: &Socket,
+    h: &w::Header,
+    dev: &Device,
+    rx: &mut Receiving,
+) -> Result {
+    let hs = w::DataHeader::SIZE as u32;
+    if h.length < hs || h.length - hs > MAX_BIO_SIZE || (h.length - hs) % 512 != 0 {
+        pr_err!(
+            "resource {}: P_DATA of {} bytes refused\n",
+            c.name(),
+            h.length
+        );
+        return Err(EPROTO);
+    }
+    let mut hb = [0u8; w::DataHeader::SIZE];
+    sock.recv(&mut hb)?;
+    let d = w::DataHeader::decode(&hb).map_err(|_| EPROTO)?;
+    let len = h.length - hs;
+    let sectors = u64::from(len >> 9);
+    {
+        let st = dev.lock();
+        let cap = st.backing.as_ref().map_or(0, |b| b.md.capacity_sectors());
+        if st.role == Role::Primary || d.sector.checked_add(sectors).is_none_or(|end| end > cap) {
+            pr_err!(
+                "resource {}: P_DATA for sectors {}+{} refused (capacity {}, role {})\n",
+                c.name(),
+                d.sector,
+                sectors,
+                cap,
+                st.role.name()
+            );
+            return Err(EPROTO);
+        }
+    }
+    let ack = |cmd: Packet| {
+        let a = w::BlockAck {
+            sector: d.sector,
+            block_id: d.block_id,
+            blksize: len,
+            seq_num: d.seq_num,
+        };
+        c.send(true, cmd, &a.encode())
+    };
+    if d.dp_flags & w::DP_SEND_RECEIVE_ACK != 0 {
+        // Protocol B acknowledges receipt; with the payload still on the socket that is a
+        // promise to write, which we keep below or tear the connection down.
+        ack(Packet::RecvAck)?;
+    }
+    let mut off = 0u32;
+    while off < len {
+        let n = (len - off).min(RX_CHUNK as u32) as usize;
+        sock.recv(&mut rx.chunk[..n])?;
+        let st = dev.lock();
+        let b = st.backing.as_ref().ok_or(EIO)?;
+        b.lower
+            .write(d.sector + u64::from(off >> 9), &mut rx.chunk[..n], true)
+            .inspect_err(|e| {
+                pr_err!("resource {}: local write failed: {:?}\n", c.name(), e);
+            })?;
+        off += n as u32;
+    }
+    rx.epoch_writes += 1;
+    if d.dp_flags & w::DP_SEND_WRITE_ACK != 0 {
+        ack(Packet::WriteAck)?;
+    }
+    Ok(())
+}
+
+/// `P_BARRIER`: every write of the epoch is already stable (written through): ack at once.
+fn receive_barrier(c: &Connection, p: &[u8], rx: &mut Receiving) -> core::result::Result<(), End> {
+    let b = w::Barrier::decode(p).map_err(|_| End::Retry)?;
+    let ack = w::BarrierAck {
+        barrier: b.barrier,
+        set_size: rx.epoch_writes,
+    };
+    rx.epoch_writes = 0;
+    c.send(true, Packet::BarrierAck, &ack.encode())
+        .map_err(|_| End::Retry)
 }
 
 fn bad(c: &Connection, h: w::Header, e: WireError) -> End {
@@ -1019,6 +1214,45 @@ fn receive_conn_st_chg_req(c: &Connection, p: &[u8]) -> core::result::Result<(),
     Ok(())
 }
 
+/// An acknowledgement of one of our writes (payload still on the socket): releases the
+/// request. An ack for a write we did not send is a protocol error.
+fn got_ack(c: &Connection, meta: &Socket, _agreed: u32, h: &w::Header) -> bool {
+    let mut p = [0u8; w::BlockAck::SIZE];
+    if h.length as usize != p.len() || meta.recv(&mut p).is_err() {
+        return false;
+    }
+    let Ok(a) = w::BlockAck::decode(&p) else {
+        return false;
+    };
+    let held = {
+        let mut tl = c.tl.lock();
+        tl.iter()
+            .position(|(id, _)| *id == a.block_id)
+            .and_then(|i| tl.remove(i).ok())
+    };
+    match held {
+        Some(_released) => {
+            if h.command == Packet::NegAck as u16 {
+                pr_warn!(
+                    "resource {}: peer failed to write sector {}\n",
+                    c.name(),
+                    a.sector
+                );
+            }
+            true
+        }
+        None => {
+            pr_err!(
+                "resource {}: {} for unknown request {}\n",
+                c.name(),
+                packet_name(h.command),
+                a.block_id
+            );
+            false
+        }
+    }
+}
+
 /// The asender thread: pings and ping-acks on the meta socket.
 fn asender(c: &Arc<Connection>) {
     let Some(meta) = c.info.lock().meta.clone() else {
@@ -1032,7 +1266,17 @@ fn asender(c: &Arc<Connection>) {
         if c.stopping() {
             break;
         }
-        match recv_control(&meta, agreed, &mut buf) {
+        let got = recv_header(&meta, agreed).and_then(|h| {
+            if matches!(
+                Packet::from_u16(h.command),
+                Some(Packet::WriteAck | Packet::RecvAck | Packet::NegAck)
+            ) {
+                Ok((h, 0))
+            } else {
+                recv_payload(&meta, &h, &mut buf).map(|n| (h, n))
+            }
+        });
+        match got {
             Err(e) if e == EAGAIN && !ping_pending => {
                 if c.send(true, Packet::Ping, &[]).is_err() {
                     break;
@@ -1061,6 +1305,9 @@ fn asender(c: &Arc<Connection>) {
                         true
                     }
                     Some(Packet::StateChgReply) => true,
+                    Some(Packet::WriteAck) | Some(Packet::RecvAck) | Some(Packet::NegAck) => {
+                        got_ack(c, &meta, agreed, &h)
+                    }
                     _ => {
                         pr_err!(
                             "resource {}: unexpected packet {} (0x{:04x}) on the meta socket\n",

@@ -19,8 +19,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::bindings;
 use kernel::ffi::c_void;
 use kernel::prelude::*;
-use kernel::sync::{Arc, CondVar, Mutex, SpinLockIrq};
-use kernel::{new_condvar, new_mutex, new_spinlock_irq};
+use kernel::sync::{Arc, CondVar, Mutex, SpinLock, SpinLockIrq};
+use kernel::{new_condvar, new_mutex, new_spinlock, new_spinlock_irq};
 
 kernel::sync::global_lock! {
     // SAFETY: Initialised in the module initializer before any netlink handler can run.
@@ -103,6 +103,10 @@ pub(crate) struct Device {
     /// Writers waiting for an activity-log slot to become idle.
     #[pin]
     act_wait: CondVar,
+    /// The resource's connection, for the I/O path (which must not take the registries).
+    /// Set by `connect`/`new-minor`, cleared by `disconnect`.
+    #[pin]
+    conn: SpinLock<Option<Arc<Connection>>>,
     /// Completed application writes (statistics).
     writes_done: AtomicU64,
     /// Application I/O that completed with an error (statistics).
@@ -129,6 +133,7 @@ impl Device {
                 disk <- new_mutex!(None),
                 act <- new_spinlock_irq!(None),
                 act_wait <- new_condvar!(),
+                conn <- new_spinlock!(None),
                 writes_done: AtomicU64::new(0),
                 io_errors: AtomicU64::new(0),
             }),
@@ -282,6 +287,18 @@ impl Device {
         Ok(was != Role::Secondary)
     }
 
+    /// Sets (or clears) the connection writes are replicated to.
+    pub(crate) fn set_connection(&self, c: Option<Arc<Connection>>) {
+        let old = core::mem::replace(&mut *self.conn.lock(), c);
+        // A last reference is dropped outside the spinlock.
+        drop(old);
+    }
+
+    /// The connection writes are replicated to, if any.
+    pub(crate) fn connection(&self) -> Option<Arc<Connection>> {
+        self.conn.lock().clone()
+    }
+
     /// The activity log and bitmap (see the module's locking notes).
     pub(crate) fn activity(&self) -> &SpinLockIrq<Option<Activity>> {
         &self.act
@@ -324,6 +341,7 @@ unsafe fn owner_device<'a>(owner: *mut c_void) -> &'a Device {
 }
 
 const REQ_OP_WRITE: u32 = bindings::req_op_REQ_OP_WRITE;
+const REQ_FUA: u32 = 1 << bindings::req_flag_bits___REQ_FUA;
 
 /// `open()` of `/dev/rdrbdN`: DRBD's rules (a Secondary refuses write opens with `EROFS` and
 /// read-only opens with `EMEDIUMTYPE`).
@@ -368,10 +386,16 @@ extern "C" fn drbd_rs_rust_queue_rq(
     op: u32,
     sector: u64,
     bytes: u32,
-    _flags: u32,
+    flags: u32,
 ) -> c_int {
     // SAFETY: The C side passes the cookie of a live disk with one of its requests.
     let dev = unsafe { owner_device(owner) };
+    // Plain writes are replicated while connected (discards and write-zeroes not yet).
+    let conn = if op == REQ_OP_WRITE && bytes > 0 {
+        dev.connection().filter(|c| c.is_connected())
+    } else {
+        None
+    };
     let mut st = dev.state.lock();
     let is_write = op & 1 == REQ_OP_WRITE & 1;
     if is_write && st.role != Role::Primary {
@@ -395,7 +419,18 @@ extern "C" fn drbd_rs_rust_queue_rq(
             drop(pending);
             return 0;
         }
-        pending.submit_lower(&b.lower);
+        let Some(conn) = conn else {
+            pending.submit_lower(&b.lower);
+            return 0;
+        };
+        let data = pending.copy_data(bytes);
+        let held = pending.submit_lower_held(&b.lower);
+        drop(st);
+        match data {
+            Ok(data) => conn.send_data(held, data.as_slice(), sector, flags & REQ_FUA != 0),
+            // Without memory for the copy the write stays local (and the peer out of date).
+            Err(_) => drop(held),
+        }
         return 0;
     }
     pending.submit_lower(&backing.lower);

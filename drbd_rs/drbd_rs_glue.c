@@ -13,6 +13,7 @@
 #include <linux/bio.h>
 #include <linux/fs.h>
 #include <linux/workqueue.h>
+#include <linux/slab.h>
 #include <net/genetlink.h>
 
 #include "drbd_rs_glue.h"
@@ -83,14 +84,14 @@ static void drbd_rs_clone_end_io(struct bio *clone)
 	drbd_rs_cmd_put(rq);
 }
 
-void drbd_rs_rq_submit_lower(struct request *rq, struct file *lower)
+void drbd_rs_rq_submit_lower(struct request *rq, struct file *lower, int extra)
 {
 	struct drbd_rs_cmd *cmd = blk_mq_rq_to_pdu(rq);
 	struct drbd_rs_disk *d = rq->q->queuedata;
 	struct block_device *bdev = file_bdev(lower);
 	struct bio *src, *clone;
 
-	atomic_set(&cmd->pending, 1);
+	atomic_set(&cmd->pending, 1 + extra);
 	cmd->status = BLK_STS_OK;
 	if (req_op(rq) == REQ_OP_FLUSH) {
 		/* A flush request carries no bio: send an empty preflush to the lower device. */
@@ -114,6 +115,35 @@ void drbd_rs_rq_submit_lower(struct request *rq, struct file *lower)
 		}
 	}
 	drbd_rs_cmd_put(rq);
+}
+
+void drbd_rs_rq_put(struct request *rq)
+{
+	drbd_rs_cmd_put(rq);
+}
+
+void *drbd_rs_rq_copy_data(struct request *rq)
+{
+	u32 len = blk_rq_bytes(rq);
+	struct req_iterator iter;
+	struct bio_vec bv;
+	u32 done = 0;
+	void *buf = kvmalloc(len, GFP_NOIO);
+
+	if (!buf)
+		return NULL;
+	rq_for_each_segment(bv, rq, iter) {
+		if (done + bv.bv_len > len)
+			break;
+		memcpy_from_bvec(buf + done, &bv);
+		done += bv.bv_len;
+	}
+	return buf;
+}
+
+void drbd_rs_buf_free(void *buf)
+{
+	kvfree(buf);
 }
 
 void drbd_rs_rq_end(struct request *rq, int error)

@@ -35,8 +35,17 @@ void drbd_rs_disk_destroy(struct drbd_rs_disk *d);
  */
 int drbd_rs_disk_set_lower(struct drbd_rs_disk *d, struct file *lower, u64 capacity);
 
-/* Submits every bio of @rq, remapped 1:1 to @lower; ends @rq when all have completed. */
-void drbd_rs_rq_submit_lower(struct request *rq, struct file *lower);
+/*
+ * Submits every bio of @rq, remapped 1:1 to @lower; ends @rq when all have completed and
+ * @extra more references (each dropped by drbd_rs_rq_put(), e.g. on the peer's ack) are gone.
+ */
+void drbd_rs_rq_submit_lower(struct request *rq, struct file *lower, int extra);
+/* Drops one of the @extra references of drbd_rs_rq_submit_lower() (any context). */
+void drbd_rs_rq_put(struct request *rq);
+/* A kvmalloc'd (GFP_NOIO) copy of a write request's blk_rq_bytes() of data, or NULL. */
+void *drbd_rs_rq_copy_data(struct request *rq);
+/* Frees a buffer of drbd_rs_rq_copy_data(). */
+void drbd_rs_buf_free(void *buf);
 /* Ends @rq now with a negative errno (or 0). */
 void drbd_rs_rq_end(struct request *rq, int error);
 

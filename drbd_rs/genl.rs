@@ -303,6 +303,15 @@ fn put_status(m: &mut Msg, dev: &Device) -> Result {
     Ok(())
 }
 
+/// Points every device of resource `name` at its connection (or at none).
+fn set_device_connections(name: &[u8], c: Option<&Arc<Connection>>) {
+    for d in DEVICES.lock().iter() {
+        if d.resource.as_slice() == name {
+            d.set_connection(c.cloned());
+        }
+    }
+}
+
 /// Writes a connection's status attributes into `m`.
 fn put_connection(m: &mut Msg, c: &Connection) -> Result {
     let v = c.view();
@@ -532,6 +541,9 @@ fn handle(req: &Req, cmd: Cmd) -> core::result::Result<(), c_int> {
                 .map_err(|e| req.fail(e, c"cannot create the block device"))?;
             devs.push_within_capacity(dev.clone())
                 .map_err(|_| req.fail(ENOMEM, c"out of memory"))?;
+            if let Some(r) = res.iter().find(|r| r.name.as_slice() == name.to_bytes()) {
+                dev.set_connection(r.conn.as_ref().map(|h| h.conn.clone()));
+            }
             drop(devs);
             drop(res);
             glue::module_get();
@@ -682,6 +694,7 @@ fn handle(req: &Req, cmd: Cmd) -> core::result::Result<(), c_int> {
             }
             let h = Connection::start(name.to_bytes(), conf)
                 .map_err(|e| req.fail(e, c"cannot start the connection"))?;
+            set_device_connections(name.to_bytes(), Some(&h.conn));
             r.conn = Some(h);
             r.stopped = None;
         }
@@ -698,6 +711,7 @@ fn handle(req: &Req, cmd: Cmd) -> core::result::Result<(), c_int> {
             let Some(h) = h else {
                 return Ok(());
             };
+            set_device_connections(name.to_bytes(), None);
             // Joins the connection's threads, without holding the registry.
             let conn = h.conn.clone();
             drop(h);

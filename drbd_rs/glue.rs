@@ -33,7 +33,11 @@ mod ffi {
         pub(super) fn drbd_rs_rq_submit_lower(
             rq: *mut bindings::request,
             lower: *mut bindings::file,
+            extra: c_int,
         );
+        pub(super) fn drbd_rs_rq_put(rq: *mut bindings::request);
+        pub(super) fn drbd_rs_rq_copy_data(rq: *mut bindings::request) -> *mut c_void;
+        pub(super) fn drbd_rs_buf_free(buf: *mut c_void);
         pub(super) fn drbd_rs_rq_end(rq: *mut bindings::request, error: c_int);
         pub(super) fn drbd_rs_lower_open(
             path: *const c_char,
@@ -122,6 +126,11 @@ impl LowerDev {
         self.rw(sector, buf, false, false)
     }
 
+    /// Writes `buf` (from kmalloc) at `sector`, synchronously, with FUA if `fua`.
+    pub(crate) fn write(&self, sector: u64, buf: &mut [u8], fua: bool) -> Result {
+        self.rw(sector, buf, true, fua)
+    }
+
     /// Writes `buf` at `sector` with FUA, synchronously.
     pub(crate) fn write_fua(&self, sector: u64, buf: &mut KVec<u8>) -> Result {
         self.rw(sector, buf, true, true)
@@ -208,12 +217,87 @@ impl PendingRq {
 
     /// Remaps the request 1:1 to `lower` and submits it; it ends when the lower I/O does.
     pub(crate) fn submit_lower(self, lower: &LowerDev) {
+        self.submit(lower, 0);
+    }
+
+    /// A copy of a write request's `bytes` of data.
+    pub(crate) fn copy_data(&self, bytes: u32) -> Result<IoBuf> {
+        // SAFETY: By the type invariant the request is ours and not ended.
+        let p = unsafe { ffi::drbd_rs_rq_copy_data(self.rq.as_ptr()) };
+        let ptr = NonNull::new(p.cast::<u8>()).ok_or(ENOMEM)?;
+        // INVARIANT: The C side allocated `blk_rq_bytes()` = `bytes` bytes and filled them.
+        Ok(IoBuf {
+            ptr,
+            len: bytes as usize,
+        })
+    }
+
+    /// Like [`Self::submit_lower`], but the request also waits for the returned reference to be
+    /// dropped (the peer's acknowledgement).
+    pub(crate) fn submit_lower_held(self, lower: &LowerDev) -> RqRef {
+        let rq = self.rq;
+        self.submit(lower, 1);
+        // INVARIANT: `submit` took exactly one extra reference for this `RqRef`.
+        RqRef { rq }
+    }
+
+    fn submit(self, lower: &LowerDev, extra: c_int) {
         let rq = self.rq.as_ptr();
         core::mem::forget(self);
         // SAFETY: By the type invariant `rq` is ours to end, and it is handed over exactly once
         // (`self` was forgotten); `lower.file` is valid by `LowerDev`'s invariant, and stays so
         // until the request ends because detaching requires the device to be closed.
-        unsafe { ffi::drbd_rs_rq_submit_lower(rq, lower.file.as_ptr()) };
+        unsafe { ffi::drbd_rs_rq_submit_lower(rq, lower.file.as_ptr(), extra) };
+    }
+}
+
+/// A kvmalloc'd copy of a request's data.
+///
+/// # Invariants
+///
+/// `ptr` was returned by `drbd_rs_rq_copy_data()`, holds `len` initialised bytes, and is
+/// freed only by `Drop`.
+pub(crate) struct IoBuf {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: Plain memory, freed from any thread.
+unsafe impl Send for IoBuf {}
+
+impl IoBuf {
+    /// The data.
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        // SAFETY: By the type invariant `ptr` holds `len` initialised bytes owned by us.
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for IoBuf {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant the buffer came from `drbd_rs_rq_copy_data()`.
+        unsafe { ffi::drbd_rs_buf_free(self.ptr.as_ptr().cast()) };
+    }
+}
+
+/// A reference that keeps a submitted request from ending (e.g. until the peer acknowledged
+/// the write); dropping it releases the request.
+///
+/// # Invariants
+///
+/// `rq` is a request submitted by [`PendingRq::submit_lower_held`] that holds one extra
+/// reference owned by this object.
+pub(crate) struct RqRef {
+    rq: NonNull<bindings::request>,
+}
+
+// SAFETY: Dropping the reference is allowed in any context and from any thread.
+unsafe impl Send for RqRef {}
+
+impl Drop for RqRef {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant we own one reference of a live request.
+        unsafe { ffi::drbd_rs_rq_put(self.rq.as_ptr()) };
     }
 }
 
