@@ -197,7 +197,7 @@ impl Activity {
     }
 
     /// Marks `nr_sectors` from `sector` out of sync.
-    fn mark(&mut self, sector: u64, nr_sectors: u64) {
+    pub(crate) fn mark(&mut self, sector: u64, nr_sectors: u64) {
         if let Ok(n) = bm_set_sectors(&mut self.bm, sector, nr_sectors) {
             self.oos += n;
         }
@@ -245,7 +245,9 @@ fn clear_bits_from(bm: &mut [u8], bit: u64) {
 
 /// The activity-log step of a write request (process context, may sleep): takes references on
 /// the extents of `sector..sector + nr_sectors`, committing a transaction first if one of them
-/// is cold, and marks the range out of sync. On error nothing is held.
+/// is cold, and marks the range out of sync if `mark` (no peer will receive the write; a
+/// replicated write is marked later only if the peer does not acknowledge it). On error
+/// nothing is held.
 ///
 /// Callers serialise calls (the device's state mutex), so one transaction is written at a
 /// time, as `ActivityLog::prepare` requires.
@@ -256,18 +258,23 @@ pub(crate) fn begin_write(
     io: &mut KVec<u8>,
     sector: u64,
     nr_sectors: u64,
+    mark: bool,
 ) -> Result {
     let (first, last) = extent_range(sector, nr_sectors).ok_or(EINVAL)?;
     let mut g = dev.activity().lock();
     let evicted = loop {
         let act = (*g).as_mut().ok_or(EIO)?;
         if act.al.try_hot(first, last) == Hot::Yes {
-            act.mark(sector, nr_sectors);
+            if mark {
+                act.mark(sector, nr_sectors);
+            }
             return Ok(());
         }
         match act.al.prepare(first, last) {
             Ok(p) if !p.needs_commit => {
-                act.mark(sector, nr_sectors);
+                if mark {
+                    act.mark(sector, nr_sectors);
+                }
                 return Ok(());
             }
             Ok(p) => break p,
@@ -319,7 +326,9 @@ pub(crate) fn begin_write(
     match res {
         Ok(()) => {
             act.al.committed();
-            act.mark(sector, nr_sectors);
+            if mark {
+                act.mark(sector, nr_sectors);
+            }
             Ok(())
         }
         Err(e) => {

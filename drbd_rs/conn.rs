@@ -120,9 +120,21 @@ pub(crate) struct Connection {
     stop: AtomicBool,
     /// Transfer log: our writes waiting for the peer's ack, by block id.
     #[pin]
-    tl: Mutex<KVec<(u64, RqRef)>>,
+    tl: Mutex<KVec<TlEntry>>,
     /// Next block id (never 0 or DRBD's `ID_SYNCER`).
     next_id: AtomicU64,
+}
+
+/// A write waiting for the peer's ack.
+struct TlEntry {
+    /// Our block id.
+    id: u64,
+    /// First sector.
+    sector: u64,
+    /// Length in sectors.
+    sectors: u64,
+    /// Keeps the request from completing.
+    _held: RqRef,
 }
 
 /// A running connection: dropping it stops the receiver thread.
@@ -271,7 +283,7 @@ impl Connection {
     /// Sends a write to the peer (`P_DATA`): `held` keeps the request from completing until
     /// the protocol's acknowledgement arrives (A: sent, B: received, C: written). On a send
     /// failure the request completes with the local copy only (the session then ends).
-    pub(crate) fn send_data(&self, held: RqRef, data: &[u8], sector: u64, fua: bool) {
+    pub(crate) fn send_data(&self, dev: &Device, held: RqRef, data: &[u8], sector: u64, fua: bool) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let ack_flag = match self.conf.protocol {
             w::PROT_B => w::DP_SEND_RECEIVE_ACK,
@@ -286,8 +298,15 @@ impl Connection {
         };
         if ack_flag != 0 {
             // Room was reserved for every request the queue can have in flight.
-            if let Err(e) = self.tl.lock().push_within_capacity((id, held)) {
+            let e = TlEntry {
+                id,
+                sector,
+                sectors: data.len() as u64 >> 9,
+                _held: held,
+            };
+            if let Err(e) = self.tl.lock().push_within_capacity(e) {
                 pr_err!("resource {}: transfer log full\n", self.name());
+                dev.mark_out_of_sync(sector, data.len() as u64 >> 9);
                 drop(e);
                 return;
             }
@@ -308,10 +327,14 @@ impl Connection {
             sock.send(&d.encode(), true)?;
             sock.send(data, false)
         });
-        if sent.is_err() && ack_flag != 0 {
-            let mut tl = self.tl.lock();
-            if let Some(i) = tl.iter().position(|(x, _)| *x == id) {
-                let _ = tl.remove(i);
+        if sent.is_err() {
+            // The session ends; the write stays local and the peer needs it later.
+            dev.mark_out_of_sync(sector, data.len() as u64 >> 9);
+            if ack_flag != 0 {
+                let mut tl = self.tl.lock();
+                if let Some(i) = tl.iter().position(|e| e.id == id) {
+                    let _ = tl.remove(i);
+                }
             }
         }
     }
@@ -450,13 +473,19 @@ fn receiver(c: &Arc<Connection>) {
         drop(sockets);
         // Writes the peer never acknowledged complete now, with the local copy only.
         // (Dropped under the mutex, which keeps the reserved capacity: releasing is atomic.)
+        let dev = volume0(c);
         let mut tl = c.tl.lock();
         if !tl.is_empty() {
             pr_warn!(
-                "resource {}: {} writes not acknowledged by the peer\n",
+                "resource {}: {} writes not acknowledged by the peer: marked out of sync\n",
                 c.name(),
                 tl.len()
             );
+        }
+        if let Some(dev) = dev {
+            for e in tl.iter() {
+                dev.mark_out_of_sync(e.sector, e.sectors);
+            }
         }
         tl.clear();
         drop(tl);
@@ -1227,17 +1256,20 @@ fn got_ack(c: &Connection, meta: &Socket, _agreed: u32, h: &w::Header) -> bool {
     let held = {
         let mut tl = c.tl.lock();
         tl.iter()
-            .position(|(id, _)| *id == a.block_id)
+            .position(|e| e.id == a.block_id)
             .and_then(|i| tl.remove(i).ok())
     };
     match held {
-        Some(_released) => {
+        Some(e) => {
             if h.command == Packet::NegAck as u16 {
                 pr_warn!(
                     "resource {}: peer failed to write sector {}\n",
                     c.name(),
                     a.sector
                 );
+                if let Some(dev) = volume0(c) {
+                    dev.mark_out_of_sync(e.sector, e.sectors);
+                }
             }
             true
         }

@@ -309,6 +309,14 @@ impl Device {
         &self.act_wait
     }
 
+    /// Marks a range out of sync (a write the peer did not get).
+    pub(crate) fn mark_out_of_sync(&self, sector: u64, nr_sectors: u64) {
+        let mut g = self.act.lock();
+        if let Some(a) = (*g).as_mut() {
+            a.mark(sector, nr_sectors);
+        }
+    }
+
     /// Out-of-sync amount in KiB (4 KiB per bitmap bit), 0 when detached.
     pub(crate) fn out_of_sync_kib(&self) -> u64 {
         self.act.lock().as_ref().map_or(0, |a| a.oos_bits() * 4)
@@ -412,8 +420,8 @@ extern "C" fn drbd_rs_rust_queue_rq(
     if is_write && bytes > 0 {
         let b = backing;
         let geo = b.md.geometry();
-        if activity::begin_write(dev, &b.lower, geo, &mut b.io, sector, u64::from(bytes) >> 9)
-            .is_err()
+        let nr = u64::from(bytes) >> 9;
+        if activity::begin_write(dev, &b.lower, geo, &mut b.io, sector, nr, conn.is_none()).is_err()
         {
             // Dropping `pending` ends the request with an I/O error; nothing is held.
             drop(pending);
@@ -427,9 +435,12 @@ extern "C" fn drbd_rs_rust_queue_rq(
         let held = pending.submit_lower_held(&b.lower);
         drop(st);
         match data {
-            Ok(data) => conn.send_data(held, data.as_slice(), sector, flags & REQ_FUA != 0),
-            // Without memory for the copy the write stays local (and the peer out of date).
-            Err(_) => drop(held),
+            Ok(data) => conn.send_data(dev, held, data.as_slice(), sector, flags & REQ_FUA != 0),
+            // Without memory for the copy the write stays local: the peer is out of date there.
+            Err(_) => {
+                dev.mark_out_of_sync(sector, nr);
+                drop(held);
+            }
         }
         return 0;
     }

@@ -5,7 +5,8 @@
 # vm1 Secondary, protocol C (fio randwrite with crc32c verify + a sequential 8 MiB write), then
 # A and B after reconnecting with the other protocol; at the end the whole data area of both
 # lower devices has the same md5. Both disks start zeroed, so this proves that every
-# application write reached the peer (the initial full sync does not exist yet).
+# application write reached the peer (the initial full sync does not exist yet). Replicated
+# writes leave the bitmap clean; while disconnected the Primary marks exactly what it wrote.
 . "$HARK_TOP/tests-qemu/guest/lib.sh"
 A=$RDRBDADM
 PEER=${HARK_PEER_IPS%% *}
@@ -70,6 +71,8 @@ for P in A B; do
 done
 
 step "secondary, down; compare the data areas"
+# Every write was acknowledged: nothing is out of sync.
+[ "$HARK_VM" = 0 ] && wait_status 'out-of-sync:0KiB' 1
 size_kib=$($A status r0 | grep -o 'size:[0-9]*' | head -1 | cut -d: -f2)
 [ -n "$size_kib" ] && [ "$size_kib" -gt 60000 ] || die "bad size: $size_kib"
 [ "$HARK_VM" = 0 ] && must $A secondary r0
@@ -81,5 +84,22 @@ zero=$(dd if=/dev/zero bs=1k count="$size_kib" status=none | md5sum | cut -d' ' 
 theirs=$(exchange "$sum")
 echo "vm$HARK_VM: data area ($size_kib KiB) md5 $sum, peer $theirs"
 [ "$sum" = "$theirs" ] || die "data differs between the nodes"
+
+step "while disconnected the Primary marks exactly its writes out of sync (1 MiB scattered)"
+must $A up r0
+wait_status 'connection:Connected' 60
+[ "$HARK_VM" = 0 ] && must $A primary r0
+barrier up-again
+[ "$HARK_VM" = 1 ] && must $A disconnect r0
+if [ "$HARK_VM" = 0 ]; then
+	wait_status 'connection:(WFConnection|NetworkFailure|Unconnected)' 30
+	for i in $(seq 0 15); do
+		must dd if=/dev/urandom of=/dev/rdrbd0 bs=64k count=1 seek=$((i * 48)) oflag=direct status=none
+	done
+	wait_status 'out-of-sync:1024KiB' 1
+	must $A secondary r0
+fi
+barrier disconnected-writes
+must $A down r0
 must rmmod drbd_rs
 step "done"
