@@ -1087,8 +1087,10 @@ pub fn encode_bitmap_plain(agreed: u32, words: &[u64], out: &mut [u8]) -> Result
         return Err(WireError::TooLong);
     }
     let out = out.get_mut(..words.len() * 8).ok_or(WireError::Short)?;
-    for (chunk, w) in out.chunks_exact_mut(8).zip(words) {
-        chunk.copy_from_slice(&w.to_le_bytes());
+    // Index loops: zipped `chunks_exact` iterators compile to code objtool flags in the
+    // kernel module ("falls through to next function").
+    for (i, w) in words.iter().enumerate() {
+        out[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
     }
     Ok(words.len() * 8)
 }
@@ -1108,9 +1110,9 @@ pub fn decode_bitmap_plain(
         return Err(WireError::BadLength);
     }
     let out = out.get_mut(..n).ok_or(WireError::TooLong)?;
-    for (w, chunk) in out.iter_mut().zip(p.chunks_exact(8)) {
+    for (i, w) in out.iter_mut().enumerate() {
         let mut a = [0u8; 8];
-        a.copy_from_slice(chunk);
+        a.copy_from_slice(&p[i * 8..i * 8 + 8]);
         *w = u64::from_le_bytes(a);
     }
     Ok(n)
