@@ -929,8 +929,8 @@ fn receive_data(
     dev: &Device,
     rx: &mut Receiving,
 ) -> Result {
-    let hs = w::DataHeader::SIZE as u32;
-    if h.length < hs || h.length - hs > MAX_BIO_SIZE || (h.length - hs) % 512 != 0 {
+    let mut hb = [0u8; w::DataHeader::SIZE];
+    if (h.length as usize) < hb.len() {
         pr_err!(
             "resource {}: P_DATA of {} bytes refused\n",
             c.name(),
@@ -938,26 +938,29 @@ fn receive_data(
         );
         return Err(EPROTO);
     }
-    let mut hb = [0u8; w::DataHeader::SIZE];
     sock.recv(&mut hb)?;
     let d = w::DataHeader::decode(&hb).map_err(|_| EPROTO)?;
-    let len = h.length - hs;
-    let sectors = u64::from(len >> 9);
-    {
+    let len = {
         let st = dev.lock();
         let cap = st.backing.as_ref().map_or(0, |b| b.md.capacity_sectors());
-        if st.role == Role::Primary || d.sector.checked_add(sectors).is_none_or(|end| end > cap) {
-            pr_err!(
-                "resource {}: P_DATA for sectors {}+{} refused (capacity {}, role {})\n",
-                c.name(),
-                d.sector,
-                sectors,
-                cap,
-                st.role.name()
-            );
-            return Err(EPROTO);
+        match w::check_data(h.length, d.sector, cap, MAX_BIO_SIZE) {
+            // Writes only into a Secondary, and only once the handshake is done.
+            Ok(len) if st.role != Role::Primary && c.is_connected() => len,
+            r => {
+                pr_err!(
+                    "resource {}: P_DATA of {} bytes at sector {} refused ({:?}, capacity {}, role {}, {})\n",
+                    c.name(),
+                    h.length,
+                    d.sector,
+                    r,
+                    cap,
+                    st.role.name(),
+                    c.view().cstate.name()
+                );
+                return Err(EPROTO);
+            }
         }
-    }
+    };
     let ack = |cmd: Packet| {
         let a = w::BlockAck {
             sector: d.sector,

@@ -10,6 +10,7 @@ usage: drbd_fakepeer.py HOST PORT MODE
   oldproto   features offering only protocol 80..85 (incompatible dialect)
   oversized  a correct handshake, then a P_PROTOCOL header announcing 1 MiB
   badstate   a correct handshake, then P_STATE with an impossible state word
+  baddata    a correct handshake, then P_DATA far past the end of the device
 """
 
 import os
@@ -21,7 +22,7 @@ import time
 MAGIC_80 = 0x83740267
 MAGIC_100 = 0x8620EC20
 P_INITIAL_META, P_INITIAL_DATA, P_FEATURES = 0xFFF1, 0xFFF2, 0xFFFE
-P_PROTOCOL, P_STATE = 0x0B, 0x0E
+P_DATA, P_PROTOCOL, P_STATE = 0x00, 0x0B, 0x0E
 
 
 def h80(cmd, length):
@@ -55,12 +56,15 @@ def main(host, port, mode):
         data.sendall(h80(P_FEATURES, 80) + features() + bytes(8))
     elif mode == "oldproto":
         data.sendall(h80(P_FEATURES, 72) + features(80, 85))
-    elif mode in ("oversized", "badstate"):
+    elif mode in ("oversized", "badstate", "baddata"):
         data.sendall(h80(P_FEATURES, 72) + features())
         if mode == "oversized":
             data.sendall(h100(P_PROTOCOL, 1 << 20) + bytes(4096))
-        else:
+        elif mode == "badstate":
             data.sendall(h100(P_STATE, 4) + struct.pack(">I", 0xFFFFFFFF))
+        else:
+            p_data = struct.pack(">QQII", 1 << 60, 1, 1, 0x100)
+            data.sendall(h100(P_DATA, 24 + 4096) + p_data + bytes(4096))
     else:
         sys.exit(f"unknown mode {mode}")
     time.sleep(1)

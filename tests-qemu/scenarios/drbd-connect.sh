@@ -6,7 +6,8 @@
 # Connected on both nodes with the peer's role and disk in status and events; role changes
 # reach the peer; pings keep an idle connection up; disconnect/connect and a lost peer lead
 # back to WFConnection and a new session; a hostile peer (garbage, truncated, bad length,
-# incompatible dialect, oversized packet, impossible state) is refused with a log line.
+# incompatible dialect, oversized packet, impossible state, a write past the end of the
+# device) is refused with a log line.
 . "$HARK_TOP/tests-qemu/guest/lib.sh"
 A=$RDRBDADM
 PEER=${HARK_PEER_IPS%% *}
@@ -57,7 +58,7 @@ if [ "$HARK_VM" = 1 ]; then
 fi
 barrier hostile-start
 if [ "$HARK_VM" = 1 ]; then
-	for mode in garbage truncated oversized badstate badlen oldproto; do
+	for mode in garbage truncated oversized badstate baddata badlen oldproto; do
 		barrier "fake-$mode"
 		must $PY "$HARK_TOP/tests-qemu/guest/drbd_fakepeer.py" "$PEER" 7789 "$mode"
 		barrier "fake-$mode-done"
@@ -76,6 +77,7 @@ else
 	expect_log truncated 'r0: handshake failed' WFConnection
 	expect_log oversized 'oversized packet: 1048576 bytes of ReportProtocol' WFConnection
 	expect_log badstate 'invalid peer state word 0xffffffff' WFConnection
+	expect_log baddata 'P_DATA of 4120 bytes at sector 1152921504606846976 refused' WFConnection
 	expect_log badlen 'expected ConnectionFeatures, received ConnectionFeatures \(0xfffe, 80 bytes\)' StandAlone
 	must $A disconnect r0
 	must $A connect r0

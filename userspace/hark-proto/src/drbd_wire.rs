@@ -1079,6 +1079,23 @@ pub fn bitmap_plain_words(agreed: u32, words_left: u64) -> usize {
     words_left.min(fit as u64) as usize
 }
 
+/// Checks a peer's `P_DATA` before anything is written: `length` is the packet's payload
+/// (the [`DataHeader`] plus the data), which must be a whole number of 512-byte sectors, at
+/// most `max_bio` bytes of data, and lie within `capacity` sectors from `sector`. Returns the
+/// data size in bytes. A malicious peer gets `BadLength` or `BadValue`, never an overflow.
+pub fn check_data(length: u32, sector: u64, capacity: u64, max_bio: u32) -> Result<u32, WireError> {
+    let data = length
+        .checked_sub(DataHeader::SIZE as u32)
+        .ok_or(WireError::BadLength)?;
+    if data > max_bio || data % 512 != 0 {
+        return Err(WireError::BadLength);
+    }
+    match sector.checked_add(u64::from(data >> 9)) {
+        Some(end) if end <= capacity => Ok(data),
+        _ => Err(WireError::BadValue),
+    }
+}
+
 /// Encodes bitmap words as a plain `P_BITMAP` payload: each word little-endian
 /// (`drbd_bm_get_lel`), so the payload is the bitmap's byte stream. `TooLong` for more words
 /// than one packet holds, `Short` if `out` is too small; returns the payload size.
@@ -1651,6 +1668,38 @@ mod handshake_payload_tests {
         assert_eq!(
             decode_compressed_bitmap(101, &[0; 4081], &mut bm, 64, &mut off),
             Err(WireError::TooLong)
+        );
+    }
+
+    #[test]
+    fn data_requests_are_checked() {
+        let h = DataHeader::SIZE as u32;
+        assert_eq!(check_data(h + 4096, 0, 8, 1 << 20), Ok(4096));
+        assert_eq!(check_data(h + 4096, 120, 128, 1 << 20), Ok(4096));
+        assert_eq!(check_data(h, 128, 128, 1 << 20), Ok(0));
+        assert_eq!(
+            check_data(h + 4096, 121, 128, 1 << 20),
+            Err(WireError::BadValue)
+        );
+        assert_eq!(
+            check_data(h + 512, u64::MAX, u64::MAX, 1 << 20),
+            Err(WireError::BadValue)
+        );
+        assert_eq!(
+            check_data(h + 100, 0, 128, 1 << 20),
+            Err(WireError::BadLength)
+        );
+        assert_eq!(
+            check_data(h - 1, 0, 128, 1 << 20),
+            Err(WireError::BadLength)
+        );
+        assert_eq!(
+            check_data(h + (2 << 20), 0, u64::MAX, 1 << 20),
+            Err(WireError::BadLength)
+        );
+        assert_eq!(
+            check_data(u32::MAX, 0, u64::MAX, u32::MAX),
+            Err(WireError::BadLength)
         );
     }
 }
