@@ -10,8 +10,10 @@
 . "$HARK_TOP/tests-qemu/guest/lib.sh"
 A=$RDRBDADM
 PEER=${HARK_PEER_IPS%% *}
-# ping-timeout 3 s: under TCG a busy vCPU can delay a ping-ack past DRBD's default 0.5 s.
-conf() { write_drbd_conf "net { protocol $1; connect-int 2; ping-int 2; ping-timeout 30; timeout 10; }"; }
+# Generous timeouts (ping-timeout 10 s, timeout 4 s): under TCG with other VMs on the same
+# cores a starved vCPU can delay a ping-ack past DRBD's 0.5 s default, which would (correctly)
+# drop the connection and leave writes out of sync, failing the checks below.
+conf() { write_drbd_conf "net { protocol $1; connect-int 2; ping-int 5; ping-timeout 100; timeout 40; }"; }
 # Send our line to the peer and print the peer's (over the test network).
 exchange() {
 	$PY - "$HARK_VM" "$HARK_IP" "$PEER" "$1" <<'PYEOF'
