@@ -259,6 +259,11 @@ impl Connection {
 
     /// Sends one packet on the data (`meta == false`) or meta socket of the current session.
     fn send(&self, meta: bool, cmd: Packet, payload: &[u8]) -> Result {
+        self.send_parts(meta, cmd, &[payload])
+    }
+
+    /// Like [`Self::send`] with the payload in pieces.
+    fn send_parts(&self, meta: bool, cmd: Packet, parts: &[&[u8]]) -> Result {
         let (sock, agreed) = {
             let i = self.info.lock();
             (
@@ -272,7 +277,7 @@ impl Connection {
         } else {
             self.data_tx.lock()
         };
-        send_packet(&sock, agreed, cmd, payload)
+        send_packet(&sock, agreed, cmd, parts)
     }
 
     /// Whether writes are replicated now.
@@ -313,20 +318,7 @@ impl Connection {
         } else {
             drop(held);
         }
-        let (sock, agreed) = {
-            let i = self.info.lock();
-            (i.data.clone(), i.view.agreed)
-        };
-        let sent = sock.ok_or(ENOTCONN).and_then(|sock| {
-            let mut h = [0u8; 16];
-            let len = u32::try_from(w::DataHeader::SIZE + data.len()).map_err(|_| EINVAL)?;
-            let n = w::encode_header(agreed, Packet::Data as u16, 0, len, &mut h)
-                .map_err(|_| EINVAL)?;
-            let _guard = self.data_tx.lock();
-            sock.send(&h[..n], true)?;
-            sock.send(&d.encode(), true)?;
-            sock.send(data, false)
-        });
+        let sent = self.send_parts(false, Packet::Data, &[&d.encode(), data]);
         if sent.is_err() {
             // The session ends; the write stays local and the peer needs it later.
             dev.mark_out_of_sync(sector, data.len() as u64 >> 9);
@@ -397,13 +389,17 @@ pub(crate) fn genl_disk(d: ws::Disk) -> Option<DiskState> {
     })
 }
 
-fn send_packet(sock: &Socket, agreed: u32, cmd: Packet, payload: &[u8]) -> Result {
+/// Sends one packet whose payload is the concatenation of `parts`.
+fn send_packet(sock: &Socket, agreed: u32, cmd: Packet, parts: &[&[u8]]) -> Result {
     let mut h = [0u8; 16];
-    let len = u32::try_from(payload.len()).map_err(|_| EINVAL)?;
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let len = u32::try_from(total).map_err(|_| EINVAL)?;
     let n = w::encode_header(agreed, cmd as u16, 0, len, &mut h).map_err(|_| EINVAL)?;
-    sock.send(&h[..n], !payload.is_empty())?;
-    if !payload.is_empty() {
-        sock.send(payload, false)?;
+    sock.send(&h[..n], total != 0)?;
+    let mut left = total;
+    for p in parts.iter().filter(|p| !p.is_empty()) {
+        left -= p.len();
+        sock.send(p, left != 0)?;
     }
     Ok(())
 }
@@ -651,7 +647,7 @@ fn features(c: &Connection, data: &Socket) -> core::result::Result<u32, End> {
         data,
         w::PRO_VERSION_INITIAL,
         Packet::ConnectionFeatures,
-        &Features::OURS.encode(),
+        &[&Features::OURS.encode()],
     )
     .map_err(failed)?;
     let h = recv_header(data, w::PRO_VERSION_INITIAL).map_err(failed)?;

@@ -30,25 +30,10 @@ pub(crate) struct Addr {
 }
 
 impl Addr {
-    /// Size of the netlink payload.
-    pub(crate) const SIZE: usize = 20;
-
-    /// Decodes the netlink payload: host-order family and port, then the address. Only IPv4
-    /// and IPv6 with a non-zero port are accepted.
+    /// Decodes the netlink payload (`drbd_genl::decode_addr`: IPv4 or IPv6, non-zero port).
     pub(crate) fn from_attr(p: &[u8]) -> Option<Addr> {
-        if p.len() != Self::SIZE {
-            return None;
-        }
-        let family = u16::from_ne_bytes([p[0], p[1]]);
-        let port = u16::from_ne_bytes([p[2], p[3]]);
-        let mut addr = [0u8; 16];
-        addr.copy_from_slice(&p[4..20]);
-        let ok = match u32::from(family) {
-            bindings::AF_INET => addr[4..].iter().all(|&b| b == 0),
-            bindings::AF_INET6 => true,
-            _ => false,
-        };
-        (ok && port != 0).then_some(Addr { family, port, addr })
+        let (family, port, addr) = crate::drbd_genl::decode_addr(p)?;
+        Some(Addr { family, port, addr })
     }
 }
 
@@ -263,10 +248,11 @@ struct ThreadCtx<T> {
 /// # Invariants
 ///
 /// `task` was returned by `drbd_rs_thread_start()` with a task reference held; the thread
-/// reads `*ctx` until it has been stopped, which `Drop` does before `ctx` is freed.
+/// reads `*_ctx` until it has been stopped, which `Drop` does before `_ctx` is freed.
 pub(crate) struct KThread<T: Send + Sync + 'static> {
     task: NonNull<bindings::task_struct>,
-    ctx: KBox<ThreadCtx<T>>,
+    /// Owned only to outlive the thread, which reads it through a raw pointer.
+    _ctx: KBox<ThreadCtx<T>>,
 }
 
 // SAFETY: The handle only stops the thread; `T` is `Send + Sync`.
@@ -303,14 +289,8 @@ impl<T: Send + Sync + 'static> KThread<T> {
         // INVARIANT: The thread was started with a task reference on `ctx`, owned by us.
         Ok(KThread {
             task: NonNull::new(t).ok_or(ENOMEM)?,
-            ctx,
+            _ctx: ctx,
         })
-    }
-
-    /// The data the thread runs on.
-    #[expect(dead_code)]
-    pub(crate) fn data(&self) -> &Arc<T> {
-        &self.ctx.data
     }
 }
 
