@@ -9,7 +9,9 @@ import sys
 import time
 
 PORT = 7799
-TIMEOUT = 120
+# Generous: a peer may be in a long step (e.g. replicated fio under TCG with other VMs on the
+# same cores took 137 s); the scenario timeout still bounds the whole run.
+TIMEOUT = 300
 
 
 def main(name):
