@@ -20,6 +20,7 @@ use crate::drbd_md::{
     self as fmt, al_active_extents, al_replay, bm_count, bm_mark_al_extent, bm_set_sectors,
     InternalGeometry, MdError, MD_4KB_SECT, MD_BLOCK_SIZE,
 };
+use crate::drbd_resync;
 use crate::glue::LowerDev;
 use kernel::alloc::KVVec;
 use kernel::prelude::*;
@@ -215,10 +216,78 @@ impl Activity {
         self.oos
     }
 
+    /// Marks every block of the device out of sync (a full sync); `bm_bits` is the
+    /// geometry's.
+    pub(crate) fn set_all(&mut self, bm_bits: u64) {
+        self.oos = drbd_resync::set_all(&mut self.bm, bm_bits);
+        self.dirty.fill(true);
+    }
+
+    /// Marks the whole 4 KiB blocks within `nr_sectors` from `sector` in sync; returns how
+    /// many bits were set.
+    pub(crate) fn clear(&mut self, sector: u64, nr_sectors: u64) -> u64 {
+        let n = drbd_resync::clear_sectors(&mut self.bm, sector, nr_sectors).unwrap_or(0);
+        if n > 0 {
+            self.oos -= n;
+            let per_block = (MD_BLOCK_SIZE as u64) * 8 * fmt::BM_SECT_PER_BIT;
+            let last = sector + nr_sectors.max(1) - 1;
+            for b in sector / per_block..=last / per_block {
+                if let Some(d) = usize::try_from(b).ok().and_then(|b| self.dirty.get_mut(b)) {
+                    *d = true;
+                }
+            }
+        }
+        n
+    }
+
+    /// The bitmap's bytes (DRBD's little-endian words as a byte stream).
+    pub(crate) fn bitmap(&self) -> &[u8] {
+        &self.bm
+    }
+
+    /// Lets `f` OR a peer's bits into the bitmap, then recounts and marks it all dirty.
+    pub(crate) fn merge<R>(&mut self, bm_bits: u64, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        let r = f(&mut self.bm);
+        clear_bits_from(&mut self.bm, bm_bits);
+        self.oos = bm_count(&self.bm);
+        self.dirty.fill(true);
+        r
+    }
+
+    /// Writes in flight (activity-log references).
+    pub(crate) fn writes_in_flight(&self) -> u64 {
+        self.al.refs()
+    }
+
     /// Number of activity-log slots ("al-extents").
     pub(crate) fn nr_slots(&self) -> usize {
         self.al.nr_slots()
     }
+}
+
+/// Writes the dirty bitmap blocks while the device is in use: each block is copied to `io`
+/// under the lock and written without it.
+pub(crate) fn flush_bitmap(
+    dev: &crate::device::Device,
+    lower: &LowerDev,
+    geo: &InternalGeometry,
+    io: &mut KVec<u8>,
+) -> Result {
+    let blocks = dev.activity().lock().as_ref().map_or(0, |a| a.dirty.len());
+    for i in 0..blocks {
+        let taken = (*dev.activity().lock())
+            .as_mut()
+            .is_some_and(|a| a.take_dirty_block(i, io));
+        if taken {
+            if let Err(e) = lower.write_fua(bm_block_sector(geo, i), io) {
+                if let Some(a) = (*dev.activity().lock()).as_mut() {
+                    a.dirty[i] = true;
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Sector of bitmap block `i`.

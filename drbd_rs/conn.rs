@@ -16,14 +16,16 @@
 //! Senders serialise per socket with [`Connection::data_tx`] / [`Connection::meta_tx`]. The
 //! device state mutex may be taken before `info`, never the other way round.
 
+use crate::activity;
 use crate::device::{self, Device, DEVICES};
 use crate::drbd_genl::{DiskState, Role};
+use crate::drbd_resync::{self as rs, ID_SYNCER};
 use crate::drbd_state::{self as ws, Conn};
 use crate::drbd_sync as sync;
 use crate::drbd_wire::{self as w, Features, Packet, WireError};
 use crate::glue::RqRef;
 use crate::net::{self, Addr, KThread, Listener, Socket};
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex, SpinLock};
 use kernel::{new_mutex, new_spinlock};
@@ -35,6 +37,10 @@ const MAX_CONTROL_PAYLOAD: u32 = 4096;
 const TL_CAPACITY: usize = 128;
 /// Largest bio we accept from the peer (the queue's `max_hw_sectors`, see the C glue).
 const MAX_BIO_SIZE: u32 = 512 * 1024;
+/// Largest resync request we send (bytes; the peer's max bio size may lower it).
+const RS_REQUEST_MAX: u32 = 256 * 1024;
+/// Resync requests in flight at most.
+const RS_INFLIGHT_MAX: u32 = 8;
 
 /// The `net` options of a resource (DRBD's units).
 #[derive(Clone)]
@@ -72,11 +78,28 @@ pub(crate) struct NetConf {
     /// The shared secret (NUL-padded).
     #[expect(dead_code, reason = "used by CRAM-HMAC authentication")]
     pub(crate) shared_secret: [u8; 64],
+    /// Resync rate with a fixed-rate controller (`c-plan-ahead 0`), KiB/s.
+    pub(crate) resync_rate: u32,
+    /// Resync rate limit with the dynamic controller, KiB/s.
+    pub(crate) c_max_rate: u32,
+    /// `c-plan-ahead`, tenths of a second (0: fixed rate `resync-rate`).
+    pub(crate) c_plan_ahead_ds: u32,
 }
 
 impl NetConf {
     fn ping_timeout_ms(&self) -> u32 {
         self.ping_timeout_ds * 100
+    }
+
+    /// The rate the sync target paces its requests at, KiB/s. DRBD's dynamic controller
+    /// (`c-plan-ahead` > 0) aims at a fill level in flight and never exceeds `c-max-rate`; we
+    /// bound the requests in flight and pace at `c-max-rate`.
+    fn rs_rate_kib(&self) -> u32 {
+        if self.c_plan_ahead_ds == 0 {
+            self.resync_rate
+        } else {
+            self.c_max_rate
+        }
     }
 }
 
@@ -99,6 +122,26 @@ struct Info {
     /// The sockets of the current session, for senders and for `stop`.
     data: Option<Arc<Socket>>,
     meta: Option<Arc<Socket>>,
+    /// The peer's generation UUIDs, as last received (`p_uuid`).
+    peer_uuids: Option<w::Uuids>,
+    /// The peer's largest bio (from `P_SIZES`).
+    peer_max_bio: u32,
+    /// The peer's disk size in sectors (from `P_SIZES`).
+    peer_sectors: u64,
+}
+
+/// A running resync's figures.
+struct ResyncStats {
+    /// Out-of-sync bits when it began.
+    total_bits: AtomicU64,
+    /// When it began (ms, monotonic).
+    start_ms: AtomicU64,
+    /// Blocks the source could not read (`rs_failed`).
+    failed_bits: AtomicU64,
+    /// Our resync requests waiting for their reply (sync target).
+    inflight: AtomicU32,
+    /// The sync target told us it is done (sync source).
+    peer_done: AtomicBool,
 }
 
 /// The connection of one resource.
@@ -123,6 +166,14 @@ pub(crate) struct Connection {
     tl: Mutex<KVec<TlEntry>>,
     /// Next block id (never 0 or DRBD's `ID_SYNCER`).
     next_id: AtomicU64,
+    /// The current session's sockets were shut down (set before they are dropped).
+    down: AtomicBool,
+    /// The session reached a state in which the peer had our data (`Connected` or a sync).
+    had_peer: AtomicBool,
+    /// Resync figures.
+    rs: ResyncStats,
+    /// Sequence numbers of our acks.
+    ack_seq: AtomicU32,
 }
 
 /// A write waiting for the peer's ack.
@@ -186,12 +237,25 @@ impl Connection {
                     },
                     data: None,
                     meta: None,
+                    peer_uuids: None,
+                    peer_max_bio: 0,
+                    peer_sectors: 0,
                 }),
                 data_tx <- new_mutex!(()),
                 meta_tx <- new_mutex!(()),
                 stop: AtomicBool::new(false),
                 tl <- new_mutex!(tl),
                 next_id: AtomicU64::new(1),
+                down: AtomicBool::new(false),
+                had_peer: AtomicBool::new(false),
+                rs: ResyncStats {
+                    total_bits: AtomicU64::new(0),
+                    start_ms: AtomicU64::new(0),
+                    failed_bits: AtomicU64::new(0),
+                    inflight: AtomicU32::new(0),
+                    peer_done: AtomicBool::new(false),
+                },
+                ack_seq: AtomicU32::new(0),
             }),
             GFP_KERNEL,
         )?;
@@ -222,6 +286,9 @@ impl Connection {
     }
 
     fn set_cstate(&self, cstate: Conn) {
+        if cstate == Conn::Connected || is_sync(cstate) {
+            self.had_peer.store(true, Ordering::SeqCst);
+        }
         let changed = {
             let mut i = self.info.lock();
             let old = i.view.cstate;
@@ -240,6 +307,7 @@ impl Connection {
 
     /// Shuts down the session's sockets: every thread blocked on them wakes up and fails.
     fn shutdown_sockets(&self) {
+        self.down.store(true, Ordering::SeqCst);
         let (d, m) = {
             let i = self.info.lock();
             (i.data.clone(), i.meta.clone())
@@ -280,9 +348,85 @@ impl Connection {
         send_packet(&sock, agreed, cmd, parts)
     }
 
-    /// Whether writes are replicated now.
+    /// Sends a data-socket packet of `head` and then `len` bytes that `fill` produces into
+    /// `chunk`, piece by piece (`fill(offset, piece)`), without holding them all in memory. A
+    /// failure part-way leaves a truncated packet behind: the caller ends the session.
+    fn send_streamed(
+        &self,
+        cmd: Packet,
+        head: &[u8],
+        len: u32,
+        chunk: &mut [u8],
+        mut fill: impl FnMut(u32, &mut [u8]) -> Result,
+    ) -> Result {
+        let (sock, agreed) = {
+            let i = self.info.lock();
+            (i.data.clone(), i.view.agreed)
+        };
+        let sock = sock.ok_or(ENOTCONN)?;
+        let total = u32::try_from(head.len())
+            .ok()
+            .and_then(|h| h.checked_add(len))
+            .ok_or(EINVAL)?;
+        let mut h = [0u8; 16];
+        let n = w::encode_header(agreed, cmd as u16, 0, total, &mut h).map_err(|_| EINVAL)?;
+        let _guard = self.data_tx.lock();
+        sock.send(&h[..n], true)?;
+        sock.send(head, len != 0)?;
+        let mut off = 0u32;
+        while off < len {
+            let k = (len - off).min(chunk.len() as u32) as usize;
+            fill(off, &mut chunk[..k])?;
+            off += k as u32;
+            sock.send(&chunk[..k], off < len)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the handshake is done (`Connected` or beyond).
     pub(crate) fn is_connected(&self) -> bool {
         reached(self.view().cstate, Conn::Connected)
+    }
+
+    /// Whether application writes go to the peer now (`drbd_should_do_remote`: `Connected`,
+    /// and from `WFBitMapT` through the sync states).
+    pub(crate) fn replicates(&self) -> bool {
+        let c = self.view().cstate;
+        c == Conn::Connected || (reached(c, Conn::WFBitMapT) && !reached(c, Conn::Ahead))
+    }
+
+    /// Whether application writes are only announced as out of sync (`P_OUT_OF_SYNC`): our
+    /// bitmap is on its way to the peer (`WFBitMapS`).
+    pub(crate) fn sends_out_of_sync(&self) -> bool {
+        self.view().cstate == Conn::WFBitMapS
+    }
+
+    /// Whether a peer shares our data now (a new current UUID is not needed to promote).
+    pub(crate) fn peer_has_data(&self) -> bool {
+        let v = self.view();
+        reached(v.cstate, Conn::Connected) && reached_disk(v.disk, ws::Disk::Inconsistent)
+    }
+
+    /// Tells the peer that a write of `bytes` at `sector` stays local for now
+    /// (`P_OUT_OF_SYNC`); the write is marked in our bitmap already. Best effort.
+    pub(crate) fn send_out_of_sync(&self, sector: u64, bytes: u64) {
+        let d = w::BlockDesc {
+            sector,
+            blksize: bytes as u32,
+            pad: 0,
+        };
+        let _ = self.send(false, Packet::OutOfSync, &d.encode());
+    }
+
+    /// The running resync's amount at its start (KiB) and average rate (KiB/s) so far.
+    pub(crate) fn sync_progress(&self, left_kib: u64) -> Option<(u64, u64)> {
+        if !is_sync(self.view().cstate) {
+            return None;
+        }
+        let total = self.rs.total_bits.load(Ordering::Relaxed) * 4;
+        let elapsed = now_ms().saturating_sub(self.rs.start_ms.load(Ordering::Relaxed));
+        let p = rs::progress(total, left_kib, elapsed);
+        Some((total, p.rate_kib))
     }
 
     /// Sends a write to the peer (`P_DATA`): `held` keeps the request from completing until
@@ -337,6 +481,9 @@ impl Connection {
         if !reached(self.view().cstate, Conn::WFReportParams) {
             return;
         }
+        // UUIDs first: a forced promotion gave us new ones, and the peer decides on both.
+        let u = our_uuids(dev).1;
+        let _ = self.send(false, Packet::Uuids, &u.encode());
         let word = self.state_word(dev);
         let _ = self.send(false, Packet::State, &word.to_be_bytes());
     }
@@ -354,6 +501,52 @@ impl Connection {
 /// Whether connection state `c` is at least `min` in DRBD's order.
 fn reached(c: Conn, min: Conn) -> bool {
     c as u32 >= min as u32
+}
+
+/// Whether disk state `d` is at least `min` in DRBD's order.
+fn reached_disk(d: ws::Disk, min: ws::Disk) -> bool {
+    d as u32 >= min as u32
+}
+
+/// A resync runs (or is paused) in state `c`.
+fn is_sync(c: Conn) -> bool {
+    matches!(
+        c,
+        Conn::SyncSource | Conn::SyncTarget | Conn::PausedSyncS | Conn::PausedSyncT
+    )
+}
+
+/// Monotonic milliseconds.
+fn now_ms() -> u64 {
+    // SAFETY: `ktime_get` has no preconditions.
+    let ns = unsafe { kernel::bindings::ktime_get() };
+    (ns / 1_000_000) as u64
+}
+
+/// Our `P_UUIDS` payload and the bitmap size in bits (0 without a disk).
+fn our_uuids(dev: &Device) -> (u64, w::Uuids) {
+    let st = dev.lock();
+    match st.backing.as_ref() {
+        Some(b) => {
+            let u = b.md.uuids();
+            (
+                b.md.geometry().bm_bits(),
+                w::Uuids {
+                    current: u[0],
+                    bitmap: u[1],
+                    history_start: u[2],
+                    history_end: u[3],
+                    dirty_bits: dev.out_of_sync_kib() / 4,
+                    flags: if st.disk_state == DiskState::Inconsistent {
+                        sync::UUID_FLAG_INCONSISTENT
+                    } else {
+                        0
+                    },
+                },
+            )
+        }
+        None => (0, w::Uuids::default()),
+    }
 }
 
 /// Our role on the wire.
@@ -485,6 +678,12 @@ fn receiver(c: &Arc<Connection>) {
         }
         tl.clear();
         drop(tl);
+        // The peer no longer has our data: a Primary starts a new data generation.
+        if c.had_peer.swap(false, Ordering::SeqCst) {
+            if let Some(dev) = volume0(c) {
+                dev.lost_peer();
+            }
+        }
         if let End::StandAlone = end {
             c.set_cstate(Conn::StandAlone);
             while !c.stopping() {
@@ -702,57 +901,32 @@ fn our_protocol(conf: &NetConf) -> w::Protocol {
 /// Sends `P_SYNC_PARAM89`, `P_SIZES`, `P_UUIDS` and `P_STATE` of volume 0 (`drbd_connected()`).
 fn send_volume_params(c: &Connection, agreed: u32, dev: &Device) -> Result {
     let sp = w::SyncParam {
-        resync_rate: 250,
+        resync_rate: c.conf.resync_rate,
         verify_alg: c.conf.verify_alg,
         csums_alg: c.conf.csums_alg,
-        c_plan_ahead: 20,
+        c_plan_ahead: c.conf.c_plan_ahead_ds,
         c_delay_target: 10,
         c_fill_target: 100,
-        c_max_rate: 102400,
+        c_max_rate: c.conf.c_max_rate,
     };
     let mut buf = [0u8; 256];
     let n = sp.encode(agreed, &mut buf).map_err(|_| EINVAL)?;
     c.send(false, w::SyncParam::packet(agreed), &buf[..n])?;
-    let (sizes, uuids) = {
-        let st = dev.lock();
-        match st.backing.as_ref() {
-            Some(b) => {
-                let cap = b.md.capacity_sectors();
-                let u = b.md.uuids();
-                (
-                    w::Sizes {
-                        d_size: cap,
-                        u_size: 0,
-                        c_size: cap,
-                        max_bio_size: MAX_BIO_SIZE,
-                        queue_order_type: 0,
-                        dds_flags: 0,
-                    },
-                    w::Uuids {
-                        current: u[0],
-                        bitmap: u[1],
-                        history_start: u[2],
-                        history_end: u[3],
-                        dirty_bits: dev.out_of_sync_kib() / 4,
-                        flags: if st.disk_state == DiskState::Inconsistent {
-                            4
-                        } else {
-                            0
-                        },
-                    },
-                )
-            }
-            None => (
-                w::Sizes {
-                    max_bio_size: MAX_BIO_SIZE,
-                    ..w::Sizes::default()
-                },
-                w::Uuids::default(),
-            ),
-        }
+    let cap = dev
+        .lock()
+        .backing
+        .as_ref()
+        .map_or(0, |b| b.md.capacity_sectors());
+    let sizes = w::Sizes {
+        d_size: cap,
+        u_size: 0,
+        c_size: cap,
+        max_bio_size: MAX_BIO_SIZE,
+        queue_order_type: 0,
+        dds_flags: 0,
     };
     c.send(false, Packet::Sizes, &sizes.encode())?;
-    c.send(false, Packet::Uuids, &uuids.encode())?;
+    c.send(false, Packet::Uuids, &our_uuids(dev).1.encode())?;
     let word = c.state_word(dev);
     c.send(false, Packet::State, &word.to_be_bytes())
 }
@@ -778,11 +952,15 @@ fn session(c: &Arc<Connection>, data: Socket, meta: Socket, resolve_conflicts: b
         (Ok(d), Ok(m)) => (d, m),
         _ => return End::Retry,
     };
+    c.down.store(false, Ordering::SeqCst);
     {
         let mut i = c.info.lock();
         i.data = Some(data.clone());
         i.meta = Some(meta.clone());
         i.view.agreed = agreed;
+        i.peer_uuids = None;
+        i.peer_max_bio = 0;
+        i.peer_sectors = 0;
     }
     // A disconnect that raced with the publication above missed these sockets.
     if c.stopping() {
@@ -808,18 +986,25 @@ fn session(c: &Arc<Connection>, data: Socket, meta: Socket, resolve_conflicts: b
         Ok(t) => t,
         Err(_) => return End::Retry,
     };
-    let end = receive_loop(c, &data, agreed, &dev, resolve_conflicts);
+    let Ok(mut rx) = Receiving::new() else {
+        c.shutdown_sockets();
+        return End::Retry;
+    };
+    let end = receive_loop(c, &data, agreed, &dev, resolve_conflicts, &mut rx);
     c.shutdown_sockets();
+    // Joins the resync worker, then the asender.
+    drop(rx);
     drop(asender);
     end
 }
 
 fn receive_loop(
-    c: &Connection,
+    c: &Arc<Connection>,
     data: &Socket,
     agreed: u32,
     dev: &Device,
     resolve_conflicts: bool,
+    rx: &mut Receiving,
 ) -> End {
     let mut buf = KVec::new();
     if buf
@@ -828,10 +1013,6 @@ fn receive_loop(
     {
         return End::Retry;
     }
-    let mut peer_uuids: Option<w::Uuids> = None;
-    let Ok(mut rx) = Receiving::new() else {
-        return End::Retry;
-    };
     loop {
         if c.stopping() {
             return End::Retry;
@@ -839,7 +1020,9 @@ fn receive_loop(
         // Data is applied right here; a control packet is returned with its payload length.
         let got = recv_header(data, agreed).and_then(|h| {
             if h.command == Packet::Data as u16 {
-                receive_data(c, data, &h, dev, &mut rx).map(|()| None)
+                receive_data(c, data, &h, dev, rx).map(|()| None)
+            } else if h.command == Packet::RsDataReply as u16 {
+                receive_rs_data(c, data, &h, dev, rx).map(|()| None)
             } else {
                 recv_payload(data, &h, &mut buf).map(|n| Some((h, n)))
             }
@@ -870,12 +1053,18 @@ fn receive_loop(
                 .map_err(|e| bad(c, h, e)),
             Some(Packet::Sizes) => receive_sizes(c, p, dev).map_err(|e| bad(c, h, e)),
             Some(Packet::Uuids) => w::Uuids::decode(p)
-                .map(|u| peer_uuids = Some(u))
+                .map(|u| c.info.lock().peer_uuids = Some(u))
                 .map_err(|e| bad(c, h, e)),
-            Some(Packet::State) => receive_state(c, p, dev, peer_uuids.as_ref(), resolve_conflicts),
+            Some(Packet::State) => receive_state(c, agreed, p, dev, resolve_conflicts, rx),
             Some(Packet::StateChgReq) => receive_state_chg_req(c, p, dev),
             Some(Packet::ConnStChgReq) => receive_conn_st_chg_req(c, p),
-            Some(Packet::Barrier) => receive_barrier(c, p, &mut rx),
+            Some(Packet::Barrier) => receive_barrier(c, p, rx),
+            Some(Packet::Bitmap) | Some(Packet::CompressedBitmap) => {
+                receive_bitmap(c, agreed, h, p, dev, rx)
+            }
+            Some(Packet::SyncUuid) => receive_sync_uuid(c, p, dev, rx),
+            Some(Packet::RsDataRequest) => serve_rs_request(c, p, dev, rx),
+            Some(Packet::OutOfSync) => receive_out_of_sync(c, h, p, dev),
             _ => {
                 pr_err!(
                     "resource {}: unexpected packet {} (0x{:04x}) in state {}\n",
@@ -896,12 +1085,17 @@ fn receive_loop(
 /// Chunk size for applying a peer's write (kmalloc'd once per session).
 const RX_CHUNK: usize = 64 * 1024;
 
-/// State of the receiving side of the write path.
+/// State of the receiving side of a session.
 struct Receiving {
     /// Bounce buffer for the lower device.
     chunk: KVec<u8>,
     /// Writes applied since the last `P_BARRIER` (the barrier ack's `set_size`).
     epoch_writes: u32,
+    /// Receiving the peer's bitmap: next bit (`P_COMPRESSED_BITMAP`) and word (`P_BITMAP`).
+    bm_bit: u64,
+    bm_word: u64,
+    /// The session's resync worker, while a resync runs.
+    worker: Option<KThread<Connection>>,
 }
 
 impl Receiving {
@@ -911,8 +1105,52 @@ impl Receiving {
         Ok(Receiving {
             chunk,
             epoch_writes: 0,
+            bm_bit: 0,
+            bm_word: 0,
+            worker: None,
         })
     }
+}
+
+/// Receives the [`w::DataHeader`] of a packet with data (`P_DATA`, `P_RS_DATA_REPLY`).
+fn recv_data_header(c: &Connection, sock: &Socket, h: &w::Header) -> Result<w::DataHeader> {
+    let mut hb = [0u8; w::DataHeader::SIZE];
+    if (h.length as usize) < hb.len() {
+        pr_err!(
+            "resource {}: {} of {} bytes refused\n",
+            c.name(),
+            packet_name(h.command),
+            h.length
+        );
+        return Err(EPROTO);
+    }
+    sock.recv(&mut hb)?;
+    w::DataHeader::decode(&hb).map_err(|_| EPROTO)
+}
+
+/// Receives `len` bytes of data and writes them through (FUA) at `sector`, in chunks.
+fn write_payload(
+    c: &Connection,
+    sock: &Socket,
+    dev: &Device,
+    rx: &mut Receiving,
+    sector: u64,
+    len: u32,
+) -> Result {
+    let mut off = 0u32;
+    while off < len {
+        let n = (len - off).min(RX_CHUNK as u32) as usize;
+        sock.recv(&mut rx.chunk[..n])?;
+        let st = dev.lock();
+        let b = st.backing.as_ref().ok_or(EIO)?;
+        b.lower
+            .write(sector + u64::from(off >> 9), &mut rx.chunk[..n], true)
+            .inspect_err(|e| {
+                pr_err!("resource {}: local write failed: {:?}\n", c.name(), e);
+            })?;
+        off += n as u32;
+    }
+    Ok(())
 }
 
 /// `P_DATA` (`receive_Data`): applies the peer's write to our lower device and acknowledges it
@@ -925,17 +1163,7 @@ fn receive_data(
     dev: &Device,
     rx: &mut Receiving,
 ) -> Result {
-    let mut hb = [0u8; w::DataHeader::SIZE];
-    if (h.length as usize) < hb.len() {
-        pr_err!(
-            "resource {}: P_DATA of {} bytes refused\n",
-            c.name(),
-            h.length
-        );
-        return Err(EPROTO);
-    }
-    sock.recv(&mut hb)?;
-    let d = w::DataHeader::decode(&hb).map_err(|_| EPROTO)?;
+    let d = recv_data_header(c, sock, h)?;
     let len = {
         let st = dev.lock();
         let cap = st.backing.as_ref().map_or(0, |b| b.md.capacity_sectors());
@@ -971,19 +1199,7 @@ fn receive_data(
         // promise to write, which we keep below or tear the connection down.
         ack(Packet::RecvAck)?;
     }
-    let mut off = 0u32;
-    while off < len {
-        let n = (len - off).min(RX_CHUNK as u32) as usize;
-        sock.recv(&mut rx.chunk[..n])?;
-        let st = dev.lock();
-        let b = st.backing.as_ref().ok_or(EIO)?;
-        b.lower
-            .write(d.sector + u64::from(off >> 9), &mut rx.chunk[..n], true)
-            .inspect_err(|e| {
-                pr_err!("resource {}: local write failed: {:?}\n", c.name(), e);
-            })?;
-        off += n as u32;
-    }
+    write_payload(c, sock, dev, rx, d.sector, len)?;
     rx.epoch_writes += 1;
     if d.dp_flags & w::DP_SEND_WRITE_ACK != 0 {
         ack(Packet::WriteAck)?;
@@ -1063,15 +1279,19 @@ fn receive_sizes(c: &Connection, p: &[u8], dev: &Device) -> core::result::Result
             ours
         );
     }
+    let mut i = c.info.lock();
+    i.peer_max_bio = s.max_bio_size;
+    i.peer_sectors = s.d_size;
     Ok(())
 }
 
 fn receive_state(
-    c: &Connection,
+    c: &Arc<Connection>,
+    agreed: u32,
     p: &[u8],
     dev: &Device,
-    peer_uuids: Option<&w::Uuids>,
     resolve_conflicts: bool,
+    rx: &mut Receiving,
 ) -> core::result::Result<(), End> {
     let word = w::StateWord::decode(p).map_err(|_| End::Retry)?.state;
     let peer = ws::State::unpack(word).map_err(|_| {
@@ -1082,40 +1302,66 @@ fn receive_state(
         );
         End::Retry
     })?;
-    let first = {
+    let cstate = {
         let mut i = c.info.lock();
         i.view.role = peer.role;
         i.view.disk = peer.disk;
-        i.view.cstate == Conn::WFReportParams
+        i.view.cstate
     };
-    if first {
-        let Some(pu) = peer_uuids else {
-            pr_err!("resource {}: State before UUIDs\n", c.name());
-            return Err(End::Retry);
-        };
-        handshake(c, dev, pu, &peer, resolve_conflicts)?;
-        c.set_cstate(Conn::Connected);
-        // The peer learns that we are Connected too.
-        c.send_state(dev);
-    } else {
-        crate::genl::notify_connection(c);
+    let first = cstate == Conn::WFReportParams;
+    let our_disk = dev.lock().disk_state;
+    // `receive_state()`'s "consider resync": a new connection; the peer started a sync
+    // handshake (it reports StartingSync* or WFBitMap*); or we are Inconsistent and the peer
+    // has UpToDate data (it was forced Primary: DRBD's CONSIDER_RESYNC).
+    let consider = first
+        || (cstate == Conn::Connected
+            && ((reached(peer.conn, Conn::StartingSyncS)
+                && !reached(peer.conn, Conn::WFSyncUUID))
+                || (our_disk == DiskState::Inconsistent && peer.disk == ws::Disk::UpToDate)));
+    if is_sync(cstate) && peer.conn == Conn::Connected {
+        // The sync target says it is done; the worker finishes once the acks are in.
+        c.rs.peer_done.store(true, Ordering::SeqCst);
     }
-    Ok(())
+    if !consider {
+        crate::genl::notify_connection(c);
+        return Ok(());
+    }
+    let Some(pu) = c.info.lock().peer_uuids else {
+        pr_err!("resource {}: State before UUIDs\n", c.name());
+        return Err(End::Retry);
+    };
+    let outcome = handshake(c, dev, &pu, &peer, resolve_conflicts)?;
+    let (source, full) = match outcome {
+        sync::Outcome::SyncSourceBitmap => (true, false),
+        sync::Outcome::FullSyncSource => (true, true),
+        sync::Outcome::SyncTargetBitmap => (false, false),
+        sync::Outcome::FullSyncTarget => (false, true),
+        _ => {
+            if first {
+                c.set_cstate(Conn::Connected);
+                // The peer learns that we are Connected too.
+                c.send_state(dev);
+            }
+            return Ok(());
+        }
+    };
+    start_bitmap_exchange(c, agreed, dev, source, full, rx)
 }
 
-/// The sync handshake on the peer's first `P_STATE` (`drbd_sync_handshake()`).
+/// The sync handshake (`drbd_sync_handshake()`): returns a sync outcome or no-sync, or ends
+/// the session (split brain, unrelated data, refusals).
 fn handshake(
     c: &Connection,
     dev: &Device,
     pu: &w::Uuids,
     peer: &ws::State,
     resolve_conflicts: bool,
-) -> core::result::Result<(), End> {
+) -> core::result::Result<sync::Outcome, End> {
     let me = {
         let st = dev.lock();
         let Some(b) = st.backing.as_ref() else {
             // Diskless: nothing to synchronise here.
-            return Ok(());
+            return Ok(sync::Outcome::NoSync);
         };
         let u = b.md.uuids();
         sync::Side {
@@ -1158,19 +1404,30 @@ fn handshake(
         d.compared.rule,
         d.outcome
     );
+    if let Some(fix) = d.compared.fix {
+        // A missed resync-finished or sync-UUID event: DRBD corrects its UUIDs on the way.
+        let (mut mine, mut theirs) = (me.uuids, them.uuids);
+        fix.apply(&mut mine, &mut theirs);
+        let mut st = dev.lock();
+        if let Some(b) = st.backing.as_mut() {
+            let u = b.md.uuids_mut();
+            u[0] = mine.current;
+            u[1] = mine.bitmap;
+            u[2] = mine.history[0];
+            u[3] = mine.history[1];
+            if b.md.store(&b.lower).is_err() {
+                return Err(End::Retry);
+            }
+        }
+        c.info.lock().peer_uuids = Some(theirs.to_wire());
+        pr_info!("resource {}: corrected UUIDs ({:?})\n", c.name(), fix);
+    }
     match d.outcome {
-        sync::Outcome::NoSync => Ok(()),
-        sync::Outcome::SyncSourceBitmap
+        sync::Outcome::NoSync
+        | sync::Outcome::SyncSourceBitmap
         | sync::Outcome::SyncTargetBitmap
         | sync::Outcome::FullSyncSource
-        | sync::Outcome::FullSyncTarget => {
-            pr_warn!(
-                "resource {}: resync ({:?}) needed but not implemented yet: connected without resync\n",
-                c.name(),
-                d.outcome
-            );
-            Ok(())
-        }
+        | sync::Outcome::FullSyncTarget => Ok(d.outcome),
         sync::Outcome::SplitBrain => {
             pr_err!(
                 "resource {}: Split-Brain detected, dropping connection!\n",
@@ -1191,6 +1448,585 @@ fn handshake(
             Err(End::StandAlone)
         }
     }
+}
+
+/// Enters WFBitMapS (`source`) or WFBitMapT after a handshake that asks for a resync; a full
+/// sync marks the whole bitmap first. The sync source sends its bitmap at once; the target
+/// waits for it (`receive_bitmap`).
+fn start_bitmap_exchange(
+    c: &Connection,
+    agreed: u32,
+    dev: &Device,
+    source: bool,
+    full: bool,
+    rx: &mut Receiving,
+) -> core::result::Result<(), End> {
+    let peer_sectors = c.info.lock().peer_sectors;
+    {
+        let mut st = dev.lock();
+        let Some(b) = st.backing.as_mut() else {
+            return Err(End::Retry);
+        };
+        let ours = b.md.capacity_sectors();
+        if peer_sectors != ours {
+            pr_err!(
+                "resource {}: cannot resync: the peer's disk has {} sectors, ours {}\n",
+                c.name(),
+                peer_sectors,
+                ours
+            );
+            return Err(End::StandAlone);
+        }
+        if full {
+            pr_info!(
+                "resource {}: writing the whole bitmap, full sync required\n",
+                c.name()
+            );
+            let bits = b.md.geometry().bm_bits();
+            if let Some(a) = (*dev.activity().lock()).as_mut() {
+                a.set_all(bits);
+            }
+            let geo = *b.md.geometry();
+            activity::flush_bitmap(dev, &b.lower, &geo, &mut b.io).map_err(|_| End::Retry)?;
+        }
+    }
+    rx.bm_bit = 0;
+    rx.bm_word = 0;
+    c.set_cstate(if source {
+        Conn::WFBitMapS
+    } else {
+        Conn::WFBitMapT
+    });
+    c.send_state(dev);
+    if source {
+        send_bitmap(c, agreed, dev).map_err(|_| End::Retry)?;
+    }
+    Ok(())
+}
+
+/// Sends our bitmap (`drbd_send_bitmap()`): RLE+VLI packets while they are smaller than the
+/// plain bits, plain words otherwise; a plain transfer ends with an empty `P_BITMAP`.
+fn send_bitmap(c: &Connection, agreed: u32, dev: &Device) -> Result {
+    let bm_bits = dev
+        .lock()
+        .backing
+        .as_ref()
+        .map(|b| b.md.geometry().bm_bits())
+        .ok_or(EIO)?;
+    let words = bm_bits.div_ceil(64);
+    let mut pkt = KVec::with_capacity(w::SOCKET_BUFFER_SIZE, GFP_KERNEL)?;
+    pkt.resize(w::SOCKET_BUFFER_SIZE, 0u8, GFP_KERNEL)?;
+    let code_max = w::compressed_bitmap_code_max(agreed);
+    let (mut bit, mut word) = (0u64, 0u64);
+    let (mut plain, mut compressed) = (0u32, 0u32);
+    loop {
+        // One packet is built under the bitmap lock and sent without it.
+        let (cmd, len, done) = {
+            let g = dev.activity().lock();
+            let bm = (*g).as_ref().ok_or(EIO)?.bitmap();
+            let mut off = bit;
+            match w::rle_encode(bm, bm_bits, &mut off, &mut pkt[1..1 + code_max]) {
+                Some((enc, n)) => {
+                    pkt[0] = enc;
+                    bit = off;
+                    word = bit / 64;
+                    (Packet::CompressedBitmap, n + 1, bit >= bm_bits)
+                }
+                None => {
+                    let n = w::bitmap_plain_words(agreed, words - word);
+                    let b0 = usize::try_from(word * 8)?;
+                    let src = bm.get(b0..b0 + n * 8).ok_or(EIO)?;
+                    for (d, s) in pkt.iter_mut().zip(src) {
+                        *d = *s;
+                    }
+                    word += n as u64;
+                    bit = (word * 64).min(bm_bits);
+                    (Packet::Bitmap, n * 8, n == 0)
+                }
+            }
+        };
+        if cmd == Packet::Bitmap {
+            plain += 1;
+        } else {
+            compressed += 1;
+        }
+        c.send(false, cmd, &pkt[..len])?;
+        if done {
+            break;
+        }
+    }
+    pr_info!(
+        "resource {}: sent bitmap: {} plain and {} compressed packets\n",
+        c.name(),
+        plain,
+        compressed
+    );
+    Ok(())
+}
+
+/// `P_BITMAP` / `P_COMPRESSED_BITMAP` (`receive_bitmap()`): ORs the peer's bits into ours. At
+/// the end the sync target answers with its bitmap and waits for the sync UUID; the sync
+/// source starts the resync.
+fn receive_bitmap(
+    c: &Arc<Connection>,
+    agreed: u32,
+    h: w::Header,
+    p: &[u8],
+    dev: &Device,
+    rx: &mut Receiving,
+) -> core::result::Result<(), End> {
+    let cstate = c.view().cstate;
+    if cstate != Conn::WFBitMapS && cstate != Conn::WFBitMapT {
+        pr_err!(
+            "resource {}: bitmap packet in state {}\n",
+            c.name(),
+            cstate.name()
+        );
+        return Err(End::Retry);
+    }
+    let bm_bits = dev
+        .lock()
+        .backing
+        .as_ref()
+        .map(|b| b.md.geometry().bm_bits())
+        .ok_or(End::Retry)?;
+    let words = bm_bits.div_ceil(64);
+    let more = {
+        let mut g = dev.activity().lock();
+        let act = (*g).as_mut().ok_or(End::Retry)?;
+        act.merge(bm_bits, |bm| {
+            if h.command == Packet::CompressedBitmap as u16 {
+                let mut off = rx.bm_bit;
+                let r = w::decode_compressed_bitmap(agreed, p, bm, bm_bits, &mut off);
+                rx.bm_bit = off;
+                rx.bm_word = off / 64;
+                r
+            } else {
+                let n = w::bitmap_plain_words(agreed, words - rx.bm_word);
+                if p.len() != n * 8 {
+                    return Err(WireError::BadLength);
+                }
+                let b0 = (rx.bm_word * 8) as usize;
+                let dst = bm.get_mut(b0..b0 + n * 8).ok_or(WireError::BadLength)?;
+                for (d, s) in dst.iter_mut().zip(p) {
+                    *d |= *s;
+                }
+                rx.bm_word += n as u64;
+                rx.bm_bit = (rx.bm_word * 64).min(bm_bits);
+                Ok(n != 0)
+            }
+        })
+    }
+    .map_err(|e| bad(c, h, e))?;
+    if more {
+        return Ok(());
+    }
+    pr_info!(
+        "resource {}: received bitmap: {} KiB out of sync\n",
+        c.name(),
+        dev.out_of_sync_kib()
+    );
+    if cstate == Conn::WFBitMapT {
+        send_bitmap(c, agreed, dev).map_err(|_| End::Retry)?;
+        c.set_cstate(Conn::WFSyncUUID);
+        return Ok(());
+    }
+    // Sync source (`drbd_gen_and_send_sync_uuid()`, then `drbd_start_resync()`).
+    let uuid = {
+        let mut st = dev.lock();
+        let primary = st.role == Role::Primary;
+        let b = st.backing.as_mut().ok_or(End::Retry)?;
+        // SAFETY: `get_random_u64` has no preconditions.
+        let random = unsafe { kernel::bindings::get_random_u64() };
+        let uuid = rs::gen_sync_uuid(b.md.uuids_mut(), random, primary);
+        b.md.store(&b.lower).map_err(|_| End::Retry)?;
+        let geo = *b.md.geometry();
+        activity::flush_bitmap(dev, &b.lower, &geo, &mut b.io).map_err(|_| End::Retry)?;
+        uuid
+    };
+    c.send(false, Packet::SyncUuid, &w::SyncUuid { uuid }.encode())
+        .map_err(|_| End::Retry)?;
+    begin_resync(c, dev, Conn::SyncSource, rx)
+}
+
+/// `P_SYNC_UUID` (`receive_sync_uuid()`): the sync target takes the source's new UUID, becomes
+/// Inconsistent and starts requesting.
+fn receive_sync_uuid(
+    c: &Arc<Connection>,
+    p: &[u8],
+    dev: &Device,
+    rx: &mut Receiving,
+) -> core::result::Result<(), End> {
+    if c.view().cstate != Conn::WFSyncUUID {
+        pr_err!(
+            "resource {}: SyncUUID in state {}\n",
+            c.name(),
+            c.view().cstate.name()
+        );
+        return Err(End::Retry);
+    }
+    let su = w::SyncUuid::decode(p).map_err(|_| End::Retry)?;
+    {
+        let mut st = dev.lock();
+        let primary = st.role == Role::Primary;
+        let b = st.backing.as_mut().ok_or(End::Retry)?;
+        rs::receive_sync_uuid(b.md.uuids_mut(), su.uuid, primary);
+        b.md.set_disk_state(DiskState::Inconsistent);
+        b.md.store(&b.lower).map_err(|_| End::Retry)?;
+        let geo = *b.md.geometry();
+        activity::flush_bitmap(dev, &b.lower, &geo, &mut b.io).map_err(|_| End::Retry)?;
+        st.disk_state = DiskState::Inconsistent;
+    }
+    begin_resync(c, dev, Conn::SyncTarget, rx)
+}
+
+/// `drbd_start_resync()`: the figures, the state, and the worker that requests (target) or
+/// waits for the end (source).
+fn begin_resync(
+    c: &Arc<Connection>,
+    dev: &Device,
+    side: Conn,
+    rx: &mut Receiving,
+) -> core::result::Result<(), End> {
+    let bits = dev.out_of_sync_kib() / 4;
+    c.rs.total_bits.store(bits, Ordering::SeqCst);
+    c.rs.start_ms.store(now_ms(), Ordering::SeqCst);
+    c.rs.failed_bits.store(0, Ordering::SeqCst);
+    c.rs.inflight.store(0, Ordering::SeqCst);
+    c.rs.peer_done.store(false, Ordering::SeqCst);
+    if side == Conn::SyncSource {
+        c.info.lock().view.disk = ws::Disk::Inconsistent;
+    }
+    c.set_cstate(side);
+    pr_info!(
+        "resource {}: began resync as {} (will sync {} KiB [{} bits set])\n",
+        c.name(),
+        side.name(),
+        bits * 4,
+        bits
+    );
+    crate::genl::notify(dev, crate::drbd_genl::EventType::Change);
+    // A previous worker has ended (it stops when the state leaves its sync state).
+    drop(rx.worker.take());
+    match KThread::spawn(c"drbd_rs_resync", c.clone(), resync_worker) {
+        Ok(t) => {
+            rx.worker = Some(t);
+            Ok(())
+        }
+        Err(_) => Err(End::Retry),
+    }
+}
+
+/// The resync worker. Sync target: requests the out-of-sync blocks in runs of at most
+/// `RS_REQUEST_MAX` bytes, `RS_INFLIGHT_MAX` at a time, paced at the configured rate; when
+/// nothing is left, finishes. Sync source: finishes when the target's acks have cleared every
+/// bit.
+fn resync_worker(c: &Arc<Connection>) {
+    let Some(dev) = volume0(c) else {
+        return;
+    };
+    let side = c.view().cstate;
+    let Some((bm_bits, cap)) = dev
+        .lock()
+        .backing
+        .as_ref()
+        .map(|b| (b.md.geometry().bm_bits(), b.md.capacity_sectors()))
+    else {
+        return;
+    };
+    let peer_max = c.info.lock().peer_max_bio;
+    let max_bytes = RS_REQUEST_MAX.min(if peer_max >= 4096 { peer_max } else { 4096 }) & !4095;
+    let max_bits = u64::from(max_bytes / 4096);
+    let mut pacer = rs::Pacer::new(c.conf.rs_rate_kib(), now_ms());
+    let mut cursor = 0u64;
+    loop {
+        if c.stopping() || c.down.load(Ordering::SeqCst) || c.view().cstate != side {
+            return;
+        }
+        let left = dev.out_of_sync_kib() / 4;
+        let failed = c.rs.failed_bits.load(Ordering::SeqCst);
+        if side == Conn::SyncSource {
+            if left == 0 || (c.rs.peer_done.load(Ordering::SeqCst) && left <= failed) {
+                finish_resync(c, &dev, side);
+                return;
+            }
+            net::sleep_interruptible(50);
+            continue;
+        }
+        if c.rs.inflight.load(Ordering::SeqCst) >= RS_INFLIGHT_MAX {
+            net::sleep_interruptible(2);
+            continue;
+        }
+        let next = (*dev.activity().lock())
+            .as_ref()
+            .and_then(|a| rs::next_request(a.bitmap(), bm_bits, cursor, max_bits));
+        let Some((first, n)) = next else {
+            if c.rs.inflight.load(Ordering::SeqCst) == 0 {
+                if left <= failed {
+                    finish_resync(c, &dev, side);
+                    return;
+                }
+                // Bits behind the cursor (failed blocks, or marked meanwhile): another pass.
+                cursor = 0;
+            }
+            net::sleep_interruptible(10);
+            continue;
+        };
+        let sector = first * 8;
+        let bytes = (n * 4096).min(cap.saturating_sub(sector) * 512) as u32;
+        if bytes == 0 {
+            cursor = first + n;
+            continue;
+        }
+        if !pacer.take(u64::from(bytes), now_ms()) {
+            net::sleep_interruptible(10);
+            continue;
+        }
+        c.rs.inflight.fetch_add(1, Ordering::SeqCst);
+        let req = w::BlockReq {
+            sector,
+            block_id: ID_SYNCER,
+            blksize: bytes,
+            pad: 0,
+        };
+        if c.send(false, Packet::RsDataRequest, &req.encode()).is_err() {
+            return;
+        }
+        cursor = first + n;
+    }
+}
+
+/// `drbd_resync_finished()`: UUIDs, disk states, bitmap on disk, back to Connected.
+fn finish_resync(c: &Connection, dev: &Device, side: Conn) {
+    let failed = c.rs.failed_bits.load(Ordering::SeqCst);
+    let total = c.rs.total_bits.load(Ordering::SeqCst);
+    let secs = (now_ms().saturating_sub(c.rs.start_ms.load(Ordering::SeqCst)) / 1000).max(1);
+    let peer = c.info.lock().peer_uuids;
+    {
+        let mut st = dev.lock();
+        let primary = st.role == Role::Primary;
+        let Some(b) = st.backing.as_mut() else {
+            return;
+        };
+        let mut up_to_date = false;
+        if failed == 0 {
+            let u = b.md.uuids_mut();
+            if side == Conn::SyncTarget {
+                match peer {
+                    Some(p) => rs::finish_target(
+                        u,
+                        &[p.current, p.bitmap, p.history_start, p.history_end],
+                        primary,
+                    ),
+                    None => rs::clear_bitmap_uuid(u),
+                }
+                b.md.set_disk_state(DiskState::UpToDate);
+                up_to_date = true;
+            } else {
+                rs::finish_source(u);
+            }
+        }
+        let geo = *b.md.geometry();
+        if b.md.store(&b.lower).is_err()
+            || activity::flush_bitmap(dev, &b.lower, &geo, &mut b.io).is_err()
+        {
+            pr_err!(
+                "resource {}: writing metadata after resync failed\n",
+                c.name()
+            );
+        }
+        if up_to_date {
+            st.disk_state = DiskState::UpToDate;
+        }
+    }
+    if side == Conn::SyncSource && failed == 0 {
+        c.info.lock().view.disk = ws::Disk::UpToDate;
+    }
+    c.set_cstate(Conn::Connected);
+    pr_info!(
+        "resource {}: resync done as {} (total {} s; {} K/sec; {} KiB failed)\n",
+        c.name(),
+        side.name(),
+        secs,
+        total * 4 / secs,
+        failed * 4
+    );
+    if let Some(d) = volume0(c) {
+        crate::genl::notify(&d, crate::drbd_genl::EventType::Change);
+    }
+    if side == Conn::SyncTarget {
+        // Tell the source explicitly (as DRBD's `after_state_ch()` does).
+        c.send_state(dev);
+    }
+}
+
+/// `P_RS_DATA_REQUEST` (`receive_DataRequest()`, sync source): reads the range and sends it as
+/// `P_RS_DATA_REPLY`, or `P_NEG_RS_DREPLY` if the read fails.
+///
+/// Ordering against application writes: the state lock keeps new writes out, and every write
+/// submitted before must be complete first. Then a write's `P_DATA` either precedes this reply
+/// on the data socket and its data is in the reply too, or it follows the reply.
+fn serve_rs_request(
+    c: &Connection,
+    p: &[u8],
+    dev: &Device,
+    rx: &mut Receiving,
+) -> core::result::Result<(), End> {
+    let r = w::BlockReq::decode(p).map_err(|_| End::Retry)?;
+    let cstate = c.view().cstate;
+    let st = dev.lock();
+    let cap = st.backing.as_ref().map_or(0, |b| b.md.capacity_sectors());
+    let ok = matches!(cstate, Conn::SyncSource | Conn::PausedSyncS)
+        && st.disk_state == DiskState::UpToDate
+        && r.blksize > 0
+        && r.blksize % 512 == 0
+        && r.blksize <= MAX_BIO_SIZE
+        && r.sector
+            .checked_add(u64::from(r.blksize >> 9))
+            .is_some_and(|e| e <= cap);
+    if !ok {
+        pr_err!(
+            "resource {}: resync request of {} bytes at sector {} refused (capacity {}, {})\n",
+            c.name(),
+            r.blksize,
+            r.sector,
+            cap,
+            cstate.name()
+        );
+        return Err(End::Retry);
+    }
+    let deadline = now_ms() + 30_000;
+    while (*dev.activity().lock())
+        .as_ref()
+        .is_some_and(|a| a.writes_in_flight() > 0)
+    {
+        if c.stopping() || c.down.load(Ordering::SeqCst) || now_ms() > deadline {
+            return Err(End::Retry);
+        }
+        net::sleep_interruptible(1);
+    }
+    let b = st.backing.as_ref().ok_or(End::Retry)?;
+    let len = r.blksize;
+    let first = len.min(RX_CHUNK as u32) as usize;
+    if let Err(e) = b.lower.read_into(r.sector, &mut rx.chunk[..first]) {
+        pr_warn!(
+            "resource {}: resync read at sector {} failed: {:?}\n",
+            c.name(),
+            r.sector,
+            e
+        );
+        let a = w::BlockAck {
+            sector: r.sector,
+            block_id: r.block_id,
+            blksize: len,
+            seq_num: c.ack_seq.fetch_add(1, Ordering::Relaxed) + 1,
+        };
+        return c
+            .send(true, Packet::NegRsDReply, &a.encode())
+            .map_err(|_| End::Retry);
+    }
+    let d = w::DataHeader {
+        sector: r.sector,
+        block_id: r.block_id,
+        seq_num: 0,
+        dp_flags: 0,
+    };
+    c.send_streamed(
+        Packet::RsDataReply,
+        &d.encode(),
+        len,
+        &mut rx.chunk,
+        |off, buf| {
+            if off == 0 {
+                // Read above.
+                return Ok(());
+            }
+            b.lower.read_into(r.sector + u64::from(off >> 9), buf)
+        },
+    )
+    .map_err(|e| {
+        pr_err!(
+            "resource {}: sending resync data failed: {:?}\n",
+            c.name(),
+            e
+        );
+        End::Retry
+    })
+}
+
+/// `P_RS_DATA_REPLY` (sync target): writes the block, marks it in sync and acknowledges it with
+/// `P_RS_WRITE_ACK`.
+fn receive_rs_data(
+    c: &Connection,
+    sock: &Socket,
+    h: &w::Header,
+    dev: &Device,
+    rx: &mut Receiving,
+) -> Result {
+    let d = recv_data_header(c, sock, h)?;
+    let len = {
+        let st = dev.lock();
+        let cap = st.backing.as_ref().map_or(0, |b| b.md.capacity_sectors());
+        let cstate = c.view().cstate;
+        match w::check_data(h.length, d.sector, cap, MAX_BIO_SIZE) {
+            Ok(len)
+                if d.block_id == ID_SYNCER
+                    && matches!(cstate, Conn::SyncTarget | Conn::PausedSyncT)
+                    && c.rs.inflight.load(Ordering::SeqCst) > 0 =>
+            {
+                len
+            }
+            r => {
+                pr_err!(
+                    "resource {}: RSDataReply of {} bytes at sector {} refused ({:?}, capacity {}, {})\n",
+                    c.name(),
+                    h.length,
+                    d.sector,
+                    r,
+                    cap,
+                    cstate.name()
+                );
+                return Err(EPROTO);
+            }
+        }
+    };
+    write_payload(c, sock, dev, rx, d.sector, len)?;
+    dev.mark_in_sync(d.sector, u64::from(len >> 9));
+    c.rs.inflight.fetch_sub(1, Ordering::SeqCst);
+    let a = w::BlockAck {
+        sector: d.sector,
+        block_id: d.block_id,
+        blksize: len,
+        seq_num: c.ack_seq.fetch_add(1, Ordering::Relaxed) + 1,
+    };
+    c.send(true, Packet::RsWriteAck, &a.encode())
+}
+
+/// `P_OUT_OF_SYNC`: the peer wrote a range it could not send us (its bitmap was on its way).
+fn receive_out_of_sync(
+    c: &Connection,
+    h: w::Header,
+    p: &[u8],
+    dev: &Device,
+) -> core::result::Result<(), End> {
+    let d = w::BlockDesc::decode(p).map_err(|e| bad(c, h, e))?;
+    let cap = dev
+        .lock()
+        .backing
+        .as_ref()
+        .map_or(0, |b| b.md.capacity_sectors());
+    let sectors = u64::from(d.blksize).div_ceil(512);
+    if d.sector.checked_add(sectors).is_none_or(|e| e > cap) || !c.is_connected() {
+        pr_err!(
+            "resource {}: OutOfSync of {} bytes at sector {} refused\n",
+            c.name(),
+            d.blksize,
+            d.sector
+        );
+        return Err(End::Retry);
+    }
+    dev.mark_out_of_sync(d.sector, sectors);
+    Ok(())
 }
 
 /// `P_STATE_CHG_REQ`: the peer asks to change the cluster-wide state (e.g. become Primary).
@@ -1242,9 +2078,11 @@ fn receive_conn_st_chg_req(c: &Connection, p: &[u8]) -> core::result::Result<(),
     Ok(())
 }
 
-/// An acknowledgement of one of our writes (payload still on the socket): releases the
-/// request. An ack for a write we did not send is a protocol error.
-fn got_ack(c: &Connection, meta: &Socket, _agreed: u32, h: &w::Header) -> bool {
+/// An acknowledgement (payload still on the socket). Of one of our writes: releases the
+/// request (`P_RS_WRITE_ACK` also marks it in sync, as the peer did). Of a resync block
+/// (`ID_SYNCER`): the sync source marks it in sync; a sync target counts a failed block
+/// (`P_NEG_RS_DREPLY`). An ack for a write we did not send is a protocol error.
+fn got_ack(c: &Connection, meta: &Socket, dev: Option<&Device>, h: &w::Header) -> bool {
     let mut p = [0u8; w::BlockAck::SIZE];
     if h.length as usize != p.len() || meta.recv(&mut p).is_err() {
         return false;
@@ -1252,6 +2090,39 @@ fn got_ack(c: &Connection, meta: &Socket, _agreed: u32, h: &w::Header) -> bool {
     let Ok(a) = w::BlockAck::decode(&p) else {
         return false;
     };
+    let cmd = Packet::from_u16(h.command);
+    if a.block_id == ID_SYNCER {
+        let sectors = u64::from(a.blksize >> 9);
+        match cmd {
+            Some(Packet::RsWriteAck) if c.view().cstate == Conn::SyncSource => {
+                if let Some(d) = dev {
+                    d.mark_in_sync(a.sector, sectors);
+                }
+                return true;
+            }
+            Some(Packet::NegRsDReply) if c.view().cstate == Conn::SyncTarget => {
+                pr_warn!(
+                    "resource {}: peer could not read {} bytes at sector {} for the resync\n",
+                    c.name(),
+                    a.blksize,
+                    a.sector
+                );
+                c.rs.failed_bits
+                    .fetch_add(u64::from(a.blksize).div_ceil(4096), Ordering::SeqCst);
+                c.rs.inflight.fetch_sub(1, Ordering::SeqCst);
+                return true;
+            }
+            _ => {
+                pr_err!(
+                    "resource {}: {} for a resync block in state {}\n",
+                    c.name(),
+                    packet_name(h.command),
+                    c.view().cstate.name()
+                );
+                return false;
+            }
+        }
+    }
     let held = {
         let mut tl = c.tl.lock();
         tl.iter()
@@ -1260,15 +2131,23 @@ fn got_ack(c: &Connection, meta: &Socket, _agreed: u32, h: &w::Header) -> bool {
     };
     match held {
         Some(e) => {
-            if h.command == Packet::NegAck as u16 {
-                pr_warn!(
-                    "resource {}: peer failed to write sector {}\n",
-                    c.name(),
-                    a.sector
-                );
-                if let Some(dev) = volume0(c) {
-                    dev.mark_out_of_sync(e.sector, e.sectors);
+            match cmd {
+                Some(Packet::NegAck) => {
+                    pr_warn!(
+                        "resource {}: peer failed to write sector {}\n",
+                        c.name(),
+                        a.sector
+                    );
+                    if let Some(dev) = dev {
+                        dev.mark_out_of_sync(e.sector, e.sectors);
+                    }
                 }
+                Some(Packet::RsWriteAck) => {
+                    if let Some(d) = dev {
+                        d.mark_in_sync(e.sector, e.sectors);
+                    }
+                }
+                _ => {}
             }
             true
         }
@@ -1290,6 +2169,7 @@ fn asender(c: &Arc<Connection>) {
         return;
     };
     let agreed = c.view().agreed;
+    let dev = volume0(c);
     let ping_int = c.conf.ping_int_s * 1000;
     let mut ping_pending = false;
     let mut buf = [0u8; 64];
@@ -1300,7 +2180,13 @@ fn asender(c: &Arc<Connection>) {
         let got = recv_header(&meta, agreed).and_then(|h| {
             if matches!(
                 Packet::from_u16(h.command),
-                Some(Packet::WriteAck | Packet::RecvAck | Packet::NegAck)
+                Some(
+                    Packet::WriteAck
+                        | Packet::RecvAck
+                        | Packet::NegAck
+                        | Packet::RsWriteAck
+                        | Packet::NegRsDReply
+                )
             ) {
                 Ok((h, 0))
             } else {
@@ -1336,9 +2222,13 @@ fn asender(c: &Arc<Connection>) {
                         true
                     }
                     Some(Packet::StateChgReply) => true,
-                    Some(Packet::WriteAck) | Some(Packet::RecvAck) | Some(Packet::NegAck) => {
-                        got_ack(c, &meta, agreed, &h)
-                    }
+                    Some(
+                        Packet::WriteAck
+                        | Packet::RecvAck
+                        | Packet::NegAck
+                        | Packet::RsWriteAck
+                        | Packet::NegRsDReply,
+                    ) => got_ack(c, &meta, dev.as_deref(), &h),
                     _ => {
                         pr_err!(
                             "resource {}: unexpected packet {} (0x{:04x}) on the meta socket\n",

@@ -12,7 +12,8 @@
 use crate::activity::{self, Activity};
 use crate::conn::{ConnHandle, Connection};
 use crate::drbd_genl::{DiskState, Role};
-use crate::drbd_md::MD_BLOCK_SIZE;
+use crate::drbd_md::{MD_BLOCK_SIZE, UI_BITMAP, UI_CURRENT};
+use crate::drbd_resync;
 use crate::glue::{Disk, LowerDev, PendingRq};
 use crate::md;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -80,7 +81,7 @@ pub(crate) struct Backing {
     /// Its metadata.
     pub(crate) md: md::Metadata,
     /// A 4 KiB kmalloc buffer for metadata I/O on the write path (no allocation there).
-    io: KVec<u8>,
+    pub(crate) io: KVec<u8>,
 }
 
 /// One replicated device.
@@ -246,10 +247,15 @@ impl Device {
     }
 
     /// Becomes Primary. Needs UpToDate data unless `force`, which makes the data UpToDate.
-    pub(crate) fn primary(&self, force: bool) -> Result {
+    ///
+    /// Generation UUIDs as in DRBD 8.4's `drbd_set_role()`: a new current UUID when the data
+    /// was forced UpToDate, or when no peer shares our data and the bitmap UUID is unused (the
+    /// bitmap then records what a peer will miss). Returns whether the data was forced.
+    pub(crate) fn primary(&self, force: bool) -> Result<bool> {
+        let peer_has_data = self.connection().is_some_and(|c| c.peer_has_data());
         let mut st = self.state.lock();
         if st.role == Role::Primary {
-            return Ok(());
+            return Ok(false);
         }
         let up_to_date = st.disk_state == DiskState::UpToDate;
         let Some(backing) = st.backing.as_mut() else {
@@ -258,15 +264,26 @@ impl Device {
         if !up_to_date && !force {
             return Err(EROFS);
         }
-        backing.md.set_primary(true);
-        if up_to_date {
-            backing.md.store(&backing.lower)?;
+        let forced = !up_to_date;
+        let md = &mut backing.md;
+        if forced {
+            md.set_disk_state(DiskState::UpToDate);
+        }
+        if forced || (!peer_has_data && md.uuids()[UI_BITMAP] == 0) {
+            // SAFETY: `get_random_u64` has no preconditions.
+            let random = unsafe { bindings::get_random_u64() };
+            drbd_resync::new_current(md.uuids_mut(), random, true);
         } else {
-            backing.md.force_up_to_date(&backing.lower)?;
+            let cur = md.uuids()[UI_CURRENT];
+            drbd_resync::uuid_set_raw(md.uuids_mut(), UI_CURRENT, cur, true);
+        }
+        md.set_primary(true);
+        md.store(&backing.lower)?;
+        if forced {
             st.disk_state = DiskState::UpToDate;
         }
         st.role = Role::Primary;
-        Ok(())
+        Ok(forced)
     }
 
     /// Becomes Secondary. Refused while someone has the device open for writing. Returns whether
@@ -279,12 +296,43 @@ impl Device {
         let was = st.role;
         if was == Role::Primary {
             if let Some(b) = st.backing.as_mut() {
+                let cur = b.md.uuids()[UI_CURRENT];
+                drbd_resync::uuid_set_raw(b.md.uuids_mut(), UI_CURRENT, cur, false);
                 b.md.set_primary(false);
                 b.md.store(&b.lower)?;
             }
         }
         st.role = Role::Secondary;
         Ok(was != Role::Secondary)
+    }
+
+    /// The peer lost contact to our data while we are a Primary with UpToDate data: a new
+    /// current UUID, so that the bitmap's changes can be told apart (`lost_contact_to_peer_data`
+    /// in `after_state_ch()`). Best effort: a metadata write error is logged.
+    pub(crate) fn lost_peer(&self) {
+        let mut st = self.state.lock();
+        let primary = st.role == Role::Primary;
+        if !primary || st.disk_state != DiskState::UpToDate {
+            return;
+        }
+        let Some(b) = st.backing.as_mut() else {
+            return;
+        };
+        if b.md.uuids()[UI_BITMAP] != 0 {
+            return;
+        }
+        // SAFETY: `get_random_u64` has no preconditions.
+        let random = unsafe { bindings::get_random_u64() };
+        drbd_resync::new_current(b.md.uuids_mut(), random, true);
+        if let Err(e) = b.md.store(&b.lower) {
+            pr_err!(
+                "rdrbd{}: writing the new current UUID failed: {:?}\n",
+                self.minor,
+                e
+            );
+        } else {
+            pr_info!("rdrbd{}: new current UUID (peer lost)\n", self.minor);
+        }
     }
 
     /// Sets (or clears) the connection writes are replicated to.
@@ -314,6 +362,13 @@ impl Device {
         let mut g = self.act.lock();
         if let Some(a) = (*g).as_mut() {
             a.mark(sector, nr_sectors);
+        }
+    }
+
+    /// Marks the whole blocks of a range in sync (the peer has them now).
+    pub(crate) fn mark_in_sync(&self, sector: u64, nr_sectors: u64) {
+        if let Some(a) = (*self.act.lock()).as_mut() {
+            a.clear(sector, nr_sectors);
         }
     }
 
@@ -398,11 +453,16 @@ extern "C" fn drbd_rs_rust_queue_rq(
 ) -> c_int {
     // SAFETY: The C side passes the cookie of a live disk with one of its requests.
     let dev = unsafe { owner_device(owner) };
-    // Plain writes are replicated while connected (discards and write-zeroes not yet).
-    let conn = if op == REQ_OP_WRITE && bytes > 0 {
-        dev.connection().filter(|c| c.is_connected())
+    // Plain writes are replicated while connected (discards and write-zeroes not yet); while
+    // our bitmap is on its way to the peer they are only marked, and the peer is told.
+    let (conn, oos_to) = if op == REQ_OP_WRITE && bytes > 0 {
+        match dev.connection() {
+            Some(c) if c.replicates() => (Some(c), None),
+            Some(c) if c.sends_out_of_sync() => (None, Some(c)),
+            _ => (None, None),
+        }
     } else {
-        None
+        (None, None)
     };
     let mut st = dev.state.lock();
     let is_write = op & 1 == REQ_OP_WRITE & 1;
@@ -429,6 +489,10 @@ extern "C" fn drbd_rs_rust_queue_rq(
         }
         let Some(conn) = conn else {
             pending.submit_lower(&b.lower);
+            drop(st);
+            if let Some(c) = oos_to {
+                c.send_out_of_sync(sector, u64::from(bytes));
+            }
             return 0;
         };
         let data = pending.copy_data(bytes);

@@ -21,6 +21,8 @@ pub mod drbd_al;
 pub mod drbd_genl;
 #[path = "../userspace/hark-proto/src/drbd_md.rs"]
 pub mod drbd_md;
+#[path = "../userspace/hark-proto/src/drbd_resync.rs"]
+pub mod drbd_resync;
 #[path = "../userspace/hark-proto/src/drbd_state.rs"]
 pub mod drbd_state;
 #[path = "../userspace/hark-proto/src/drbd_sync.rs"]

@@ -299,6 +299,10 @@ fn put_status(m: &mut Msg, dev: &Device) -> Result {
     m.put_u64(Attr::OutOfSyncKib, oos)?;
     if let Some(c) = device::connection_of(&dev.resource) {
         put_connection(m, &c)?;
+        if let Some((total, rate)) = c.sync_progress(oos) {
+            m.put_u64(Attr::SyncTotalKib, total)?;
+            m.put_u64(Attr::SyncRateKib, rate)?;
+        }
     }
     Ok(())
 }
@@ -405,6 +409,9 @@ fn net_conf_of(req: &Req) -> core::result::Result<NetConf, c_int> {
         csums_alg: opt_name(req, Attr::CsumsAlg),
         cram_hmac_alg: opt_name(req, Attr::CramHmacAlg),
         shared_secret: opt_name(req, Attr::SharedSecret),
+        resync_rate: opt_u32(req, Attr::ResyncRate, 1, 4_194_304, 250)?,
+        c_max_rate: opt_u32(req, Attr::CMaxRate, 250, 4_194_304, 102_400)?,
+        c_plan_ahead_ds: opt_u32(req, Attr::CPlanAheadDs, 0, 300, 20)?,
     };
     if conf.timeout_ds >= conf.ping_int_s * 10 {
         return Err(req.fail(EINVAL, c"timeout must be below ping-int"));

@@ -126,6 +126,11 @@ impl LowerDev {
         self.rw(sector, buf, false, false)
     }
 
+    /// Reads into `buf` (from kmalloc, a multiple of 512 bytes) at `sector`, synchronously.
+    pub(crate) fn read_into(&self, sector: u64, buf: &mut [u8]) -> Result {
+        self.rw(sector, buf, false, false)
+    }
+
     /// Writes `buf` (from kmalloc) at `sector`, synchronously, with FUA if `fua`.
     pub(crate) fn write(&self, sector: u64, buf: &mut [u8], fua: bool) -> Result {
         self.rw(sector, buf, true, fua)

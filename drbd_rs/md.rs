@@ -113,17 +113,22 @@ impl Metadata {
         }
     }
 
-    /// Marks the data UpToDate (`primary --force`) and writes the superblock. A device that
-    /// never had data gets its first current UUID, as DRBD does.
-    pub(crate) fn force_up_to_date(&mut self, lower: &LowerDev) -> Result {
-        self.sb.flags |= fmt::MDF_CONSISTENT | fmt::MDF_WAS_UP_TO_DATE;
-        if self.sb.uuids[fmt::UI_CURRENT] == fmt::UUID_JUST_CREATED {
-            // SAFETY: `get_random_u64` has no preconditions.
-            let uuid = unsafe { kernel::bindings::get_random_u64() };
-            // Bit 0 of a current UUID tells whether the node was Primary (DRBD's UUID_PRIMARY).
-            self.sb.uuids[fmt::UI_CURRENT] = uuid & !1;
+    /// The generation UUIDs for an update (see `drbd_resync`); [`Self::store`] writes them.
+    pub(crate) fn uuids_mut(&mut self) -> &mut [u64; fmt::UI_SIZE] {
+        &mut self.sb.uuids
+    }
+
+    /// Records the disk state in the flags as DRBD does (`drbd_md_sync` after a state change):
+    /// consistent above Inconsistent, "was up to date" above Outdated. For the next
+    /// [`Self::store`].
+    pub(crate) fn set_disk_state(&mut self, d: DiskState) {
+        self.sb.flags &= !(fmt::MDF_CONSISTENT | fmt::MDF_WAS_UP_TO_DATE);
+        if d as u8 > DiskState::Inconsistent as u8 {
+            self.sb.flags |= fmt::MDF_CONSISTENT;
         }
-        self.store(lower)
+        if d as u8 > DiskState::Outdated as u8 {
+            self.sb.flags |= fmt::MDF_WAS_UP_TO_DATE;
+        }
     }
 
     /// Writes the superblock (FUA).

@@ -49,6 +49,41 @@ wait_status() {
 	die "status did not reach /$1/ within ${2:-60} s"
 }
 
+# Two-VM scenarios: send our line ($1) to the other VM and print its line (over the test
+# network; vm0 listens). Both VMs must call it at the same point.
+exchange() {
+	$PY - "$HARK_VM" "$HARK_IP" "${HARK_PEER_IPS%% *}" "$1" <<'PYEOF'
+import socket, sys, time
+vm, me, peer, mine = sys.argv[1:]
+if vm == "0":
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((me, 7001)); s.listen(1); s.settimeout(300); c, _ = s.accept()
+else:
+    for _ in range(1500):
+        try:
+            c = socket.create_connection((peer, 7001), timeout=5); break
+        except OSError:
+            time.sleep(0.2)
+c.sendall((mine + "\n").encode()); print(c.makefile().readline().strip())
+PYEOF
+}
+
+# md5 of the first $1 KiB (a multiple of 4) of the lower device /dev/vda, read with O_DIRECT
+# (the replicated device writes around the page cache).
+lower_md5() {
+	[ $(($1 % 4)) = 0 ] || die "lower_md5: $1 KiB is not a multiple of 4"
+	dd if=/dev/vda bs=4k count=$(($1 / 4)) iflag=direct status=none | md5sum | cut -d' ' -f1
+}
+
+# Compare the data areas ($1 KiB) of both VMs' lower devices; fail if they differ.
+same_data() {
+	local sum theirs
+	sum=$(lower_md5 "$1")
+	theirs=$(exchange "$sum")
+	echo "vm$HARK_VM: data area ($1 KiB) md5 $sum, peer $theirs${2:+ ($2)}"
+	[ "$sum" = "$theirs" ] || die "data differs between the nodes${2:+ ($2)}"
+}
+
 # Boot number of a scenario with "# boots: N" (1-based).
 HARK_BOOT=${HARK_BOOT:-1}
 # Ask the harness to kill this VM now (SIGKILL to QEMU: no flush, no unmount, like a power

@@ -14,6 +14,9 @@ mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 hostname "hark-vm$HARK_VM"
 ip link set lo up
 if [ "${HARK_NVM:-1}" -gt 1 ]; then
+  # Jumbo frames: QEMU's socket netdev has no offloads, so under TCG the cost is per packet
+  # (measured: 8 MiB over TCP in 14.7 s at MTU 1500, 1.6 s at 9000). Both ends use the same MTU.
+  ip link set eth0 mtu 9000
   ip link set eth0 up && ip addr add "$HARK_IP/24" dev eth0
 fi
 export HARK_PEER_IPS=${HARK_PEER_IPS//,/ }

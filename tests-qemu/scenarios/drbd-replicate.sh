@@ -9,28 +9,10 @@
 # writes leave the bitmap clean; while disconnected the Primary marks exactly what it wrote.
 . "$HARK_TOP/tests-qemu/guest/lib.sh"
 A=$RDRBDADM
-PEER=${HARK_PEER_IPS%% *}
 # Generous timeouts (ping-timeout 10 s, timeout 4 s): under TCG with other VMs on the same
 # cores a starved vCPU can delay a ping-ack past DRBD's 0.5 s default, which would (correctly)
 # drop the connection and leave writes out of sync, failing the checks below.
 conf() { write_drbd_conf "net { protocol $1; connect-int 2; ping-int 5; ping-timeout 100; timeout 40; }"; }
-# Send our line to the peer and print the peer's (over the test network).
-exchange() {
-	$PY - "$HARK_VM" "$HARK_IP" "$PEER" "$1" <<'PYEOF'
-import socket, sys, time
-vm, me, peer, mine = sys.argv[1:]
-if vm == "0":
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((me, 7001)); s.listen(1); s.settimeout(60); c, _ = s.accept()
-else:
-    for _ in range(100):
-        try:
-            c = socket.create_connection((peer, 7001), timeout=5); break
-        except OSError:
-            time.sleep(0.2)
-c.sendall((mine + "\n").encode()); print(c.makefile().readline().strip())
-PYEOF
-}
 
 conf C
 must $A create-md r0

@@ -150,14 +150,24 @@ pub enum Attr {
     AgreedVersion = 30,
     /// Flag: `allow-two-primaries`.
     TwoPrimaries = 31,
+    /// Resync rate while the dynamic controller is off (`c-plan-ahead 0`), KiB/s.
+    ResyncRate = 32,
+    /// Resync rate limit with the dynamic controller on (`c-max-rate`), KiB/s.
+    CMaxRate = 33,
+    /// Status: the amount the running resync started with, KiB (absent without a resync).
+    SyncTotalKib = 34,
+    /// Status: the running resync's average rate since its start, KiB/s.
+    SyncRateKib = 35,
+    /// Resync-controller planning horizon (`c-plan-ahead`), tenths of a second; 0 = fixed rate.
+    CPlanAheadDs = 36,
 }
 
 impl Attr {
     /// Highest attribute number (`maxattr` of the family).
-    pub const MAX: u16 = 31;
+    pub const MAX: u16 = 36;
 
     /// Every attribute, in numeric order.
-    pub const ALL: [Attr; 31] = [
+    pub const ALL: [Attr; 36] = [
         Attr::ResourceName,
         Attr::Minor,
         Attr::LowerDev,
@@ -189,6 +199,11 @@ impl Attr {
         Attr::SharedSecret,
         Attr::AgreedVersion,
         Attr::TwoPrimaries,
+        Attr::ResyncRate,
+        Attr::CMaxRate,
+        Attr::SyncTotalKib,
+        Attr::SyncRateKib,
+        Attr::CPlanAheadDs,
     ];
 
     /// Decodes an attribute number.
@@ -216,7 +231,10 @@ impl Attr {
             | Attr::PingTimeoutDs
             | Attr::KoCount
             | Attr::MaxBuffers
-            | Attr::AgreedVersion => AttrKind::U32,
+            | Attr::AgreedVersion
+            | Attr::ResyncRate
+            | Attr::CMaxRate
+            | Attr::CPlanAheadDs => AttrKind::U32,
             Attr::Role
             | Attr::DiskState
             | Attr::EventType
@@ -229,7 +247,9 @@ impl Attr {
             | Attr::AfterSb2p => AttrKind::U8,
             Attr::LocalAddr | Attr::PeerAddr => AttrKind::Bytes(ADDR_SIZE as u16),
             Attr::Force | Attr::TwoPrimaries => AttrKind::Flag,
-            Attr::SizeSectors | Attr::OutOfSyncKib => AttrKind::U64,
+            Attr::SizeSectors | Attr::OutOfSyncKib | Attr::SyncTotalKib | Attr::SyncRateKib => {
+                AttrKind::U64
+            }
         }
     }
 }

@@ -685,6 +685,15 @@ fixed_payloads! {
 }
 
 fixed_payloads! {
+    /// `P_OUT_OF_SYNC` (`struct p_block_desc`): a range the sender marked out of sync.
+    BlockDesc {
+        /// First sector.
+        sector: u64,
+        /// Bytes.
+        blksize: u32,
+        /// Zero.
+        pad: u32,
+    }
     /// `P_SYNC_UUID` (`struct p_rs_uuid`): the sync source's new bitmap UUID at resync start.
     SyncUuid {
         /// The UUID.
@@ -1610,6 +1619,7 @@ mod handshake_payload_tests {
     #[test]
     fn small_fixed_payloads() {
         assert_eq!(SyncUuid::SIZE, 8);
+        assert_eq!(BlockDesc::SIZE, 16);
         assert_eq!(ReqState::SIZE, 8);
         assert_eq!(ReqStateReply::SIZE, 4);
         let r = ReqStateReply {

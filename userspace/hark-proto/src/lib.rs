@@ -13,6 +13,7 @@ pub mod crc32c;
 pub mod drbd_al;
 pub mod drbd_genl;
 pub mod drbd_md;
+pub mod drbd_resync;
 pub mod drbd_state;
 pub mod drbd_sync;
 pub mod drbd_wire;

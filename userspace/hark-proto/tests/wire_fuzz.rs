@@ -407,6 +407,7 @@ fn wire_fuzz_a_million_cases() {
         Sizes,
         StateWord,
         SyncUuid,
+        BlockDesc,
         ReqState,
         ReqStateReply
     );

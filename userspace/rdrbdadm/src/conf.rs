@@ -484,6 +484,7 @@ const KNOWN: &[(&str, &str)] = &[
     ("net", "allow-two-primaries"),
     ("disk", "resync-rate"),
     ("disk", "c-max-rate"),
+    ("disk", "c-plan-ahead"),
     ("disk", "al-extents"),
 ];
 

@@ -207,6 +207,8 @@ struct ConnStatus {
     peer_role: String,
     peer_disk: String,
     protocol: char,
+    /// A running resync: its total and average rate (KiB, KiB/s).
+    sync: Option<(u64, u64)>,
 }
 
 fn conn_status_of(m: &genl::OwnedMsg) -> Result<Option<ConnStatus>, Fail> {
@@ -232,6 +234,13 @@ fn conn_status_of(m: &genl::OwnedMsg) -> Result<Option<ConnStatus>, Fail> {
         peer_role: peer_role.into(),
         peer_disk: peer_disk.into(),
         protocol,
+        sync: match (
+            m.get_u64(Attr::SyncTotalKib)?,
+            m.get_u64(Attr::SyncRateKib)?,
+        ) {
+            (Some(t), Some(r)) => Some((t, r)),
+            _ => None,
+        },
     }))
 }
 
@@ -254,8 +263,14 @@ fn status_of(m: &genl::OwnedMsg) -> Result<Status, Fail> {
 fn json_status(s: &Status) -> String {
     let conn = s.conn.as_ref().map_or(String::new(), |c| {
         format!(
-            ",\"connection\":\"{}\",\"peer-role\":\"{}\",\"peer-disk\":\"{}\",\"protocol\":\"{}\"",
-            c.cstate, c.peer_role, c.peer_disk, c.protocol
+            ",\"connection\":\"{}\",\"peer-role\":\"{}\",\"peer-disk\":\"{}\",\"protocol\":\"{}\"{}",
+            c.cstate,
+            c.peer_role,
+            c.peer_disk,
+            c.protocol,
+            c.sync.map_or(String::new(), |(total, rate)| format!(
+                ",\"sync-total-kib\":{total},\"sync-rate-kib\":{rate}"
+            ))
         )
     });
     format!(
@@ -284,7 +299,33 @@ fn print_status(s: &Status) {
             "  connection:{} protocol:{} peer-role:{} peer-disk:{}",
             c.cstate, c.protocol, c.peer_role, c.peer_disk
         );
+        if let Some((total, rate)) = c.sync {
+            println!("  {}", sync_line(total, s.oos_kib, rate));
+        }
     }
+}
+
+/// The progress line of a running resync (`done:` like drbdadm's `done:`, then the amounts).
+fn sync_line(total_kib: u64, left_kib: u64, rate_kib: u64) -> String {
+    let left = left_kib.min(total_kib);
+    let permille = (total_kib - left)
+        .saturating_mul(1000)
+        .checked_div(total_kib)
+        .unwrap_or(1000);
+    let eta = if rate_kib > 0 {
+        format!("{}s", left.div_ceil(rate_kib))
+    } else {
+        "?".into()
+    };
+    format!(
+        "sync: done:{}.{}% total:{}KiB left:{}KiB rate:{}KiB/s eta:{}",
+        permille / 10,
+        permille % 10,
+        total_kib,
+        left,
+        rate_kib,
+        eta
+    )
 }
 
 /// Whether a status message describes a device (resource messages have no minor).
@@ -564,6 +605,22 @@ mod tests {
         assert_eq!(
             event_line(EventType::Change, &s),
             "change device name:r0 volume:0 minor:3 role:Primary disk:UpToDate size:1024 out-of-sync:8"
+        );
+    }
+
+    #[test]
+    fn sync_progress_line() {
+        assert_eq!(
+            sync_line(65536, 16384, 1024),
+            "sync: done:75.0% total:65536KiB left:16384KiB rate:1024KiB/s eta:16s"
+        );
+        assert_eq!(
+            sync_line(1000, 999, 0),
+            "sync: done:0.1% total:1000KiB left:999KiB rate:0KiB/s eta:?"
+        );
+        assert_eq!(
+            sync_line(0, 0, 0),
+            "sync: done:100.0% total:0KiB left:0KiB rate:0KiB/s eta:?"
         );
     }
 }

@@ -52,14 +52,31 @@ pub fn connect_attrs(res: &Resource, me: &str) -> Result<Vec<(Attr, Value)>, Str
         (Attr::LocalAddr, Value::Bytes(addr_attr(local))),
         (Attr::PeerAddr, Value::Bytes(addr_attr(peer))),
     ];
-    for (key, val) in &res.net.0 {
-        let bad = |why: &str| ctx(format!("net option {key} '{val}': {why}"));
+    for (key, val) in res.net.0.iter().chain(res.disk_opts.0.iter()) {
+        let bad = |why: &str| ctx(format!("option {key} '{val}': {why}"));
         let num = |lo: u32, hi: u32| -> Result<u32, String> {
             let n: u32 = val.parse().map_err(|_| bad("not a number"))?;
             if (lo..=hi).contains(&n) {
                 Ok(n)
             } else {
                 Err(bad(&format!("out of range {lo}..{hi}")))
+            }
+        };
+        // KiB/s, with DRBD's suffixes (k, M, G; a bare number is KiB/s).
+        let rate = |lo: u32| -> Result<u32, String> {
+            let (digits, mul) = match val.char_indices().last() {
+                Some((i, 'k' | 'K')) => (&val[..i], 1u64),
+                Some((i, 'M')) => (&val[..i], 1024),
+                Some((i, 'G')) => (&val[..i], 1024 * 1024),
+                _ => (val.as_str(), 1),
+            };
+            let n: u64 = digits.parse().map_err(|_| bad("not a rate"))?;
+            let kib = n.saturating_mul(mul);
+            let hi = 4_194_304u64;
+            if (u64::from(lo)..=hi).contains(&kib) {
+                Ok(kib as u32)
+            } else {
+                Err(bad(&format!("out of range {lo}K..4G")))
             }
         };
         let name = || -> Result<Value, String> {
@@ -96,6 +113,10 @@ pub fn connect_attrs(res: &Resource, me: &str) -> Result<Vec<(Attr, Value)>, Str
             "csums-alg" => (Attr::CsumsAlg, name()?),
             "cram-hmac-alg" => (Attr::CramHmacAlg, name()?),
             "shared-secret" => (Attr::SharedSecret, name()?),
+            // Resync controller (DRBD keeps these in the disk section).
+            "resync-rate" => (Attr::ResyncRate, Value::U32(rate(1)?)),
+            "c-max-rate" => (Attr::CMaxRate, Value::U32(rate(250)?)),
+            "c-plan-ahead" => (Attr::CPlanAheadDs, Value::U32(num(0, 300)?)),
             "allow-two-primaries" => match val.as_str() {
                 "yes" => (Attr::TwoPrimaries, Value::Flag),
                 "no" => continue,
@@ -189,6 +210,33 @@ mod tests {
             "max-buffers x;",
         ] {
             assert!(connect_attrs(&res(bad), "a").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn resync_options_come_from_the_disk_section() {
+        let text = "resource r0 { device minor 0; disk /dev/vda; meta-disk internal;\n\
+                    disk { resync-rate 10M; c-max-rate 4096; c-plan-ahead 0; }\n\
+                    on a { address 10.0.0.1:7789; }\n on b { address 10.0.0.2:7789; } }";
+        let r = Config::parse(text, "t.conf").unwrap().resources.remove(0);
+        let v = connect_attrs(&r, "a").unwrap();
+        assert!(v.contains(&(Attr::ResyncRate, Value::U32(10240))));
+        assert!(v.contains(&(Attr::CMaxRate, Value::U32(4096))));
+        assert!(v.contains(&(Attr::CPlanAheadDs, Value::U32(0))));
+        for bad in [
+            "resync-rate 0;",
+            "resync-rate 5G;",
+            "c-max-rate 100;",
+            "c-plan-ahead 301;",
+            "resync-rate fast;",
+        ] {
+            let text = format!(
+                "resource r0 {{ device minor 0; disk /dev/vda; meta-disk internal;\n\
+                 disk {{ {bad} }}\n\
+                 on a {{ address 10.0.0.1:7789; }}\n on b {{ address 10.0.0.2:7789; }} }}"
+            );
+            let r = Config::parse(&text, "t.conf").unwrap().resources.remove(0);
+            assert!(connect_attrs(&r, "a").is_err(), "{bad}");
         }
     }
 }

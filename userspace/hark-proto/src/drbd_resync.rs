@@ -1,0 +1,368 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Resync bookkeeping as pure logic: DRBD 8.4's generation-UUID updates (`drbd_uuid_*()` of
+//! `drbd_main.c`) at promotion, loss of the peer, resync start and resync end; the sync
+//! target's choice of the next block range to request; bit clearing; progress figures.
+//!
+//! The UUID array is the metadata's: `[current, bitmap, history start, history end]`. Bit 0 of
+//! the current UUID says "Primary" (`UUID_PRIMARY`) and follows the role.
+
+use super::drbd_md::{BM_SECT_PER_BIT, UI_BITMAP, UI_CURRENT, UI_HISTORY_END, UI_HISTORY_START};
+use super::drbd_sync::{UUID_JUST_CREATED, UUID_NEW_BM_OFFSET};
+
+/// The generation UUIDs of the metadata.
+pub type GenUuids = [u64; 4];
+
+/// `DRBD_MAGIC`-free block id of resync requests and their acks (`ID_SYNCER`).
+pub const ID_SYNCER: u64 = u64::MAX;
+
+/// `drbd_uuid_move_history()`: the start of the history moves to its end.
+fn move_history(u: &mut GenUuids) {
+    u[UI_HISTORY_END] = u[UI_HISTORY_START];
+}
+
+/// `__drbd_uuid_set()`: stores `val`; the current UUID gets the role in bit 0.
+pub fn uuid_set_raw(u: &mut GenUuids, idx: usize, val: u64, primary: bool) {
+    u[idx] = if idx == UI_CURRENT {
+        if primary {
+            val | 1
+        } else {
+            val & !1
+        }
+    } else {
+        val
+    };
+}
+
+/// `drbd_uuid_set()`: like [`uuid_set_raw`], but a non-zero old value moves into the history.
+pub fn uuid_set(u: &mut GenUuids, idx: usize, val: u64, primary: bool) {
+    if u[idx] != 0 {
+        move_history(u);
+        u[UI_HISTORY_START] = u[idx];
+    }
+    uuid_set_raw(u, idx, val, primary);
+}
+
+/// `drbd_uuid_new_current()`: the current UUID becomes the bitmap UUID (the bitmap records
+/// from here on what the peer misses), `random` the new current UUID.
+pub fn new_current(u: &mut GenUuids, random: u64, primary: bool) {
+    u[UI_BITMAP] = u[UI_CURRENT];
+    uuid_set_raw(u, UI_CURRENT, random, primary);
+}
+
+/// `drbd_uuid_set_bm(device, 0)`: the bitmap UUID (if any) moves into the history.
+pub fn clear_bitmap_uuid(u: &mut GenUuids) {
+    if u[UI_BITMAP] == 0 {
+        return;
+    }
+    move_history(u);
+    u[UI_HISTORY_START] = u[UI_BITMAP];
+    u[UI_BITMAP] = 0;
+}
+
+/// `drbd_gen_and_send_sync_uuid()`: the sync source's new bitmap UUID at resync start (the old
+/// one plus `UUID_NEW_BM_OFFSET`, or `random` if there was none); returns it for `P_SYNC_UUID`.
+pub fn gen_sync_uuid(u: &mut GenUuids, random: u64, primary: bool) -> u64 {
+    let bm = u[UI_BITMAP];
+    let uuid = if bm != 0 && bm != UUID_JUST_CREATED {
+        bm.wrapping_add(UUID_NEW_BM_OFFSET)
+    } else {
+        random
+    };
+    uuid_set(u, UI_BITMAP, uuid, primary);
+    uuid
+}
+
+/// `receive_sync_uuid()`: the sync target takes the source's sync UUID as its current UUID
+/// (not rotated into the history) and has no bitmap UUID.
+pub fn receive_sync_uuid(u: &mut GenUuids, uuid: u64, primary: bool) {
+    uuid_set_raw(u, UI_CURRENT, uuid, primary);
+    u[UI_BITMAP] = 0;
+}
+
+/// `drbd_resync_finished()` of a sync target without failed blocks: it takes the peer's UUIDs
+/// (`peer` as last received), its own current UUID becomes a history UUID, and the bitmap UUID
+/// is cleared.
+pub fn finish_target(u: &mut GenUuids, peer: &GenUuids, primary: bool) {
+    // Element-wise: `copy_from_slice` leaves a panic path objtool flags in the kernel module.
+    u[UI_BITMAP] = peer[UI_BITMAP];
+    u[UI_HISTORY_START] = peer[UI_HISTORY_START];
+    u[UI_HISTORY_END] = peer[UI_HISTORY_END];
+    let own = u[UI_CURRENT];
+    uuid_set(u, UI_BITMAP, own, primary);
+    uuid_set_raw(u, UI_CURRENT, peer[UI_CURRENT], primary);
+    clear_bitmap_uuid(u);
+}
+
+/// `drbd_resync_finished()` of a sync source without failed blocks.
+pub fn finish_source(u: &mut GenUuids) {
+    clear_bitmap_uuid(u);
+}
+
+/// The next range a sync target requests: the first set bit at or after `from` (below
+/// `bm_bits`) and the run of set bits after it, at most `max_bits` long. Returns
+/// `(first_bit, nr_bits)`.
+pub fn next_request(bm: &[u8], bm_bits: u64, from: u64, max_bits: u64) -> Option<(u64, u64)> {
+    let end = bm_bits.min(bm.len() as u64 * 8);
+    let mut i = from;
+    while i < end {
+        let byte = bm[(i / 8) as usize];
+        if i % 8 == 0 && byte == 0 {
+            i += 8;
+            continue;
+        }
+        if byte & (1 << (i % 8)) != 0 {
+            break;
+        }
+        i += 1;
+    }
+    if i >= end || max_bits == 0 {
+        return None;
+    }
+    let first = i;
+    let mut n = 0;
+    while first + n < end
+        && n < max_bits
+        && bm[((first + n) / 8) as usize] & (1 << ((first + n) % 8)) != 0
+    {
+        n += 1;
+    }
+    Some((first, n))
+}
+
+/// Clears the bits of the 4 KiB blocks that lie wholly within `nr_sectors` from `sector`
+/// (`drbd_set_in_sync()`: a partial block stays out of sync). Returns how many were set;
+/// `None` if the range leaves the bitmap.
+pub fn clear_sectors(bm: &mut [u8], sector: u64, nr_sectors: u64) -> Option<u64> {
+    let end = sector.checked_add(nr_sectors)?;
+    let first = sector.div_ceil(BM_SECT_PER_BIT);
+    let last = end / BM_SECT_PER_BIT; // exclusive
+    if end.div_ceil(BM_SECT_PER_BIT) > bm.len() as u64 * 8 {
+        return None;
+    }
+    let mut cleared = 0;
+    for bit in first..last {
+        let b = &mut bm[(bit / 8) as usize];
+        let m = 1u8 << (bit % 8);
+        if *b & m != 0 {
+            *b &= !m;
+            cleared += 1;
+        }
+    }
+    Some(cleared)
+}
+
+/// Sets every bit below `bm_bits` (a full sync); returns the number of bits set afterwards.
+pub fn set_all(bm: &mut [u8], bm_bits: u64) -> u64 {
+    let bits = bm_bits.min(bm.len() as u64 * 8);
+    let full = (bits / 8) as usize;
+    bm[..full].fill(0xff);
+    if bits % 8 != 0 {
+        bm[full] |= ((1u16 << (bits % 8)) - 1) as u8;
+    }
+    bits
+}
+
+/// Resync progress as the status shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Per mille done (0..=1000).
+    pub permille: u32,
+    /// Average rate since the start, KiB/s.
+    pub rate_kib: u64,
+    /// Estimated seconds left (`None` before anything moved).
+    pub eta_s: Option<u64>,
+}
+
+/// Progress from the total and the remaining amount (KiB) and the elapsed milliseconds.
+pub fn progress(total_kib: u64, left_kib: u64, elapsed_ms: u64) -> Progress {
+    let left = left_kib.min(total_kib);
+    let done = total_kib - left;
+    let permille = done
+        .saturating_mul(1000)
+        .checked_div(total_kib)
+        .map_or(1000, |v| v as u32);
+    let rate_kib = done.saturating_mul(1000) / elapsed_ms.max(1);
+    let eta_s = (rate_kib > 0).then(|| left.div_ceil(rate_kib));
+    Progress {
+        permille,
+        rate_kib,
+        eta_s,
+    }
+}
+
+/// A token bucket pacing resync requests at `rate_kib` KiB/s with bursts of 100 ms. A request
+/// may overdraw the bucket; the next waits until the debt is paid, so the long-term rate holds
+/// for requests of any size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pacer {
+    rate_kib: u64,
+    /// Bytes that may be requested now (negative: debt).
+    tokens: i64,
+    last_ms: u64,
+}
+
+impl Pacer {
+    /// A pacer at `rate_kib` KiB/s (at least 1), starting with a full burst at `now_ms`.
+    pub fn new(rate_kib: u32, now_ms: u64) -> Pacer {
+        let rate_kib = u64::from(rate_kib.max(1));
+        Pacer {
+            rate_kib,
+            tokens: (rate_kib * 1024 / 10) as i64,
+            last_ms: now_ms,
+        }
+    }
+
+    /// Whether `bytes` may be requested at `now_ms`; takes them if so.
+    pub fn take(&mut self, bytes: u64, now_ms: u64) -> bool {
+        let burst = (self.rate_kib * 1024 / 10).max(1) as i64;
+        let dt = now_ms.saturating_sub(self.last_ms);
+        self.last_ms = now_ms.max(self.last_ms);
+        let refill = (dt.saturating_mul(self.rate_kib) * 1024 / 1000).min(i64::MAX as u64 / 2);
+        self.tokens = self.tokens.saturating_add(refill as i64).min(burst);
+        if self.tokens > 0 {
+            self.tokens = self
+                .tokens
+                .saturating_sub(bytes.min(i64::MAX as u64 / 2) as i64);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: u64 = 0xAAAA_0000_0000_0000;
+    const B: u64 = 0xBBBB_0000_0000_0000;
+
+    #[test]
+    fn promotion_and_loss_make_a_new_current_uuid() {
+        let mut u = [A, 0, 0, 0];
+        new_current(&mut u, B, true);
+        assert_eq!(u, [B | 1, A, 0, 0]);
+        let mut s = [A | 1, 0, 0, 0];
+        new_current(&mut s, B | 1, false);
+        assert_eq!(s, [B, A | 1, 0, 0]);
+    }
+
+    #[test]
+    fn sync_source_and_target_agree_after_a_bitmap_resync() {
+        // The Primary lost its peer: new current B, bitmap A. The peer still has A.
+        let mut src = [A, 0, 0, 0];
+        new_current(&mut src, B, true);
+        let mut tgt = [A, 0, 0, 0];
+        let sync = gen_sync_uuid(&mut src, 0x1234, true);
+        assert_eq!(sync, A + UUID_NEW_BM_OFFSET);
+        assert_eq!(src, [B | 1, A + UUID_NEW_BM_OFFSET, A, 0]);
+        receive_sync_uuid(&mut tgt, sync, false);
+        assert_eq!(tgt, [A + UUID_NEW_BM_OFFSET, 0, 0, 0]);
+        let peer = src;
+        finish_target(&mut tgt, &peer, false);
+        finish_source(&mut src);
+        assert_eq!(src[UI_CURRENT] & !1, tgt[UI_CURRENT]);
+        assert_eq!(src[UI_BITMAP], 0);
+        assert_eq!(tgt[UI_BITMAP], 0);
+        assert_eq!(src, [B | 1, 0, A + UUID_NEW_BM_OFFSET, A]);
+        assert_eq!(tgt[UI_HISTORY_START], A + UUID_NEW_BM_OFFSET);
+    }
+
+    #[test]
+    fn initial_full_sync_uses_a_random_sync_uuid() {
+        let mut src = [UUID_JUST_CREATED, 0, 0, 0];
+        new_current(&mut src, A, true);
+        assert_eq!(src, [A | 1, UUID_JUST_CREATED, 0, 0]);
+        let sync = gen_sync_uuid(&mut src, B, true);
+        assert_eq!(sync, B);
+        assert_eq!(src, [A | 1, B, UUID_JUST_CREATED, 0]);
+        let mut tgt = [UUID_JUST_CREATED, 0, 0, 0];
+        receive_sync_uuid(&mut tgt, sync, false);
+        finish_target(&mut tgt, &src, false);
+        finish_source(&mut src);
+        assert_eq!(tgt[UI_CURRENT], A);
+        assert_eq!(src[UI_CURRENT], A | 1);
+        assert_eq!((src[UI_BITMAP], tgt[UI_BITMAP]), (0, 0));
+    }
+
+    #[test]
+    fn clear_bitmap_uuid_is_idempotent() {
+        let mut u = [A, 0, B, 0];
+        clear_bitmap_uuid(&mut u);
+        assert_eq!(u, [A, 0, B, 0]);
+        let mut u = [A, B, 7, 0];
+        clear_bitmap_uuid(&mut u);
+        assert_eq!(u, [A, 0, B, 7]);
+    }
+
+    #[test]
+    fn requests_follow_runs_of_set_bits() {
+        let mut bm = [0u8; 8];
+        assert_eq!(next_request(&bm, 64, 0, 32), None);
+        bm[1] = 0b0111_0000; // bits 12..15
+        bm[3] = 0xff; // bits 24..32
+        bm[4] = 0x01; // bit 32
+        assert_eq!(next_request(&bm, 64, 0, 32), Some((12, 3)));
+        assert_eq!(next_request(&bm, 64, 15, 32), Some((24, 9)));
+        assert_eq!(next_request(&bm, 64, 15, 4), Some((24, 4)));
+        assert_eq!(next_request(&bm, 64, 33, 4), None);
+        // Bits past bm_bits do not count.
+        assert_eq!(next_request(&bm, 30, 20, 32), Some((24, 6)));
+        assert_eq!(next_request(&bm, 64, 0, 0), None);
+    }
+
+    #[test]
+    fn clearing_keeps_partial_blocks() {
+        let mut bm = [0xffu8; 2];
+        // Sectors 4..20: block 0 partial (0..8), blocks 1 whole, block 2 partial (16..24).
+        assert_eq!(clear_sectors(&mut bm, 4, 16), Some(1));
+        assert_eq!(bm, [0xfd, 0xff]);
+        assert_eq!(clear_sectors(&mut bm, 0, 128), Some(15));
+        assert_eq!(bm, [0, 0]);
+        assert_eq!(clear_sectors(&mut bm, 120, 16), None);
+        assert_eq!(clear_sectors(&mut bm, u64::MAX, 16), None);
+    }
+
+    #[test]
+    fn set_all_stops_at_the_last_bit() {
+        let mut bm = [0u8; 4];
+        assert_eq!(set_all(&mut bm, 13), 13);
+        assert_eq!(bm, [0xff, 0x1f, 0, 0]);
+        assert_eq!(set_all(&mut bm, 100), 32);
+    }
+
+    #[test]
+    fn progress_figures() {
+        assert_eq!(
+            progress(1000, 250, 3000),
+            Progress {
+                permille: 750,
+                rate_kib: 250,
+                eta_s: Some(1)
+            }
+        );
+        assert_eq!(progress(0, 0, 0).permille, 1000);
+        assert_eq!(progress(100, 100, 10).eta_s, None);
+        assert_eq!(progress(100, 500, 10).permille, 0);
+    }
+
+    #[test]
+    fn pacer_limits_the_rate() {
+        let mut p = Pacer::new(1000, 0); // 1000 KiB/s, 102400 bytes burst
+        let mut sent = 0u64;
+        for ms in 0..=10_000u64 {
+            while p.take(65536, ms) {
+                sent += 65536;
+            }
+        }
+        let kib = sent / 1024;
+        // 10 s at 1000 KiB/s plus at most one burst and one request.
+        assert!((10_000..=10_000 + 100 + 64).contains(&kib), "{kib}");
+        // A request bigger than the burst passes, and the debt delays the next one.
+        let mut p = Pacer::new(100, 0);
+        assert!(p.take(1 << 20, 0));
+        assert!(!p.take(1 << 20, 5000));
+        assert!(p.take(1 << 20, 10_300));
+    }
+}
