@@ -99,7 +99,7 @@ pub(crate) struct RuleCfg {
 /// # Invariants
 ///
 /// `servers` has at most [`MAX_SERVERS`] entries with distinct names and slots below
-/// [`MAX_SERVERS`]; `rules` has at most [`MAX_RULES`] entries with distinct names, sorted by
+/// [`MAX_SERVERS`], sorted by name; `rules` has at most [`MAX_RULES`] entries with distinct names, sorted by
 /// (order, name); every rule target and `default_target` names only slots of `servers`; when
 /// `enabled`, [`ktcpvs_cfs::enable_check`] holds.
 pub(crate) struct ServiceCfg {
@@ -181,7 +181,7 @@ impl ServiceCfg {
         Ok(mask)
     }
 
-    /// Writes the names of the servers in `mask`, comma-separated, in directory creation order.
+    /// Writes the names of the servers in `mask`, comma-separated, in name order.
     pub(crate) fn write_names(&self, w: &mut impl Write, mask: u64) -> core::fmt::Result {
         let mut first = true;
         for s in self.servers.iter().filter(|s| mask & (1 << s.slot) != 0) {
@@ -378,17 +378,27 @@ impl Service {
         // A free slot exists: `used` has a zero bit.
         let slot = used.trailing_ones() as u8;
         let id = inner.next_id;
-        inner.cfg.servers.push(
-            ServerCfg {
-                id,
-                name,
-                slot,
-                addr: None,
-                weight: ktcpvs_cfs::DEFAULT_WEIGHT,
-                state: ServerState::Up,
-            },
-            GFP_KERNEL,
-        )?;
+        let servers = &mut inner.cfg.servers;
+        // Sorted by name, so that server lists read back in the same order however the servers
+        // were made (`rtcpvsadm save | load` gives the same text).
+        let at = servers
+            .iter()
+            .position(|s| s.name.as_bytes() > name.as_bytes())
+            .unwrap_or(servers.len());
+        servers.reserve(1, GFP_KERNEL)?;
+        servers
+            .insert_within_capacity(
+                at,
+                ServerCfg {
+                    id,
+                    name,
+                    slot,
+                    addr: None,
+                    weight: ktcpvs_cfs::DEFAULT_WEIGHT,
+                    state: ServerState::Up,
+                },
+            )
+            .map_err(|_| Why::NoMem)?;
         inner.next_id += 1;
         inner.snapshot = None;
         self.server_stats[usize::from(slot)].reset();

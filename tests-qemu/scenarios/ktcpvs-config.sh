@@ -101,6 +101,9 @@ expect $K/raw/rules/010-static/target b
 dmesg | tail -n 5 | grep -q "service raw: rule 010-static loses server a" || die "no loses-server log"
 must mkdir $K/raw/servers/a
 expect $K/raw/servers/a/address ""
+# Server lists read back in name order, whatever the order of the mkdirs.
+echo b,a > $K/raw/rules/010-static/target
+expect $K/raw/rules/010-static/target a,b
 
 step "raw configfs: limits"
 must mkdir $K/two $K/three
