@@ -1,20 +1,29 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! ktcpvs_rs: hark's in-kernel layer-7 TCP switch (skeleton).
+//! ktcpvs_rs: hark's in-kernel layer-7 TCP switch.
 //!
-//! Registers the `ktcpvs` configfs subsystem with a read-only `version` attribute and checks the
-//! IPVS bridge. Services, rules, schedulers and the relay arrive with later work.
+//! Registers the `ktcpvs` configfs subsystem, where virtual services, their real servers and
+//! their content rules are configured (`cfs`, `config`; see `Documentation/ktcpvs-config.md`),
+//! and checks the IPVS bridge. The data path (listening sockets, request parsing, relay) is not
+//! there yet; it will read the services through `config::Service::snapshot`.
 
-use core::fmt::Write;
 use kernel::configfs;
-use kernel::configfs_attrs;
-use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
 
+#[path = "../userspace/hark-proto/src/http1.rs"]
+pub mod http1;
 #[path = "../userspace/hark-proto/src/ktcpvs_cfs.rs"]
 pub mod ktcpvs_cfs;
+#[path = "../userspace/hark-proto/src/l7_rules.rs"]
+pub mod l7_rules;
+#[path = "../userspace/hark-proto/src/l7_sched.rs"]
+pub mod l7_sched;
 
+mod cfs;
+mod config;
 mod ipvs;
+
+use cfs::{Registry, Root, ServiceDir};
 
 module! {
     type: KtcpvsModule,
@@ -30,12 +39,6 @@ module! {
     },
 }
 
-/// Data behind the configfs subsystem directory.
-struct Root {
-    /// IPVS version as reported by `ipvs_glue`, `0x010201` for 1.2.1.
-    ipvs_version: u32,
-}
-
 #[pin_data(PinnedDrop)]
 struct KtcpvsModule {
     #[pin]
@@ -46,16 +49,17 @@ impl kernel::InPlaceModule for KtcpvsModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         let max = module_parameters::max_services.value();
         let ipvs_version = ipvs::version();
-        let item_type = configfs_attrs! {
+        let item_type = kernel::configfs_attrs! {
             container: configfs::Subsystem<Root>,
             data: Root,
+            child: ServiceDir,
             attributes: [
                 version: 0,
             ],
         };
         try_pin_init!(Self {
             _: {
-                if !(1..=4096).contains(&max) {
+                if !(1..=ktcpvs_cfs::MAX_SERVICES_LIMIT).contains(&max) {
                     pr_err!("max_services={} is out of range 1..4096\n", max);
                     return Err(EINVAL);
                 }
@@ -70,7 +74,10 @@ impl kernel::InPlaceModule for KtcpvsModule {
             config <- configfs::Subsystem::new(
                 ktcpvs_cfs::SUBSYS,
                 item_type,
-                Ok::<_, Error>(Root { ipvs_version }),
+                Ok::<_, Error>(Root {
+                    ipvs_version,
+                    registry: Registry::new(max)?,
+                }),
             ),
         })
     }
@@ -80,42 +87,5 @@ impl kernel::InPlaceModule for KtcpvsModule {
 impl PinnedDrop for KtcpvsModule {
     fn drop(self: Pin<&mut Self>) {
         pr_info!("unloaded\n");
-    }
-}
-
-/// Formats into a configfs page, failing with `EINVAL` if the text does not fit.
-struct PageWriter<'a> {
-    page: &'a mut [u8; PAGE_SIZE],
-    len: usize,
-}
-
-impl Write for PageWriter<'_> {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        let end = self.len.checked_add(s.len()).ok_or(core::fmt::Error)?;
-        self.page
-            .get_mut(self.len..end)
-            .ok_or(core::fmt::Error)?
-            .copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
-}
-
-#[vtable]
-impl configfs::AttributeOperations<0> for Root {
-    type Data = Root;
-
-    fn show(container: &Root, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
-        let v = container.ipvs_version;
-        let mut w = PageWriter { page, len: 0 };
-        writeln!(
-            w,
-            "ktcpvs_rs 0.1.0 ipvs {}.{}.{}",
-            (v >> 16) & 0xff,
-            (v >> 8) & 0xff,
-            v & 0xff
-        )
-        .map_err(|_| EINVAL)?;
-        Ok(w.len)
     }
 }
