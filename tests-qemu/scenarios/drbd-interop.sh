@@ -1,14 +1,19 @@
 # vms: 2
-# timeout: 600
+# timeout: 1500
 # disk: 64M
 # drbd_rs (vm0) <-> the kernel's C DRBD 8.4 configured by Debian's drbdadm-84 (vm1): both
 # sides agree protocol 101, exchange P_PROTOCOL / P_SYNC_PARAM89 / P_SIZES / P_UUIDS / P_STATE
-# and reach Connected (fresh metadata on both: no sync); roles travel both ways (a C Primary
-# asks us with P_STATE_CHG_REQ); pings keep the idle link up; disconnect and reconnect from
-# either side; the C driver logs no protocol error.
+# and reach Connected (fresh metadata on both: no sync); pings keep the idle link up;
+# disconnect and reconnect from either side. Then data moves both ways: the C node (its disk
+# filled with random data) is forced Primary and fully syncs us (drbd_rs SyncTarget); fio
+# verify writes with protocol C from the C Primary and, roles swapped, from ours; the C node
+# disconnects, we write 1 MiB and after reconnecting only that is resynced to it; the C node
+# gets fresh metadata and we fully sync it (drbd_rs SyncSource). The md5 of both data areas is
+# compared after every phase, and the C driver logs no protocol error.
 . "$HARK_TOP/tests-qemu/guest/lib.sh"
 A=$RDRBDADM
-NET="net { protocol C; connect-int 2; ping-int 2; ping-timeout 5; timeout 10; }"
+# ping-timeout 3 s: under TCG a resync can starve a vCPU past DRBD's 0.5 s default.
+NET="net { protocol C; connect-int 2; ping-int 3; ping-timeout 30; timeout 25; }"
 c_state() { cat /proc/drbd 2>/dev/null | grep -o 'cs:[A-Za-z]* ro:[A-Za-z]*/[A-Za-z]* ds:[A-Za-z]*/[A-Za-z]*'; }
 wait_c() {  # regex, seconds
 	local i
@@ -30,10 +35,13 @@ resource r0 {
   disk /dev/vda;
   meta-disk internal;
   $NET
+  disk { resync-rate 100M; c-plan-ahead 0; }
   on hark-vm0 { address 10.77.0.1:7789; }
   on hark-vm1 { address 10.77.0.2:7789; }
 }
 CONF
+	# Its data differs from ours (zeros) everywhere: the full sync must move all of it.
+	dd if=/dev/urandom of=/dev/vda bs=1M count=64 oflag=direct status=none 2>/dev/null
 	must insmod "$HARK_KBUILD/lib/lru_cache.ko"
 	must insmod "$HARK_KBUILD/drivers/block/drbd/drbd.ko"
 	head -1 /proc/drbd
@@ -56,7 +64,7 @@ else
 fi
 barrier connected
 
-step "idle link stays up (ping-int 2 s)"
+step "idle link stays up (ping-int 3 s)"
 sleep 8
 if [ "$HARK_VM" = 0 ]; then
 	wait_status 'connection:Connected' 1
@@ -81,20 +89,94 @@ barrier rs-disconnected
 if [ "$HARK_VM" = 0 ]; then wait_status 'connection:Connected' 60; else wait_c 'cs:Connected' 60; fi
 barrier rs-reconnected
 
-step "the C node becomes Primary (P_STATE_CHG_REQ to us) and Secondary again"
-# (Last: its forced promotion makes its data newer than ours, and resync does not exist yet.)
+step "the C node is forced Primary (P_STATE_CHG_REQ to us): full sync C -> drbd_rs"
+size_kib=$(if [ "$HARK_VM" = 0 ]; then $A status r0 | grep -o 'size:[0-9]*' | head -1 | cut -d: -f2; fi)
+size_kib=$(exchange "$size_kib")
+[ "$HARK_VM" = 0 ] && size_kib=$($A status r0 | grep -o 'size:[0-9]*' | head -1 | cut -d: -f2)
+echo "data area: $size_kib KiB"
 if [ "$HARK_VM" = 1 ]; then
 	must DA primary --force r0
-	wait_c 'cs:Connected ro:Primary/Secondary ds:UpToDate/' 20
+	wait_c 'cs:SyncSource ro:Primary/Secondary ds:UpToDate/Inconsistent' 60
 	c_state
+	wait_c 'cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate' 900
+	dmesg | grep -E 'drbd r0.*(Began resync|Resync done|uuid_compare|bitmap)' | tail -6
 else
 	wait_status 'peer-role:Primary peer-disk:UpToDate' 30
 	dmesg | grep -q 'peer requests a state change .*: Success' || die "no P_STATE_CHG_REQ answered"
+	wait_status 'connection:SyncTarget' 60
+	$A status r0
+	wait_status 'connection:Connected protocol:C peer-role:Primary peer-disk:UpToDate' 900
+	wait_status ' disk:UpToDate size:[0-9]+KiB out-of-sync:0KiB' 30
+	dmesg | grep -E 'sync handshake|began resync|resync done' | tail -4
+	dmesg | grep -q "began resync as SyncTarget (will sync $size_kib KiB" || die "not a full sync"
 fi
-barrier c-primary
-[ "$HARK_VM" = 1 ] && must DA secondary r0
-[ "$HARK_VM" = 0 ] && wait_status 'peer-role:Secondary' 30
-barrier c-secondary
+barrier c-synced
+same_data "$size_kib" "after the full sync from C"
+
+step "protocol C writes from the C Primary (fio verify)"
+if [ "$HARK_VM" = 1 ]; then
+	must fio --name=c --filename=/dev/drbd0 --rw=randwrite --bs=16k --size=2M --offset=4M \
+		--direct=1 --ioengine=psync --verify=crc32c --do_verify=1 --randrepeat=0 --output=/tmp/fioc.log
+	grep -E 'WRITE:' /tmp/fioc.log
+	must DA secondary r0
+	wait_c 'cs:Connected ro:Secondary/Secondary ds:UpToDate/UpToDate' 30
+fi
+barrier c-wrote
+same_data "$size_kib" "after the C Primary's writes"
+
+step "roles swapped: drbd_rs Primary, protocol C writes to the C Secondary (fio verify)"
+if [ "$HARK_VM" = 0 ]; then
+	must $A primary r0
+	must fio --name=rs --filename=/dev/rdrbd0 --rw=randwrite --bs=16k --size=2M --offset=12M \
+		--direct=1 --ioengine=psync --verify=crc32c --do_verify=1 --randrepeat=0 --output=/tmp/fiors.log
+	grep -E 'WRITE:' /tmp/fiors.log
+	wait_status 'out-of-sync:0KiB' 5
+else
+	wait_c 'ro:Secondary/Primary' 30
+fi
+barrier rs-wrote
+same_data "$size_kib" "after our writes"
+
+step "the C node disconnects, we write 1 MiB scattered; after reconnecting only that is resynced"
+[ "$HARK_VM" = 1 ] && must DA disconnect r0
+if [ "$HARK_VM" = 0 ]; then
+	wait_status 'connection:(WFConnection|NetworkFailure|Unconnected)' 30
+	for i in $(seq 0 15); do
+		must dd if=/dev/urandom of=/dev/rdrbd0 bs=64k count=1 seek=$((i * 61 + 3)) oflag=direct status=none
+	done
+	wait_status 'out-of-sync:1024KiB' 1
+fi
+barrier offline-writes
+[ "$HARK_VM" = 1 ] && must DA connect r0
+if [ "$HARK_VM" = 0 ]; then
+	wait_status 'connection:Connected protocol:C peer-role:Secondary peer-disk:UpToDate' 300
+	wait_status 'out-of-sync:0KiB' 30
+	kib=$(dmesg | grep -o 'began resync as SyncSource (will sync [0-9]* KiB' | tail -1 | grep -o '[0-9]*')
+	echo "reconnect resync: $kib KiB for 1024 KiB written"
+	[ "$kib" -ge 1024 ] && [ "$kib" -le 2048 ] || die "resynced $kib KiB, want 1024..2048"
+else
+	wait_c 'cs:Connected ro:Secondary/Primary ds:UpToDate/UpToDate' 300
+fi
+barrier bitmap-resynced
+same_data "$size_kib" "after the bitmap resync to C"
+
+step "fresh metadata on the C node: full sync drbd_rs -> C (drbd_rs SyncSource)"
+if [ "$HARK_VM" = 1 ]; then
+	must DA down r0
+	must drbdmeta --force 0 v08 /dev/vda internal create-md
+	must DA up r0
+	wait_c 'cs:SyncTarget' 60
+	c_state
+	wait_c 'cs:Connected ro:Secondary/Primary ds:UpToDate/UpToDate' 900
+else
+	wait_status 'connection:SyncSource' 120
+	$A status r0
+	wait_status 'connection:Connected protocol:C peer-role:Secondary peer-disk:UpToDate' 900
+	dmesg | grep -q "began resync as SyncSource (will sync $size_kib KiB" || die "not a full sync"
+	must $A secondary r0
+fi
+barrier rs-synced
+same_data "$size_kib" "after the full sync to C"
 
 step "the C driver logged no protocol error"
 if [ "$HARK_VM" = 1 ]; then

@@ -4,9 +4,10 @@
 # drbd_rs <-> drbd_rs replication of application writes (issue 4, write path): vm0 Primary,
 # vm1 Secondary, protocol C (fio randwrite with crc32c verify + a sequential 8 MiB write), then
 # A and B after reconnecting with the other protocol; at the end the whole data area of both
-# lower devices has the same md5. Both disks start zeroed, so this proves that every
-# application write reached the peer (the initial full sync does not exist yet). Replicated
-# writes leave the bitmap clean; while disconnected the Primary marks exactly what it wrote.
+# lower devices has the same md5. Both disks start zeroed and the initial full sync after
+# `primary --force` (drbd-resync tests it with random data) ends before the writes, so this
+# proves that every application write reached the peer. Replicated writes leave the bitmap
+# clean; while disconnected the Primary marks exactly what it wrote.
 . "$HARK_TOP/tests-qemu/guest/lib.sh"
 A=$RDRBDADM
 # Generous timeouts (ping-timeout 10 s, timeout 4 s): under TCG with other VMs on the same
@@ -21,7 +22,9 @@ barrier ready
 must $A up r0
 wait_status 'connection:Connected protocol:C' 60
 [ "$HARK_VM" = 0 ] && must $A primary --force r0
-wait_status 'connection:Connected protocol:C peer-role:(Primary|Secondary)' 10
+# The initial full sync (both disks are zeroed, so it moves zeros).
+wait_status 'connection:Connected protocol:C peer-role:(Primary|Secondary) peer-disk:UpToDate' 600
+wait_status ' disk:UpToDate size' 10
 barrier primary
 
 if [ "$HARK_VM" = 0 ]; then

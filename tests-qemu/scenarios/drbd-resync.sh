@@ -119,28 +119,30 @@ echo "vm$HARK_VM: the reconnect resync announced $kib KiB for 1024 KiB written"
 barrier resynced
 same_data "$size_kib" "after the bitmap resync"
 
-step "application writes during a resync limited to 1 MiB/s (16 MiB out of sync)"
-conf "resync-rate 1M; c-plan-ahead 0;"
+step "application writes during a resync limited to 256 KiB/s (8 MiB out of sync)"
+# Unlimited, a resync runs at about 870 KiB/s here: 256 KiB/s shows the limit.
+conf "resync-rate 256K; c-plan-ahead 0;"
 [ "$HARK_VM" = 0 ] && must $A disconnect r0
 if [ "$HARK_VM" = 1 ]; then
 	wait_status 'connection:(WFConnection|NetworkFailure|Unconnected)' 30
-	must dd if=/dev/urandom of=/dev/rdrbd0 bs=1M count=16 seek=24 oflag=direct status=none
-	wait_status 'out-of-sync:16384KiB' 1
+	must dd if=/dev/urandom of=/dev/rdrbd0 bs=1M count=8 seek=24 oflag=direct status=none
+	wait_status 'out-of-sync:8192KiB' 1
 fi
 barrier slow-writes
 [ "$HARK_VM" = 0 ] && must $A connect r0
 if [ "$HARK_VM" = 1 ]; then
 	sync_until 'connection:SyncSource' 60
 	# Overlaps the out-of-sync range: the resync must not bring back old data.
-	fio_verify during 30M 4M
+	fio_verify during 28M 2M
 	$A status r0
+	$A status r0 | grep -q 'connection:SyncSource' || echo "note: the resync ended before fio"
 fi
 sync_until 'connection:Connected protocol:[ABC] peer-role:(Primary|Secondary) peer-disk:UpToDate' 300
 if [ "$HARK_VM" = 0 ]; then
 	line=$(dmesg | grep 'resync done as SyncTarget' | tail -1)
 	echo "$line"
 	rate=$(echo "$line" | grep -o '[0-9]* K/sec' | grep -o '[0-9]*')
-	[ "$rate" -le 1400 ] || die "resync ran at $rate K/sec with resync-rate 1M"
+	[ "$rate" -le 320 ] || die "resync ran at $rate K/sec with resync-rate 256K"
 fi
 wait_status 'out-of-sync:0KiB' 30
 barrier slow-done
