@@ -76,7 +76,6 @@ pub(crate) struct NetConf {
     /// CRAM-HMAC digest name (NUL-padded); empty: no authentication.
     pub(crate) cram_hmac_alg: [u8; 64],
     /// The shared secret (NUL-padded).
-    #[expect(dead_code, reason = "used by CRAM-HMAC authentication")]
     pub(crate) shared_secret: [u8; 64],
     /// Resync rate with a fixed-rate controller (`c-plan-ahead 0`), KiB/s.
     pub(crate) resync_rate: u32,
@@ -886,6 +885,85 @@ fn features(c: &Connection, data: &Socket) -> core::result::Result<u32, End> {
     }
 }
 
+/// CRAM-HMAC (`drbd_do_auth()`), right after the feature handshake: each side sends a random
+/// challenge and answers the peer's with HMAC(`cram-hmac-alg`, shared secret, challenge). A
+/// wrong answer or a malformed exchange is fatal (`StandAlone`), as in DRBD.
+fn authenticate(c: &Connection, data: &Socket, agreed: u32) -> core::result::Result<(), End> {
+    let alg = w::c_str(&c.conf.cram_hmac_alg);
+    let secret = w::c_str(&c.conf.shared_secret);
+    let lost = |e: Error| {
+        pr_warn!("resource {}: authentication: {:?}\n", c.name(), e);
+        End::Retry
+    };
+    let mut mine = [0u8; w::CHALLENGE_LEN];
+    // SAFETY: `get_random_bytes` writes exactly `mine.len()` bytes into `mine`.
+    unsafe { kernel::bindings::get_random_bytes(mine.as_mut_ptr().cast(), mine.len()) };
+    send_packet(data, agreed, Packet::AuthChallenge, &[&mine]).map_err(lost)?;
+    let h = recv_header(data, agreed).map_err(lost)?;
+    let n = h.length as usize;
+    if h.command != Packet::AuthChallenge as u16
+        || !(w::CHALLENGE_LEN..=w::AUTH_CHALLENGE_MAX).contains(&n)
+    {
+        pr_err!(
+            "resource {}: expected AuthChallenge of {}..{} bytes, received {} ({} bytes)\n",
+            c.name(),
+            w::CHALLENGE_LEN,
+            w::AUTH_CHALLENGE_MAX,
+            packet_name(h.command),
+            h.length
+        );
+        return Err(End::StandAlone);
+    }
+    let mut theirs = [0u8; w::AUTH_CHALLENGE_MAX];
+    data.recv(&mut theirs[..n]).map_err(lost)?;
+    if theirs[..w::CHALLENGE_LEN] == mine {
+        pr_err!("resource {}: peer presented the same challenge\n", c.name());
+        return Err(End::Retry);
+    }
+    let hmac_failed = |e: Error| {
+        pr_err!(
+            "resource {}: hmac({}) failed: {:?}\n",
+            c.name(),
+            core::str::from_utf8(alg).unwrap_or("?"),
+            e
+        );
+        End::StandAlone
+    };
+    let mut answer = [0u8; 64];
+    let len = net::hmac(alg, secret, &theirs[..n], &mut answer).map_err(hmac_failed)?;
+    send_packet(data, agreed, Packet::AuthResponse, &[&answer[..len]]).map_err(lost)?;
+    let h = recv_header(data, agreed).map_err(lost)?;
+    if h.command != Packet::AuthResponse as u16 || h.length as usize != len {
+        pr_err!(
+            "resource {}: expected AuthResponse of {} bytes, received {} ({} bytes)\n",
+            c.name(),
+            len,
+            packet_name(h.command),
+            h.length
+        );
+        return Err(End::StandAlone);
+    }
+    let mut got = [0u8; 64];
+    data.recv(&mut got[..len]).map_err(lost)?;
+    let mut right = [0u8; 64];
+    net::hmac(alg, secret, &mine, &mut right).map_err(hmac_failed)?;
+    // Compared without an early exit.
+    let diff = got[..len]
+        .iter()
+        .zip(&right[..len])
+        .fold(0u8, |a, (x, y)| a | (x ^ y));
+    if diff != 0 {
+        pr_err!("resource {}: authentication of peer failed\n", c.name());
+        return Err(End::StandAlone);
+    }
+    pr_info!(
+        "resource {}: peer authenticated using {} bytes HMAC\n",
+        c.name(),
+        len
+    );
+    Ok(())
+}
+
 fn our_protocol(conf: &NetConf) -> w::Protocol {
     w::Protocol {
         protocol: conf.protocol,
@@ -941,11 +1019,9 @@ fn session(c: &Arc<Connection>, data: Socket, meta: Socket, resolve_conflicts: b
         Err(e) => return e,
     };
     if c.conf.cram_hmac_alg[0] != 0 {
-        pr_err!(
-            "resource {}: cram-hmac-alg is configured but peer authentication is not implemented yet\n",
-            c.name()
-        );
-        return End::StandAlone;
+        if let Err(e) = authenticate(c, &data, agreed) {
+            return e;
+        }
     }
     data.setup(0, c.conf.timeout_ds * 100);
     let (data, meta) = match (Arc::new(data, GFP_KERNEL), Arc::new(meta, GFP_KERNEL)) {
@@ -1065,6 +1141,9 @@ fn receive_loop(
             Some(Packet::SyncUuid) => receive_sync_uuid(c, p, dev, rx),
             Some(Packet::RsDataRequest) => serve_rs_request(c, p, dev, rx),
             Some(Packet::OutOfSync) => receive_out_of_sync(c, h, p, dev),
+            // The C driver's hint to push acks out (`receive_UnplugRemote`): nothing to do, our
+            // acks are sent at once.
+            Some(Packet::UnplugRemote) => Ok(()),
             _ => {
                 pr_err!(
                     "resource {}: unexpected packet {} (0x{:04x}) in state {}\n",

@@ -108,6 +108,10 @@ struct task_struct *drbd_rs_thread_start(int (*fn)(void *), void *data, const ch
 void drbd_rs_thread_stop(struct task_struct *t);
 bool drbd_rs_thread_should_stop(void);
 
+/* HMAC(alg) of data keyed with key (CRAM-HMAC); *outlen: room in, digest size out. */
+int drbd_rs_hmac(const char *alg, const u8 *key, unsigned int keylen, const u8 *data,
+		 unsigned int len, u8 *out, unsigned int *outlen);
+
 /* Implemented in Rust (drbd_rs/glue.rs): the device's policy. */
 int drbd_rs_rust_open(void *owner, bool write);
 void drbd_rs_rust_release(void *owner);

@@ -6,6 +6,7 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <crypto/hash.h>
 #include <linux/kthread.h>
 #include <linux/net.h>
 #include <linux/in.h>
@@ -199,4 +200,30 @@ void drbd_rs_thread_stop(struct task_struct *t)
 bool drbd_rs_thread_should_stop(void)
 {
 	return kthread_should_stop();
+}
+
+int drbd_rs_hmac(const char *alg, const u8 *key, unsigned int keylen, const u8 *data,
+		 unsigned int len, u8 *out, unsigned int *outlen)
+{
+	char name[CRYPTO_MAX_ALG_NAME];
+	struct crypto_shash *tfm;
+	int err;
+
+	if (snprintf(name, sizeof(name), "hmac(%s)", alg) >= sizeof(name))
+		return -EINVAL;
+	tfm = crypto_alloc_shash(name, 0, 0);
+	if (IS_ERR(tfm))
+		return PTR_ERR(tfm);
+	if (crypto_shash_digestsize(tfm) > *outlen) {
+		err = -ENOSPC;
+		goto out;
+	}
+	err = crypto_shash_setkey(tfm, key, keylen);
+	if (!err)
+		err = crypto_shash_tfm_digest(tfm, data, len, out);
+	if (!err)
+		*outlen = crypto_shash_digestsize(tfm);
+out:
+	crypto_free_shash(tfm);
+	return err;
 }

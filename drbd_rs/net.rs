@@ -92,7 +92,44 @@ mod ffi {
         ) -> *mut bindings::task_struct;
         pub(super) fn drbd_rs_thread_stop(t: *mut bindings::task_struct);
         pub(super) fn drbd_rs_thread_should_stop() -> bool;
+        pub(super) fn drbd_rs_hmac(
+            alg: *const c_char,
+            key: *const u8,
+            keylen: u32,
+            data: *const u8,
+            len: u32,
+            out: *mut u8,
+            outlen: *mut u32,
+        ) -> c_int;
     }
+}
+
+/// HMAC with the kernel's `hmac(alg)` of `data` keyed with `key`, into `out`; returns the
+/// digest size (`ENOSPC` if `out` is too small, `ENOENT` for an unknown digest).
+pub(crate) fn hmac(alg: &[u8], key: &[u8], data: &[u8], out: &mut [u8]) -> Result<usize> {
+    let mut name = [0u8; 64];
+    if alg.is_empty() || alg.len() >= name.len() || alg.contains(&0) {
+        return Err(EINVAL);
+    }
+    name[..alg.len()].copy_from_slice(alg);
+    let keylen = u32::try_from(key.len())?;
+    let len = u32::try_from(data.len())?;
+    let mut outlen = u32::try_from(out.len())?;
+    // SAFETY: `name` is NUL-terminated; `key` and `data` are readable and `out` writable for
+    // the lengths passed; `outlen` is a valid pointer; the C side uses them only during the
+    // call.
+    kernel::error::to_result(unsafe {
+        ffi::drbd_rs_hmac(
+            name.as_ptr().cast(),
+            key.as_ptr(),
+            keylen,
+            data.as_ptr(),
+            len,
+            out.as_mut_ptr(),
+            &mut outlen,
+        )
+    })?;
+    Ok(outlen as usize)
 }
 
 fn ms(v: u32) -> c_long {

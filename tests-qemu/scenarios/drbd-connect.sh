@@ -7,7 +7,7 @@
 # reach the peer; pings keep an idle connection up; disconnect/connect and a lost peer lead
 # back to WFConnection and a new session; a hostile peer (garbage, truncated, bad length,
 # incompatible dialect, oversized packet, impossible state, a write past the end of the
-# device) is refused with a log line.
+# device) is refused with a log line; CRAM-HMAC with the same and with a different secret.
 . "$HARK_TOP/tests-qemu/guest/lib.sh"
 A=$RDRBDADM
 PEER=${HARK_PEER_IPS%% *}
@@ -96,6 +96,29 @@ wait_status 'connection:Connected' 60
 [ "$HARK_VM" = 0 ] && wait_status 'peer-role:Secondary' 10
 [ "$HARK_VM" = 1 ] && wait_status 'peer-role:Primary' 10
 barrier final
+
+step "CRAM-HMAC: the same secret authenticates, a different one is refused (StandAlone)"
+NET='protocol C; connect-int 2; ping-int 3; ping-timeout 30; timeout 25; cram-hmac-alg sha1;'
+must $A disconnect r0
+write_drbd_conf "net { $NET shared-secret hark-one; }"
+barrier auth-conf
+must $A connect r0
+wait_status 'connection:Connected' 60
+dmesg | grep -q 'peer authenticated using 20 bytes HMAC' || die "no authentication"
+barrier auth-ok
+must $A disconnect r0
+[ "$HARK_VM" = 1 ] && write_drbd_conf "net { $NET shared-secret hark-two; }"
+barrier auth-wrong-conf
+must $A connect r0
+wait_status 'connection:StandAlone' 60
+dmesg | grep -q 'authentication of peer failed' || die "a wrong secret was not refused"
+barrier auth-refused
+must $A disconnect r0
+write_drbd_conf "net { $NET shared-secret hark-one; }"
+barrier auth-restored
+must $A connect r0
+wait_status 'connection:Connected' 60
+barrier auth-done
 
 step "events saw the connection come and go"
 kill $events

@@ -2,7 +2,7 @@
 # timeout: 1500
 # disk: 64M
 # drbd_rs (vm0) <-> the kernel's C DRBD 8.4 configured by Debian's drbdadm-84 (vm1): both
-# sides agree protocol 101, exchange P_PROTOCOL / P_SYNC_PARAM89 / P_SIZES / P_UUIDS / P_STATE
+# sides agree protocol 101, authenticate each other (CRAM-HMAC), exchange P_PROTOCOL / P_SYNC_PARAM89 / P_SIZES / P_UUIDS / P_STATE
 # and reach Connected (fresh metadata on both: no sync); pings keep the idle link up;
 # disconnect and reconnect from either side. Then data moves both ways: the C node (its disk
 # filled with random data) is forced Primary and fully syncs us (drbd_rs SyncTarget); fio
@@ -13,7 +13,8 @@
 . "$HARK_TOP/tests-qemu/guest/lib.sh"
 A=$RDRBDADM
 # ping-timeout 3 s: under TCG a resync can starve a vCPU past DRBD's 0.5 s default.
-NET="net { protocol C; connect-int 2; ping-int 3; ping-timeout 30; timeout 25; }"
+# Both sides authenticate each other with CRAM-HMAC (hmac(sha1)).
+NET="net { protocol C; connect-int 2; ping-int 3; ping-timeout 30; timeout 25; cram-hmac-alg sha1; shared-secret hark-interop; }"
 c_state() { cat /proc/drbd 2>/dev/null | grep -o 'cs:[A-Za-z]* ro:[A-Za-z]*/[A-Za-z]* ds:[A-Za-z]*/[A-Za-z]*'; }
 wait_c() {  # regex, seconds
 	local i
@@ -55,11 +56,13 @@ if [ "$HARK_VM" = 0 ]; then
 	must $A up r0
 	wait_status 'connection:Connected protocol:C peer-role:Secondary peer-disk:Inconsistent' 90
 	dmesg | grep -q 'agreed network protocol version 101' || die "no agreed version 101"
+	dmesg | grep -q 'peer authenticated using 20 bytes HMAC' || die "we did not authenticate the C node"
 	dmesg | grep 'sync handshake'
 else
 	must DA up r0
 	wait_c 'cs:Connected ro:Secondary/Secondary ds:Inconsistent/Inconsistent' 90
 	dmesg | grep -q 'Agreed network protocol version 101' || die "C DRBD did not agree 101"
+	dmesg | grep -q 'Peer authenticated using 20 bytes HMAC' || die "C DRBD did not authenticate us"
 	c_state
 fi
 barrier connected
@@ -167,7 +170,7 @@ if [ "$HARK_VM" = 1 ]; then
 	must DA up r0
 	wait_c 'cs:SyncTarget' 60
 	c_state
-	wait_c 'cs:Connected ro:Secondary/Primary ds:UpToDate/UpToDate' 900
+	wait_c 'cs:Connected ro:Secondary/(Primary|Secondary) ds:UpToDate/UpToDate' 900
 else
 	wait_status 'connection:SyncSource' 120
 	$A status r0
