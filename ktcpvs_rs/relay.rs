@@ -467,17 +467,18 @@ impl Conn {
         let over =
             cfg.max_conns != 0 && svc.stats.get(Stat::ActiveConns) >= u64::from(cfg.max_conns);
         let peer = client.peer().ok()?;
-        // SAFETY: The worker's waker lives as long as the relay, which outlives the worker
-        // threads and so every connection.
-        let ev = unsafe { Ev::new(&[waker]) }.ok()?;
-        // SAFETY: `ev` is stored in the same `Conn`, declared after `client` (type invariant).
-        unsafe { client.attach(&ev) };
         let head_size = if cfg.mode == Mode::Http {
             cfg.max_header_bytes as usize
         } else {
             256
         };
         let head = Buf::new(head_size).ok()?;
+        // SAFETY: The worker's waker lives as long as the relay, which outlives the worker
+        // threads and so every connection.
+        let ev = unsafe { Ev::new(&[waker]) }.ok()?;
+        // SAFETY: `ev` is moved into the same `Conn` as `client`, declared after it (type
+        // invariant), with nothing that can fail in between: `client` is released first.
+        unsafe { client.attach(&ev) };
         svc.stats.add(Stat::ActiveConns, 1);
         let mode = cfg.mode;
         let deadline = now + u64::from(cfg.client_header_timeout_ms);

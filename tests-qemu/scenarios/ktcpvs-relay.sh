@@ -186,12 +186,14 @@ def hostile():
         elif kind == "slowloris":
             s.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n")
             try:
-                for _ in range(20):
+                for _ in range(40):
                     if select.select([s], [], [], 0.5)[0]:
                         break
                     s.sendall(b"X-a: b\r\n")
             except OSError:
                 pass
+            # When the answer (or the close) arrived, not when this thread got to read it.
+            seen = time.time() - t
             want = {408, None}
         elif kind == "halfclose":
             s.sendall(b"GET /hc HTTP/1.1\r\nHost: h\r\n\r\n"); s.shutdown(socket.SHUT_WR)
@@ -205,7 +207,9 @@ def hostile():
         if kind == "halfclose":
             ok = data.startswith(b"HTTP/1.0 200") and b"/hc" in data
         elif kind == "slowloris":
-            ok = status_of(data) in want and dt < 2.0 + 3.0
+            # Header timeout 2 s; client threads under TCG are late by seconds, hence the slack.
+            ok = status_of(data) in want and 1.5 < seen < 2.0 + 8.0
+            dt = seen
         else:
             ok = status_of(data) in want
         results[(kind, i)] = "ok" if ok else f"{data[:60]!r} after {dt:.1f} s"
@@ -245,7 +249,10 @@ PY
 step "load and start three backends"
 must insmod "$(ko ipvs_glue)"
 must insmod "$(ko ktcpvs_rs)"
-for n in a b c; do $PY $T backend $n & eval "pid_$n=\$!"; done
+# Background processes write to files: the guest's runner pipes the scenario through tee,
+# which waits for every writer; the trap ends them whatever happens.
+for n in a b c; do $PY $T backend $n > /tmp/backend-$n.log 2>&1 & eval "pid_$n=\$!"; done
+trap 'kill $pid_a $pid_b $pid_c ${slowpid:-} ${loadpid:-} 2>/dev/null || true' EXIT
 for p in 9001 9002 9003; do
 	for i in $(seq 1 100); do $PY -c "import socket; socket.create_connection(('127.0.0.1', $p), 1)" 2>/dev/null && break; sleep 0.2; done
 done
@@ -276,7 +283,7 @@ echo "routing took $(( $(date +%s) - t0 )) s"
 "$RTCPVSADM" list --stats
 
 step "wrr 1:2:3 over 600 requests to the default target, config changed under a live connection"
-$PY $T slowmany 1 5 > /tmp/slow1.out &
+$PY $T slowmany 1 5 > /tmp/slow1.out 2>&1 &
 slowpid=$!
 sleep 1
 must "$RTCPVSADM" edit-server web b --weight 2
@@ -326,7 +333,8 @@ $PY $T load 20 > /tmp/load.out 2>&1 &
 loadpid=$!
 $PY $T slowmany 10 30 > /tmp/slow10.out 2>&1 &
 slowpid=$!
-sleep 5
+# python starts slowly under TCG: wait until the 10 slow requests are being relayed.
+for i in $(seq 1 180); do [ "$(stat_of $K/web active_conns)" -ge 10 ] && break; sleep 0.5; done
 active=$(stat_of $K/web active_conns)
 echo "active_conns before delete: $active"
 [ "$active" -ge 10 ] || die "expected at least the 10 slow connections, got $active"
@@ -341,5 +349,4 @@ wait $loadpid
 cat /tmp/load.out
 dmesg | grep -q "ktcpvs_rs: unloaded" || die "no unload line"
 must rmmod ipvs_glue
-kill $pid_b $pid_c 2>/dev/null || true
 step "done"
