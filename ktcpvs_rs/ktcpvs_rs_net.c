@@ -23,6 +23,7 @@
 #include <linux/slab.h>
 #include <linux/tcp.h>
 #include <linux/wait.h>
+#include <net/inet_sock.h>
 #include <net/sock.h>
 #include <net/tcp.h>
 #include <net/net_namespace.h>
@@ -205,6 +206,11 @@ struct socket *ktcpvs_rs_sock_listen(const struct ktcpvs_rs_addr *local, int bac
 	if (err)
 		return ERR_PTR(err);
 	sock->sk->sk_reuse = SK_CAN_REUSE;
+	/*
+	 * IP_FREEBIND: a service may listen on a virtual address this node does not hold yet
+	 * (VRRP/keepalived moves it here on failover), as with net.ipv4.ip_nonlocal_bind.
+	 */
+	inet_set_bit(FREEBIND, sock->sk);
 	err = kernel_bind(sock, (struct sockaddr_unsized *)&ss, len);
 	if (!err)
 		err = kernel_listen(sock, backlog);
