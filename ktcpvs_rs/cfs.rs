@@ -12,6 +12,7 @@
 use crate::config::{Name, Service, Why};
 use crate::ktcpvs_cfs::{self, AddrRole, RULE_ATTRS, SERVER_ATTRS, SERVICE_ATTRS};
 use crate::l7_rules::Rule;
+use crate::relay::Relay;
 use core::fmt::Write;
 use kernel::configfs::{self, Group};
 use kernel::configfs_attrs;
@@ -90,6 +91,8 @@ pub(crate) struct Registry {
     #[pin]
     services: Mutex<Services>,
     max: u32,
+    /// The data path: listeners open and close with `enabled`.
+    pub(crate) relay: Arc<Relay>,
 }
 
 struct Services {
@@ -98,7 +101,7 @@ struct Services {
 }
 
 impl Registry {
-    pub(crate) fn new(max: u32) -> Result<Arc<Registry>> {
+    pub(crate) fn new(max: u32, relay: Arc<Relay>) -> Result<Arc<Registry>> {
         Arc::pin_init(
             try_pin_init!(Registry {
                 services <- new_mutex!(Services {
@@ -106,6 +109,7 @@ impl Registry {
                     next_id: 1,
                 }),
                 max,
+                relay,
             }? Error),
             GFP_KERNEL,
         )
@@ -234,6 +238,7 @@ pub(crate) struct ServiceDir {
 
 impl Drop for ServiceDir {
     fn drop(&mut self) {
+        self.registry.relay.unlisten(self.svc.id);
         self.registry.remove(self.svc.id);
         pr_info!("service {}: removed\n", self.svc.name.as_str());
     }
@@ -354,6 +359,16 @@ impl ServiceDir {
                     let e = ktcpvs_cfs::parse_bool01(v)?;
                     if e {
                         cfg.check_enable(cfg.mode, cfg.scheduler, cfg.cookie.is_some())?;
+                    }
+                    // Under the service's lock, so that listeners follow `enabled` in order
+                    // (lock order: `Service::inner`, then the relay's listeners).
+                    let relay = &self.registry.relay;
+                    match (e, cfg.listen) {
+                        (true, Some(addr)) if !cfg.enabled => {
+                            relay.listen(&self.svc, &addr).map_err(Why::Listen)?
+                        }
+                        (false, _) => relay.unlisten(self.svc.id),
+                        _ => {}
                     }
                     if e != cfg.enabled {
                         pr_info!(

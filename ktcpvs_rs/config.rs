@@ -13,7 +13,7 @@
 
 use crate::ktcpvs_cfs::{self, CfgError, Mode, NameList, MAX_NAME, MAX_RULES, MAX_SERVERS};
 use crate::l7_rules::{Rule, RuleError};
-use crate::l7_sched::{SchedKind, ServerState};
+use crate::l7_sched::{RoundRobin, SchedKind, ServerState, SmoothWrr};
 use core::fmt::Write;
 use core::net::SocketAddr;
 use kernel::alloc::AllocError;
@@ -231,6 +231,8 @@ pub(crate) enum Why {
     Gone,
     /// Out of memory (`ENOMEM`).
     NoMem,
+    /// The listening socket could not be opened (its errno, e.g. `EADDRINUSE`).
+    Listen(Error),
 }
 
 impl Why {
@@ -241,6 +243,7 @@ impl Why {
             Why::Full(_) => ENOSPC,
             Why::Gone => ENOENT,
             Why::NoMem => ENOMEM,
+            Why::Listen(e) => *e,
         }
     }
 }
@@ -273,6 +276,7 @@ impl fmt::Display for Why {
             Why::Busy(s) | Why::Full(s) => f.write_str(s),
             Why::Gone => f.write_str("being removed"),
             Why::NoMem => f.write_str("out of memory"),
+            Why::Listen(e) => write!(f, "cannot listen: error {}", e.to_errno()),
         }
     }
 }
@@ -304,6 +308,54 @@ impl Stats {
             a.store(0, Relaxed);
         }
     }
+
+    /// Adds `n` to counter `s`.
+    pub(crate) fn add(&self, s: Stat, n: u64) {
+        self.values[s as usize].add(n, Relaxed);
+    }
+
+    /// Takes one from [`Stat::ActiveConns`] (paired with an earlier `add(ActiveConns, 1)`).
+    pub(crate) fn dec_active(&self) {
+        self.values[Stat::ActiveConns as usize].fetch_sub(1u64, Relaxed);
+    }
+
+    /// Counter `s` now.
+    pub(crate) fn get(&self, s: Stat) -> u64 {
+        self.values[s as usize].load(Relaxed)
+    }
+}
+
+/// The counters of [`Stats`], in the order of [`ktcpvs_cfs::STATS_KEYS`].
+#[derive(Clone, Copy)]
+pub(crate) enum Stat {
+    /// Client connections open now (service), connections to the server open now (server).
+    ActiveConns = 0,
+    /// Client connections accepted (service), connections made to the server (server).
+    TotalConns,
+    /// Requests parsed (service, http mode) or connections relayed (tcp mode); requests or
+    /// connections sent to the server (server).
+    Requests,
+    /// Bytes in the client-to-server direction: read from clients (service), sent to the
+    /// server (server).
+    BytesIn,
+    /// Bytes in the server-to-client direction: sent to clients (service), read from the
+    /// server (server).
+    BytesOut,
+    /// Connections closed because of an error (service); failed connects, timeouts and
+    /// broken connections (server).
+    Errors,
+}
+
+/// Scheduler state shared by the connections of a service (round-robin positions, the
+/// smooth-wrr scores and the Maglev table of `uri-hash`).
+pub(crate) struct SchedState {
+    /// Address of the snapshot the state was computed for (0: none); a new snapshot resets
+    /// the wrr scores and rebuilds the Maglev table.
+    pub(crate) key: usize,
+    pub(crate) rr: RoundRobin,
+    pub(crate) wrr: SmoothWrr,
+    /// Empty until `uri-hash` first needs it.
+    pub(crate) maglev: KVec<u16>,
 }
 
 struct Inner {
@@ -324,6 +376,9 @@ pub(crate) struct Service {
     pub(crate) stats: Stats,
     /// Counters of the servers, by slot.
     pub(crate) server_stats: [Stats; MAX_SERVERS],
+    /// Scheduler state of the data path. Lock order: taken alone (never with `inner`).
+    #[pin]
+    pub(crate) sched: Mutex<SchedState>,
 }
 
 impl Service {
@@ -339,6 +394,12 @@ impl Service {
                 }),
                 stats: Stats::new(),
                 server_stats: [const { Stats::new() }; MAX_SERVERS],
+                sched <- new_mutex!(SchedState {
+                    key: 0,
+                    rr: RoundRobin::new(),
+                    wrr: SmoothWrr::new(),
+                    maglev: KVec::new(),
+                }),
             }? Error),
             GFP_KERNEL,
         )

@@ -4,8 +4,9 @@
 //!
 //! Registers the `ktcpvs` configfs subsystem, where virtual services, their real servers and
 //! their content rules are configured (`cfs`, `config`; see `Documentation/ktcpvs-config.md`),
-//! and checks the IPVS bridge. The data path (listening sockets, request parsing, relay) is not
-//! there yet; it will read the services through `config::Service::snapshot`.
+//! checks the IPVS bridge, and runs the data path (`relay`, `net`; see
+//! `Documentation/ktcpvs-relay.md`): listening sockets of the enabled services and a small pool
+//! of worker threads relaying client connections to the real servers.
 
 use kernel::configfs;
 use kernel::prelude::*;
@@ -22,6 +23,8 @@ pub mod l7_sched;
 mod cfs;
 mod config;
 mod ipvs;
+mod net;
+mod relay;
 
 use cfs::{Registry, Root, ServiceDir};
 
@@ -41,6 +44,9 @@ module! {
 
 #[pin_data(PinnedDrop)]
 struct KtcpvsModule {
+    /// Declared first: initialised before the configfs tree, so that a failure there stops
+    /// the workers again.
+    relay: relay::RelayHandle,
     #[pin]
     config: configfs::Subsystem<Root>,
 }
@@ -71,12 +77,13 @@ impl kernel::InPlaceModule for KtcpvsModule {
                     ipvs_version & 0xff
                 );
             },
+            relay: relay::RelayHandle(relay::Relay::start()?),
             config <- configfs::Subsystem::new(
                 ktcpvs_cfs::SUBSYS,
                 item_type,
                 Ok::<_, Error>(Root {
                     ipvs_version,
-                    registry: Registry::new(max)?,
+                    registry: Registry::new(max, relay.0.clone())?,
                 }),
             ),
         })
@@ -86,6 +93,9 @@ impl kernel::InPlaceModule for KtcpvsModule {
 #[pinned_drop]
 impl PinnedDrop for KtcpvsModule {
     fn drop(self: Pin<&mut Self>) {
+        // configfs pins the module while a service exists, so no listener is left; this stops
+        // the workers and closes the connections of deleted services still running.
+        self.relay.0.stop();
         pr_info!("unloaded\n");
     }
 }

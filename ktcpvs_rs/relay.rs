@@ -1,0 +1,1060 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The data path: listening sockets of the enabled services, and the relay of client
+//! connections to the real servers (see `Documentation/ktcpvs-relay.md`).
+//!
+//! Threading: [`WORKERS`] kernel threads, no thread per connection. Every socket is
+//! non-blocking; its callbacks (`ktcpvs_rs_net.c`) only set a flag on the connection's event
+//! source and wake the owning worker. A worker owns its connections (a local list, no lock):
+//! when woken it accepts new connections from every listener and steps the connections whose
+//! event fired; every [`SWEEP_MS`] it steps all of them, which also enforces the timeouts.
+//! A step ([`Conn::step`]) does what it can without blocking and returns.
+//!
+//! HTTP mode is one request per client connection: the request head is read (within
+//! `max_header_bytes` and `client_header_timeout_ms`) and parsed, a server is chosen (rules,
+//! then the scheduler), the head is forwarded with `Connection: close` (hop-by-hop fields
+//! removed, `X-Forwarded-For` added if `xff`), then the body (Content-Length or chunked,
+//! delimited by `http1::BodyRelay`), and the response is relayed until the server closes.
+//! TCP mode splices bytes both ways, half-closes included.
+//!
+//! Lock order: `Service::inner` (configfs stores; `enabled` opens and closes listeners under
+//! it) before [`Relay::listeners`]; `Service::sched` is taken alone. Workers hold
+//! `listeners` only to accept, and take snapshots (`inner`) after dropping it.
+
+use crate::config::{SchedState, ServerCfg, Service, ServiceCfg, Stat, Stats};
+use crate::http1::{self, BodyRelay, ChunkLimits, Header, HttpError, Limits, Method};
+use crate::ktcpvs_cfs::{Mode, MAX_SERVERS};
+use crate::l7_sched::{self, SchedKind, ServerState, ServerView};
+use crate::net::{self, Addr, Ev, Io, KThread, Sock, Waker};
+use core::net::{IpAddr, SocketAddr};
+use kernel::new_mutex;
+use kernel::prelude::*;
+use kernel::sync::{Arc, Mutex};
+
+/// Worker threads.
+pub(crate) const WORKERS: usize = 2;
+/// Every connection is stepped at least this often (timeouts, lost wake-ups).
+const SWEEP_MS: u64 = 100;
+/// Listen backlog.
+const BACKLOG: u32 = 1024;
+/// Connections a worker accepts from one listener before looking at the others.
+const ACCEPT_BATCH: usize = 8;
+/// Relay buffer per direction (bytes); the server-bound one also holds the request head.
+const BUF: usize = 16 * 1024;
+/// Room for the fields the switch adds to a head (`Connection: close`, X-Forwarded-For).
+const HEAD_EXTRA: usize = 128;
+/// Steps of one connection before the worker looks at the others.
+const STEP_BUDGET: usize = 32;
+/// How long a closing connection waits for its last bytes to leave and the client to close.
+const LINGER_MS: u64 = 2000;
+/// Most client bytes read and dropped while closing.
+const DRAIN_MAX: usize = 64 * 1024;
+/// Most header fields of a request.
+const MAX_FIELDS: usize = 64;
+/// Size of the `uri-hash` Maglev table (a prime, `l7_sched::MAGLEV_SIZES`).
+const MAGLEV_SIZE: usize = 1021;
+
+/// Answer to a client whose head did not arrive in time.
+const RESPONSE_408: &[u8] =
+    b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+/// A listening socket of an enabled service.
+struct Listener {
+    svc: Arc<Service>,
+    /// Declared before `_ev`: released (and detached) first.
+    sock: Sock,
+    _ev: Ev,
+}
+
+/// The data path of the module.
+///
+/// # Invariants
+///
+/// `wakers` has [`WORKERS`] entries; every [`Ev`] made by the relay names only them and is
+/// dropped before the relay (listeners are in `listeners`; connections belong to worker
+/// threads, which hold an `Arc<Relay>`).
+#[pin_data]
+pub(crate) struct Relay {
+    wakers: KVec<Waker>,
+    #[pin]
+    listeners: Mutex<KVec<Listener>>,
+    #[pin]
+    workers: Mutex<KVec<KThread<WorkerArg>>>,
+}
+
+/// Owns the relay for the module: dropping it stops the relay (listeners, workers,
+/// connections). The worker threads hold `Arc<Relay>` clones until they are stopped, so the
+/// `Arc` alone would never go.
+pub(crate) struct RelayHandle(pub(crate) Arc<Relay>);
+
+impl Drop for RelayHandle {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
+/// What a worker thread runs on.
+struct WorkerArg {
+    relay: Arc<Relay>,
+    idx: usize,
+}
+
+impl Relay {
+    /// The relay with its worker threads running.
+    pub(crate) fn start() -> Result<Arc<Relay>> {
+        net::init()?;
+        let mut wakers = KVec::with_capacity(WORKERS, GFP_KERNEL)?;
+        for _ in 0..WORKERS {
+            wakers.push(Waker::new()?, GFP_KERNEL)?;
+        }
+        let relay = Arc::pin_init(
+            try_pin_init!(Relay {
+                wakers,
+                listeners <- new_mutex!(KVec::new()),
+                workers <- new_mutex!(KVec::new()),
+            }? Error),
+            GFP_KERNEL,
+        )?;
+        for idx in 0..WORKERS {
+            let arg = Arc::new(
+                WorkerArg {
+                    relay: relay.clone(),
+                    idx,
+                },
+                GFP_KERNEL,
+            )?;
+            let name = if idx == 0 {
+                c"ktcpvs_rs/0"
+            } else {
+                c"ktcpvs_rs/1"
+            };
+            let t = match KThread::spawn(name, arg, worker_main) {
+                Ok(t) => t,
+                Err(e) => {
+                    relay.stop();
+                    return Err(e);
+                }
+            };
+            if let Err(e) = relay.workers.lock().push(t, GFP_KERNEL) {
+                relay.stop();
+                return Err(e.into());
+            }
+        }
+        Ok(relay)
+    }
+
+    /// Closes every listener, then stops the workers, which close their connections.
+    pub(crate) fn stop(&self) {
+        let listeners = core::mem::take(&mut *self.listeners.lock());
+        drop(listeners);
+        let workers = core::mem::take(&mut *self.workers.lock());
+        // Dropping a `KThread` waits for the thread to return.
+        drop(workers);
+    }
+
+    /// Opens the listening socket of `svc` on `addr`. Called with `svc`'s configuration lock
+    /// held (lock order: `Service::inner` before `listeners`).
+    pub(crate) fn listen(&self, svc: &Arc<Service>, addr: &SocketAddr) -> Result {
+        let mut g = self.listeners.lock();
+        if g.iter().any(|l| l.svc.id == svc.id) {
+            return Ok(());
+        }
+        g.reserve(1, GFP_KERNEL)?;
+        let sock = Sock::listen(addr, BACKLOG)?;
+        let wakers: [&Waker; WORKERS] = core::array::from_fn(|i| &self.wakers[i]);
+        // SAFETY: The wakers live as long as the relay, which outlives every listener (they
+        // are dropped by `stop` or `unlisten`, and `Relay` is dropped only after `stop`).
+        let ev = unsafe { Ev::new(&wakers)? };
+        // SAFETY: `ev` is stored next to `sock` in a `Listener`, which drops `sock` first.
+        unsafe { sock.attach(&ev) };
+        g.push(
+            Listener {
+                svc: svc.clone(),
+                sock,
+                _ev: ev,
+            },
+            GFP_KERNEL,
+        )?;
+        Ok(())
+    }
+
+    /// Closes the listening socket of service `id`, if any (its connections go on).
+    pub(crate) fn unlisten(&self, id: u64) {
+        let mut g = self.listeners.lock();
+        if let Some(i) = g.iter().position(|l| l.svc.id == id) {
+            let l = g.remove(i);
+            drop(g);
+            drop(l);
+        }
+    }
+
+    /// Accepts up to [`ACCEPT_BATCH`] connections per listener into `out`; returns whether a
+    /// listener may have more.
+    fn accept_some(&self, out: &mut KVec<(Sock, Arc<Service>)>) -> bool {
+        let g = self.listeners.lock();
+        let mut more = false;
+        for l in g.iter() {
+            let mut n = 0;
+            while n < ACCEPT_BATCH {
+                let Ok(s) = l.sock.accept() else { break };
+                n += 1;
+                // On allocation failure the connection is closed at once.
+                let _ = out.push((s, l.svc.clone()), GFP_KERNEL);
+            }
+            more |= n == ACCEPT_BATCH;
+        }
+        more
+    }
+}
+
+/// A worker thread: accepts, steps its connections, sweeps; on stop closes them all.
+fn worker_main(arg: &Arc<WorkerArg>) {
+    let relay = &arg.relay;
+    let waker = &relay.wakers[arg.idx];
+    let mut conns: KVec<KBox<Conn>> = KVec::new();
+    let mut fresh: KVec<(Sock, Arc<Service>)> = KVec::new();
+    let mut next_sweep = net::now_ms() + SWEEP_MS;
+    let mut more = false;
+    loop {
+        if !more {
+            waker.wait(SWEEP_MS as u32);
+        }
+        if net::thread_should_stop() {
+            break;
+        }
+        more = relay.accept_some(&mut fresh);
+        let now = net::now_ms();
+        for (sock, svc) in fresh.drain_all() {
+            if let Some(c) = Conn::new(sock, svc, waker, now) {
+                if conns.reserve(1, GFP_KERNEL).is_ok() {
+                    let _ = conns.push(c, GFP_KERNEL);
+                }
+            }
+        }
+        let sweep = now >= next_sweep;
+        if sweep {
+            next_sweep = now + SWEEP_MS;
+        }
+        // Finished connections are dropped (closed) by `retain`.
+        conns.retain(|c| {
+            let fired = c.ev.take();
+            !(sweep || fired) || c.step(now)
+        });
+    }
+    drop(fresh);
+    // Closes every connection (their counters go back with them).
+    drop(conns);
+}
+
+/// A buffer with a pending region `data[start..end]`.
+struct Buf {
+    data: KVVec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl Buf {
+    fn new(size: usize) -> Result<Buf> {
+        let mut data = KVVec::with_capacity(size, GFP_KERNEL)?;
+        data.resize(size, 0, GFP_KERNEL)?;
+        Ok(Buf {
+            data,
+            start: 0,
+            end: 0,
+        })
+    }
+
+    fn pending(&self) -> &[u8] {
+        self.data.get(self.start..self.end).unwrap_or(&[])
+    }
+
+    fn is_empty(&self) -> bool {
+        self.start >= self.end
+    }
+
+    fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+    }
+
+    /// Marks `n` more bytes as gone.
+    fn consume(&mut self, n: usize) {
+        self.start = self.start.saturating_add(n).min(self.end);
+    }
+
+    /// Replaces the content with `bytes` (truncated to the capacity).
+    fn set(&mut self, bytes: &[u8]) {
+        let n = bytes.len().min(self.data.len());
+        self.data[..n].copy_from_slice(&bytes[..n]);
+        self.start = 0;
+        self.end = n;
+    }
+}
+
+/// Appends slices to a buffer, failing when it is full.
+struct Out<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl Out<'_> {
+    fn put(&mut self, b: &[u8]) -> Result<(), HttpError> {
+        let end = self
+            .len
+            .checked_add(b.len())
+            .ok_or(HttpError::HeadTooLarge)?;
+        let dst = self
+            .buf
+            .get_mut(self.len..end)
+            .ok_or(HttpError::HeadTooLarge)?;
+        dst.copy_from_slice(b);
+        self.len = end;
+        Ok(())
+    }
+}
+
+impl core::fmt::Write for Out<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        self.put(s.as_bytes()).map_err(|_| core::fmt::Error)
+    }
+}
+
+/// Hop-by-hop fields the switch does not forward (it sets `Connection: close` itself).
+fn hop_by_hop(name: &[u8]) -> bool {
+    [
+        &b"connection"[..],
+        b"keep-alive",
+        b"proxy-connection",
+        b"upgrade",
+    ]
+    .iter()
+    .any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// Writes the request head to send to a server: the request line, the fields but the
+/// hop-by-hop ones, `Connection: close`, the empty line.
+fn rewrite_head(line: &[u8], headers: &[Header<'_>], out: &mut [u8]) -> Result<usize, HttpError> {
+    let mut o = Out { buf: out, len: 0 };
+    o.put(line)?;
+    for h in headers.iter().filter(|h| !hop_by_hop(h.name)) {
+        o.put(h.name)?;
+        o.put(b": ")?;
+        o.put(h.value)?;
+        o.put(b"\r\n")?;
+    }
+    o.put(b"Connection: close\r\n\r\n")?;
+    Ok(o.len)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Reading the request head (http).
+    Head,
+    /// Connecting to a server.
+    Connect,
+    /// Relaying.
+    Relay,
+    /// Sending the last bytes (an error response), then draining the client until it closes.
+    Closing,
+    /// To be freed.
+    Done,
+}
+
+/// What a phase step did.
+#[derive(PartialEq, Eq)]
+enum Step {
+    /// Something changed: step again.
+    Again,
+    /// Nothing can move until an event or a timeout.
+    Wait,
+}
+
+/// A client connection and, once chosen, its server connection.
+///
+/// # Invariants
+///
+/// `client` and `server` are attached to `ev` and declared before it, so they are released
+/// (and detached) before `ev` is freed. `svc.stats` counts this connection in `ActiveConns`,
+/// and when `slot` is `Some(s)`, `svc.server_stats[s]` counts the server connection; `Drop`
+/// takes both back.
+pub(crate) struct Conn {
+    client: Sock,
+    server: Option<Sock>,
+    ev: Ev,
+    svc: Arc<Service>,
+    cfg: Arc<ServiceCfg>,
+    peer: Addr,
+    phase: Phase,
+    /// When the current phase times out (ms).
+    deadline: u64,
+    /// The request head as read, then the body bytes read with it (`start..end`).
+    head: Buf,
+    /// Length of the head in `head` once parsed.
+    head_len: usize,
+    /// Bytes to send to the server (head, then body); allocated when a server is chosen.
+    up: Option<Buf>,
+    /// Bytes to send to the client.
+    down: Option<Buf>,
+    /// Delimits the client-to-server bytes.
+    body: BodyRelay,
+    req_done: bool,
+    client_eof: bool,
+    server_eof: bool,
+    client_wr_shut: bool,
+    server_wr_shut: bool,
+    /// Servers that may take the request; those already tried.
+    target: u64,
+    tried: u64,
+    /// The server connected to (counted in its `ActiveConns`).
+    slot: Option<u8>,
+    /// The server being connected to (phase `Connect`).
+    pending_slot: u8,
+    /// The path, for `uri-hash` (a range of `head`).
+    path: (usize, usize),
+    /// Bytes sent to the client so far.
+    sent_down: u64,
+    drained: usize,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(s) = self.slot {
+            self.svc.server_stats[usize::from(s)].dec_active();
+        }
+        self.svc.stats.dec_active();
+    }
+}
+
+/// The servers of `cfg` as the schedulers see them, by slot.
+fn views(cfg: &ServiceCfg, svc: &Service) -> [ServerView; MAX_SERVERS] {
+    let mut v = [ServerView {
+        id: 0,
+        weight: 0,
+        state: ServerState::Down,
+        active: 0,
+    }; MAX_SERVERS];
+    for s in cfg.servers.iter() {
+        let i = usize::from(s.slot);
+        if i < MAX_SERVERS && s.addr.is_some() {
+            v[i] = ServerView {
+                id: s.id as u32,
+                weight: s.weight,
+                state: s.state,
+                active: svc.server_stats[i].get(Stat::ActiveConns) as u32,
+            };
+        }
+    }
+    v
+}
+
+/// All server slots of `cfg`.
+fn all_slots(cfg: &ServiceCfg) -> u64 {
+    cfg.servers.iter().fold(0, |m, s| m | 1u64 << (s.slot & 63))
+}
+
+fn server_by_slot(cfg: &ServiceCfg, slot: usize) -> Option<&ServerCfg> {
+    cfg.servers.iter().find(|s| usize::from(s.slot) == slot)
+}
+
+impl Conn {
+    /// Sets up an accepted connection; `None` if it had to be closed at once.
+    fn new(client: Sock, svc: Arc<Service>, waker: &Waker, now: u64) -> Option<KBox<Conn>> {
+        svc.stats.add(Stat::TotalConns, 1);
+        let Ok(cfg) = svc.snapshot() else {
+            svc.stats.add(Stat::Errors, 1);
+            return None;
+        };
+        let over =
+            cfg.max_conns != 0 && svc.stats.get(Stat::ActiveConns) >= u64::from(cfg.max_conns);
+        let peer = client.peer().ok()?;
+        let head_size = if cfg.mode == Mode::Http {
+            cfg.max_header_bytes as usize
+        } else {
+            256
+        };
+        let head = Buf::new(head_size).ok()?;
+        // SAFETY: The worker's waker lives as long as the relay, which outlives the worker
+        // threads and so every connection.
+        let ev = unsafe { Ev::new(&[waker]) }.ok()?;
+        // SAFETY: `ev` is moved into the same `Conn` as `client`, declared after it (type
+        // invariant), with nothing that can fail in between: `client` is released first.
+        unsafe { client.attach(&ev) };
+        svc.stats.add(Stat::ActiveConns, 1);
+        let mode = cfg.mode;
+        let deadline = now + u64::from(cfg.client_header_timeout_ms);
+        let mut c = KBox::new(
+            Conn {
+                client,
+                server: None,
+                ev,
+                svc,
+                cfg,
+                peer,
+                phase: Phase::Head,
+                deadline,
+                head,
+                head_len: 0,
+                up: None,
+                down: None,
+                body: BodyRelay::UntilClose,
+                req_done: false,
+                client_eof: false,
+                server_eof: false,
+                client_wr_shut: false,
+                server_wr_shut: false,
+                target: 0,
+                tried: 0,
+                slot: None,
+                pending_slot: 0,
+                path: (0, 0),
+                sent_down: 0,
+                drained: 0,
+            },
+            GFP_KERNEL,
+        )
+        .ok()?;
+        if over {
+            c.fail(Some(503), now);
+        } else if mode == Mode::Tcp {
+            if c.alloc_bufs(BUF).is_err() {
+                return None;
+            }
+            c.target = c.cfg.default_target.unwrap_or_else(|| all_slots(&c.cfg));
+            c.phase = Phase::Connect;
+            c.connect_next(now);
+        }
+        Some(c)
+    }
+
+    fn alloc_bufs(&mut self, size: usize) -> Result {
+        self.up = Some(Buf::new(size)?);
+        self.down = Some(Buf::new(size)?);
+        Ok(())
+    }
+
+    fn http(&self) -> bool {
+        self.cfg.mode == Mode::Http
+    }
+
+    /// Steps the connection as far as it goes without blocking. Returns `false` when it is
+    /// finished (the caller frees it).
+    fn step(&mut self, now: u64) -> bool {
+        for _ in 0..STEP_BUDGET {
+            let r = match self.phase {
+                Phase::Head => self.head_step(now),
+                Phase::Connect => self.connect_step(now),
+                Phase::Relay => self.relay_step(now),
+                Phase::Closing => self.closing_step(now),
+                Phase::Done => return false,
+            };
+            if r == Step::Wait {
+                return self.phase != Phase::Done;
+            }
+        }
+        // Budget spent: come back after the others.
+        self.ev.fire();
+        self.phase != Phase::Done
+    }
+
+    /// Ends the connection with an error: answers `status` (http, if nothing was sent to the
+    /// client yet), then closes.
+    fn fail(&mut self, status: Option<u16>, now: u64) {
+        self.svc.stats.add(Stat::Errors, 1);
+        self.server = None;
+        let response = match status {
+            Some(408) => Some(RESPONSE_408),
+            Some(s) => Some(http1::error_response(s)),
+            None => None,
+        };
+        match response {
+            Some(r) if self.http() && self.sent_down == 0 => {
+                if self.down.is_none() {
+                    match Buf::new(r.len()) {
+                        Ok(b) => self.down = Some(b),
+                        Err(_) => {
+                            self.phase = Phase::Done;
+                            return;
+                        }
+                    }
+                }
+                if let Some(d) = &mut self.down {
+                    d.set(r);
+                }
+                self.phase = Phase::Closing;
+                self.deadline = now + LINGER_MS;
+            }
+            _ => self.phase = Phase::Done,
+        }
+    }
+
+    fn server_failed(&mut self, now: u64) {
+        self.server_failed_status(502, now);
+    }
+
+    fn head_step(&mut self, now: u64) -> Step {
+        if now >= self.deadline {
+            self.fail(Some(408), now);
+            return Step::Again;
+        }
+        let end = self.head.end;
+        let r = match self.head.data.get_mut(end..) {
+            Some(free) if !free.is_empty() => self.client.recv(free),
+            _ => {
+                self.fail(Some(431), now);
+                return Step::Again;
+            }
+        };
+        match r {
+            Ok(Io::Done(n)) => {
+                self.head.end = end.saturating_add(n).min(self.head.data.len());
+                self.svc.stats.add(Stat::BytesIn, n as u64);
+            }
+            Ok(Io::Again) => return Step::Wait,
+            Ok(Io::Eof) => {
+                // A client closing before sending anything is not an error.
+                if self.head.end == 0 {
+                    self.phase = Phase::Done;
+                } else {
+                    self.fail(Some(400), now);
+                }
+                return Step::Again;
+            }
+            Err(_) => {
+                self.svc.stats.add(Stat::Errors, 1);
+                self.phase = Phase::Done;
+                return Step::Again;
+            }
+        }
+        self.parse_head(now);
+        Step::Again
+    }
+
+    /// Parses the head read so far; when complete, chooses the servers and builds the head to
+    /// forward.
+    fn parse_head(&mut self, now: u64) {
+        let max_head = self.cfg.max_header_bytes as usize;
+        let limits = Limits {
+            max_head,
+            max_headers: MAX_FIELDS,
+            max_target: Limits::DEFAULT.max_target.min(max_head),
+            max_body: Limits::DEFAULT.max_body,
+        };
+        let mut fields = [Header::EMPTY; MAX_FIELDS];
+        let buf = self.head.data.get(..self.head.end).unwrap_or(&[]);
+        let req = match http1::parse_request(buf, &mut fields, &limits) {
+            Ok(http1::Status::Partial) => {
+                if self.head.end >= self.head.data.len() {
+                    self.fail(Some(431), now);
+                }
+                return;
+            }
+            Ok(http1::Status::Complete(r)) => r,
+            Err(e) => {
+                self.fail(Some(e.status()), now);
+                return;
+            }
+        };
+        self.svc.stats.add(Stat::Requests, 1);
+        if req.method == Method::Connect {
+            self.fail(Some(501), now);
+            return;
+        }
+        // The first rule with a pattern and a target that matches, else the default.
+        let cfg = &self.cfg;
+        let target = cfg
+            .rules
+            .iter()
+            .find_map(|r| match &r.rule {
+                Some(rule) if r.target != 0 && rule.matches(&req) => Some(r.target),
+                _ => None,
+            })
+            .unwrap_or_else(|| cfg.default_target.unwrap_or_else(|| all_slots(cfg)));
+        let path = req.path();
+        let base = buf.as_ptr() as usize;
+        let p = path.as_ptr() as usize;
+        let path_range = if p >= base && p - base + path.len() <= buf.len() {
+            (p - base, p - base + path.len())
+        } else {
+            (0, 0)
+        };
+        let framing = req.framing;
+        let head_len = req.head_len;
+        let line_end = buf
+            .get(req.start..head_len)
+            .and_then(|h| h.windows(2).position(|w| w == b"\r\n"))
+            .map(|i| req.start + i + 2)
+            .unwrap_or(head_len);
+        let size = BUF.max(max_head + HEAD_EXTRA);
+        let mut up = match Buf::new(size) {
+            Ok(b) => b,
+            Err(_) => {
+                self.fail(Some(503), now);
+                return;
+            }
+        };
+        let mut down = match Buf::new(size) {
+            Ok(b) => b,
+            Err(_) => {
+                self.fail(Some(503), now);
+                return;
+            }
+        };
+        let line = buf.get(req.start..line_end).unwrap_or(&[]);
+        let written = if cfg.xff {
+            // The rewritten head goes to `down` (empty for now), then X-Forwarded-For is added
+            // on the way to `up`.
+            let mut client = [0u8; 48];
+            let mut o = Out {
+                buf: &mut client,
+                len: 0,
+            };
+            let ip = self.peer.ip();
+            let ok = match ip {
+                IpAddr::V4(a) => core::fmt::write(&mut o, format_args!("{a}")),
+                IpAddr::V6(a) => core::fmt::write(&mut o, format_args!("{a}")),
+            };
+            let clen = o.len;
+            ok.map_err(|_| HttpError::HeadTooLarge)
+                .and_then(|()| rewrite_head(line, req.headers, &mut down.data))
+                .and_then(|n| {
+                    let client = client.get(..clen).unwrap_or(&[]);
+                    let head = down.data.get(..n).unwrap_or(&[]);
+                    http1::add_forwarded_for(head, client, &mut up.data)
+                })
+        } else {
+            rewrite_head(line, req.headers, &mut up.data)
+        };
+        let n = match written {
+            Ok(n) => n,
+            Err(e) => {
+                self.fail(Some(e.status()), now);
+                return;
+            }
+        };
+        up.start = 0;
+        up.end = n;
+        self.up = Some(up);
+        self.down = Some(down);
+        self.head_len = head_len;
+        self.head.start = head_len;
+        self.path = path_range;
+        self.target = target;
+        self.body = BodyRelay::new(framing, ChunkLimits::DEFAULT);
+        self.req_done = self.body.is_done();
+        self.phase = Phase::Connect;
+        self.connect_next(now);
+    }
+
+    /// Picks a server of `mask` with the service's scheduler.
+    fn pick(&self, mask: u64) -> Option<usize> {
+        let v = views(&self.cfg, &self.svc);
+        match self.cfg.scheduler {
+            SchedKind::Lc => l7_sched::least_conn(&v, mask),
+            SchedKind::Wlc => l7_sched::weighted_least_conn(&v, mask),
+            SchedKind::Sh => l7_sched::source_hash(&v, mask, &self.peer.ip()),
+            SchedKind::Rr | SchedKind::Wrr | SchedKind::UriHash => {
+                let mut g = self.svc.sched.lock();
+                let st: &mut SchedState = &mut g;
+                let key = Arc::as_ptr(&self.cfg) as usize;
+                if st.key != key {
+                    st.key = key;
+                    st.wrr.reset();
+                    st.maglev.clear();
+                }
+                match self.cfg.scheduler {
+                    SchedKind::Rr => st.rr.pick(&v, mask),
+                    SchedKind::Wrr => st.wrr.pick(&v, mask),
+                    _ => {
+                        if st.maglev.is_empty() {
+                            if st.maglev.resize(MAGLEV_SIZE, 0, GFP_KERNEL).is_err() {
+                                return None;
+                            }
+                            let all = all_slots(&self.cfg);
+                            if l7_sched::maglev_build(&v, all, &mut st.maglev).is_err() {
+                                st.maglev.clear();
+                                return None;
+                            }
+                        }
+                        let path = self.head.data.get(self.path.0..self.path.1).unwrap_or(b"/");
+                        l7_sched::maglev_lookup(&st.maglev, &v, mask, path)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts connecting to the next server the scheduler gives; answers 503 (no server at
+    /// all) or 502 (every one failed) when there is none.
+    fn connect_next(&mut self, now: u64) {
+        loop {
+            let mask = self.target & !self.tried;
+            let Some(slot) = self.pick(mask) else {
+                self.fail(Some(if self.tried == 0 { 503 } else { 502 }), now);
+                return;
+            };
+            self.tried |= 1u64 << (slot & 63);
+            let Some(addr) = server_by_slot(&self.cfg, slot).and_then(|s| s.addr) else {
+                continue;
+            };
+            let stats: &Stats = &self.svc.server_stats[slot & 63];
+            let sock = match Sock::new_for(&addr) {
+                Ok(s) => s,
+                Err(_) => {
+                    stats.add(Stat::Errors, 1);
+                    continue;
+                }
+            };
+            // SAFETY: `sock` goes to `self.server`, declared before `self.ev`.
+            unsafe { sock.attach(&self.ev) };
+            match sock.connect(&addr) {
+                Ok(done) => {
+                    self.server = Some(sock);
+                    self.deadline = now + u64::from(self.cfg.connect_timeout_ms);
+                    // `slot & 63 < 64` fits a u8.
+                    self.pending_slot = (slot & 63) as u8;
+                    if done {
+                        self.connected(now);
+                    }
+                    return;
+                }
+                Err(_) => {
+                    stats.add(Stat::Errors, 1);
+                    continue;
+                }
+            }
+        }
+    }
+
+    /// The server connection is established: count it, start relaying.
+    fn connected(&mut self, now: u64) {
+        let slot = self.pending_slot;
+        let st = &self.svc.server_stats[usize::from(slot)];
+        st.add(Stat::ActiveConns, 1);
+        st.add(Stat::TotalConns, 1);
+        st.add(Stat::Requests, 1);
+        // INVARIANT: counted just above, taken back by `Drop`.
+        self.slot = Some(slot);
+        if !self.http() {
+            self.svc.stats.add(Stat::Requests, 1);
+        }
+        self.phase = Phase::Relay;
+        self.deadline = now + u64::from(self.cfg.idle_timeout_ms);
+    }
+
+    fn connect_step(&mut self, now: u64) -> Step {
+        let r = match &self.server {
+            Some(s) => s.connected(),
+            None => Err(ENOTCONN),
+        };
+        match r {
+            Ok(true) => self.connected(now),
+            Ok(false) if now < self.deadline => return Step::Wait,
+            // Refused, unreachable or timed out: a passive failure; try the next server.
+            _ => {
+                self.svc.server_stats[usize::from(self.pending_slot)].add(Stat::Errors, 1);
+                self.server = None;
+                self.connect_next(now);
+            }
+        }
+        Step::Again
+    }
+
+    /// Moves what can move in both directions.
+    fn relay_step(&mut self, now: u64) -> Step {
+        let http = self.http();
+        let (Some(server), Some(up), Some(down)) = (&self.server, &mut self.up, &mut self.down)
+        else {
+            self.phase = Phase::Done;
+            return Step::Again;
+        };
+        let sst = &self.svc.server_stats[usize::from(self.slot.unwrap_or(0))];
+        let cst = &self.svc.stats;
+        let mut moved = false;
+        // Client to server.
+        if !up.is_empty() {
+            match server.send(up.pending()) {
+                Ok(Io::Done(n)) => {
+                    up.consume(n);
+                    sst.add(Stat::BytesIn, n as u64);
+                    moved = true;
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    self.server_failed(now);
+                    return Step::Again;
+                }
+            }
+        }
+        if up.is_empty() && !self.req_done && !self.client_eof {
+            up.clear();
+            let r = if !self.head.is_empty() {
+                // Body bytes that came with the head.
+                let rest = self.head.pending();
+                let n = rest.len().min(up.data.len());
+                up.data[..n].copy_from_slice(&rest[..n]);
+                self.head.consume(n);
+                Ok(Io::Done(n))
+            } else {
+                let r = self.client.recv(&mut up.data);
+                if let Ok(Io::Done(n)) = r {
+                    cst.add(Stat::BytesIn, n as u64);
+                }
+                r
+            };
+            match r {
+                Ok(Io::Done(n)) => {
+                    let n = n.min(up.data.len());
+                    match self.body.feed(&up.data[..n]) {
+                        Ok(p) => {
+                            // Bytes after the body (a pipelined request) are dropped: one
+                            // request per connection.
+                            up.end = p.consumed.min(n);
+                            self.req_done = p.done;
+                        }
+                        Err(e) => {
+                            self.fail(Some(e.status()), now);
+                            return Step::Again;
+                        }
+                    }
+                    moved = true;
+                }
+                Ok(Io::Eof) => {
+                    self.client_eof = true;
+                    moved = true;
+                    if http {
+                        // The client gave up in the middle of its request body.
+                        self.fail(None, now);
+                        return Step::Again;
+                    }
+                }
+                Ok(Io::Again) => {}
+                Err(_) => {
+                    self.fail(None, now);
+                    return Step::Again;
+                }
+            }
+        }
+        if !http && self.client_eof && up.is_empty() && !self.server_wr_shut {
+            server.shutdown_write();
+            self.server_wr_shut = true;
+        }
+        // Server to client.
+        if !down.is_empty() {
+            match self.client.send(down.pending()) {
+                Ok(Io::Done(n)) => {
+                    down.consume(n);
+                    cst.add(Stat::BytesOut, n as u64);
+                    self.sent_down += n as u64;
+                    moved = true;
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    self.fail(None, now);
+                    return Step::Again;
+                }
+            }
+        }
+        if down.is_empty() && !self.server_eof {
+            down.clear();
+            match server.recv(&mut down.data) {
+                Ok(Io::Done(n)) => {
+                    down.end = n.min(down.data.len());
+                    sst.add(Stat::BytesOut, n as u64);
+                    moved = true;
+                }
+                Ok(Io::Eof) => {
+                    self.server_eof = true;
+                    moved = true;
+                }
+                Ok(Io::Again) => {}
+                Err(_) => {
+                    self.server_failed(now);
+                    return Step::Again;
+                }
+            }
+        }
+        if self.server_eof && down.is_empty() {
+            if http {
+                // The response is complete: close (lingering, see `closing_step`).
+                self.server = None;
+                self.phase = Phase::Closing;
+                self.deadline = now + LINGER_MS;
+                return Step::Again;
+            }
+            if !self.client_wr_shut {
+                self.client.shutdown_write();
+                self.client_wr_shut = true;
+            }
+            if self.client_eof && up.is_empty() {
+                self.phase = Phase::Done;
+                return Step::Again;
+            }
+        }
+        if moved {
+            self.deadline = now + u64::from(self.cfg.idle_timeout_ms);
+            Step::Again
+        } else if now >= self.deadline {
+            // Idle: 504 if the server never answered, else just close.
+            if http && self.sent_down == 0 {
+                self.server_failed_status(504, now);
+            } else {
+                self.phase = Phase::Done;
+            }
+            Step::Again
+        } else {
+            Step::Wait
+        }
+    }
+
+    fn server_failed_status(&mut self, status: u16, now: u64) {
+        if let Some(s) = self.slot {
+            self.svc.server_stats[usize::from(s)].add(Stat::Errors, 1);
+        }
+        self.fail(Some(status), now);
+    }
+
+    /// Sends what is left for the client, shuts its sending side, then reads and drops what
+    /// the client still sends until it closes (so that the stack does not answer unread data
+    /// with a reset that could destroy the response), within [`LINGER_MS`] and [`DRAIN_MAX`].
+    fn closing_step(&mut self, now: u64) -> Step {
+        if now >= self.deadline {
+            self.phase = Phase::Done;
+            return Step::Again;
+        }
+        if let Some(down) = &mut self.down {
+            if !down.is_empty() {
+                return match self.client.send(down.pending()) {
+                    Ok(Io::Done(n)) => {
+                        down.consume(n);
+                        self.svc.stats.add(Stat::BytesOut, n as u64);
+                        self.sent_down += n as u64;
+                        Step::Again
+                    }
+                    Ok(_) => Step::Wait,
+                    Err(_) => {
+                        self.phase = Phase::Done;
+                        Step::Again
+                    }
+                };
+            }
+        }
+        if !self.client_wr_shut {
+            self.client.shutdown_write();
+            self.client_wr_shut = true;
+        }
+        match self.client.recv(&mut self.head.data) {
+            Ok(Io::Done(n)) => {
+                self.drained = self.drained.saturating_add(n);
+                if self.drained > DRAIN_MAX {
+                    self.phase = Phase::Done;
+                }
+                Step::Again
+            }
+            Ok(Io::Again) => Step::Wait,
+            Ok(Io::Eof) | Err(_) => {
+                self.phase = Phase::Done;
+                Step::Again
+            }
+        }
+    }
+}
