@@ -1,5 +1,5 @@
 # vms: 2
-# timeout: 700
+# timeout: 1500
 # disk: 64M
 # drbd_rs <-> drbd_rs connection (issue 4, first part): DRBD's two sockets, the feature
 # handshake (agreed protocol 101), P_PROTOCOL / P_SYNC_PARAM89 / P_SIZES / P_UUIDS / P_STATE,

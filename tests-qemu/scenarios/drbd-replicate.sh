@@ -1,5 +1,5 @@
 # vms: 2
-# timeout: 800
+# timeout: 1200
 # disk: 64M
 # drbd_rs <-> drbd_rs replication of application writes (issue 4, write path): vm0 Primary,
 # vm1 Secondary, protocol C (fio randwrite with crc32c verify + a sequential 8 MiB write), then
