@@ -13,6 +13,8 @@ Scenario files live in tests-qemu/scenarios/NAME.sh. Their header says what they
     # vms: 2          number of VMs (default 1)
     # timeout: 300    seconds for the whole scenario (default 180)
     # disk: 256M      one scratch disk per VM, /dev/vda (default none)
+    # disk-random: 0  these VMs' disks (space-separated indexes) start filled with random bytes
+                      from the host (filling them in the guest from /dev/urandom takes a minute)
     # mem: 1024       MiB per VM (default 1024)
     # cmdline: k=v    extra kernel command line (e.g. kmemleak=on)
     # boots: 2        boot the VMs this many times over the same disks (default 1); every boot
@@ -52,17 +54,18 @@ def vm_ip(index):
 
 
 def parse_header(path):
-    meta = {"vms": 1, "timeout": 180, "disk": None, "mem": 1024, "boots": 1, "cmdline": ""}
+    meta = {"vms": 1, "timeout": 180, "disk": None, "mem": 1024, "boots": 1, "cmdline": "",
+            "disk-random": ""}
     with open(path, encoding="utf-8") as f:
         for line in f:
             if not line.startswith("#"):
                 if line.strip():
                     break
                 continue
-            m = re.match(r"#\s*(vms|timeout|disk|mem|boots|cmdline):\s*(\S.*?)\s*$", line)
+            m = re.match(r"#\s*(vms|timeout|disk|disk-random|mem|boots|cmdline):\s*(\S.*?)\s*$", line)
             if m:
                 key, value = m.group(1), m.group(2)
-                meta[key] = value if key in ("disk", "cmdline") else int(value)
+                meta[key] = value if key in ("disk", "disk-random", "cmdline") else int(value)
     if not 1 <= meta["vms"] <= 2:
         raise ValueError(f"{path}: vms must be 1 or 2 (got {meta['vms']})")
     return meta
@@ -80,6 +83,23 @@ def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def make_disk(path, size, random_fill):
+    """A qcow2 scratch disk of `size` (qemu-img syntax), zeroed or filled with random bytes."""
+    if not random_fill:
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", path, size], check=True)
+        return
+    raw = path + ".raw"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", raw, size], check=True)
+    with open(raw, "r+b") as f:
+        left = os.fstat(f.fileno()).st_size
+        while left:
+            n = min(left, 1 << 20)
+            f.write(os.urandom(n))
+            left -= n
+    subprocess.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", raw, path], check=True)
+    os.unlink(raw)
 
 
 def kvm_usable():
@@ -123,8 +143,7 @@ class Vm:
         if meta["disk"]:
             disk = os.path.join(outdir, f"vm{index}.disk.qcow2")
             if boot == 1:
-                subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", disk, meta["disk"]],
-                               check=True)
+                make_disk(disk, meta["disk"], str(index) in meta["disk-random"].split())
             args += ["-drive", f"file={disk},if=virtio,format=qcow2,cache=unsafe"]
         if nvm == 2:
             mode = "listen" if index == 0 else "connect"

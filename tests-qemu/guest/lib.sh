@@ -2,8 +2,9 @@
 # Helpers for scenario scripts; source it: . "$HARK_TOP/tests-qemu/guest/lib.sh"
 set -euo pipefail
 
-# Print a step, so the console log reads like a story.
-step() { echo "== vm$HARK_VM: $*"; }
+# Print a step, so the console log reads like a story (with the seconds since the scenario
+# started: bash's $SECONDS, no process started).
+step() { echo "== vm$HARK_VM [${SECONDS}s]: $*"; }
 # Fail the scenario with a message.
 die() { echo "FAIL vm$HARK_VM: $*"; exit 1; }
 # Assert that a command succeeds / fails.
@@ -14,10 +15,36 @@ ko() { echo "$HARK_TOP/$1/$1.ko"; }
 # Userspace binaries.
 RDRBDADM=$HARK_TOP/userspace/target/release/rdrbdadm
 RTCPVSADM=$HARK_TOP/userspace/target/release/rtcpvsadm
+VMTOOL=$HARK_TOP/userspace/target/release/hark-vmtool
 PY=/usr/bin/python3
 
+# Under TCG with a debug kernel (KASAN, lockdep) every fork+exec costs about 0.5 s of guest CPU
+# (measured: 20 x /bin/sleep 0 in 11 s; python3 -c pass 3-15 s; fio --version 21 s). Polling
+# loops therefore use bash builtins only: `nap` sleeps with `read -t` on a private FIFO.
+mkfifo "/tmp/hark-nap.$$" && exec {HARK_NAP_FD}<>"/tmp/hark-nap.$$" && rm -f "/tmp/hark-nap.$$"
+nap() { read -r -t "$1" -u "$HARK_NAP_FD" _ || true; }
+
+# Scenario waits are written in seconds an idle machine needs, with margin; CI runs two
+# scenarios (four TCG VMs) on two cores, so every wait allows HARK_WAIT_SCALE times as much.
+export HARK_WAIT_SCALE=${HARK_WAIT_SCALE:-3}
+# until_ok SECONDS CMD...: run CMD every half second until it succeeds; false after the
+# (scaled) deadline.
+until_ok() {
+	local end=$((SECONDS + $1 * HARK_WAIT_SCALE))
+	shift
+	while ! "$@"; do
+		[ "$SECONDS" -lt "$end" ] || return 1
+		nap 0.5
+	done
+}
+
+# The kernel log matches the extended regex $1.
+dmesg_has() { dmesg | grep -Eq "$1"; }
+# Something accepts TCP connections on 127.0.0.1:$1 (bash's /dev/tcp: no process started).
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 # Rendezvous of all VMs of the scenario at a named point (over the test network).
-barrier() { $PY "$HARK_TOP/tests-qemu/guest/barrier.py" "$1"; }
+barrier() { "$VMTOOL" barrier "$1"; }
 
 # Write /etc/hark/drbd.conf with one resource r0 on /dev/vda; an optional argument is extra
 # lines inside the resource (e.g. a net section). Single-VM scenarios get only their own host
@@ -39,34 +66,16 @@ CONF
 }
 
 # Wait up to $2 seconds (default 60) until `rdrbdadm status r0` matches the regex $1.
+status_is() { [[ "$($RDRBDADM status r0 2>/dev/null)" =~ $1 ]]; }
 wait_status() {
-	local i
-	for i in $(seq 1 $((${2:-60} * 5))); do
-		$RDRBDADM status r0 2>/dev/null | grep -Eq "$1" && return 0
-		sleep 0.2
-	done
+	until_ok "${2:-60}" status_is "$1" && return 0
 	$RDRBDADM status r0
-	die "status did not reach /$1/ within ${2:-60} s"
+	die "status did not reach /$1/ within ${2:-60} s (x$HARK_WAIT_SCALE)"
 }
 
 # Two-VM scenarios: send our line ($1) to the other VM and print its line (over the test
 # network; vm0 listens). Both VMs must call it at the same point.
-exchange() {
-	$PY - "$HARK_VM" "$HARK_IP" "${HARK_PEER_IPS%% *}" "$1" <<'PYEOF'
-import socket, sys, time
-vm, me, peer, mine = sys.argv[1:]
-if vm == "0":
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((me, 7001)); s.listen(1); s.settimeout(300); c, _ = s.accept()
-else:
-    for _ in range(1500):
-        try:
-            c = socket.create_connection((peer, 7001), timeout=5); break
-        except OSError:
-            time.sleep(0.2)
-c.sendall((mine + "\n").encode()); print(c.makefile().readline().strip())
-PYEOF
-}
+exchange() { "$VMTOOL" exchange "$1"; }
 
 # md5 of the first $1 KiB (a multiple of 4) of the lower device /dev/vda, read with O_DIRECT
 # (the replicated device writes around the page cache) in 1 MiB reads (4 KiB reads take

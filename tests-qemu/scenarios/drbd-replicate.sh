@@ -1,12 +1,13 @@
 # vms: 2
 # timeout: 1200
-# disk: 64M
+# disk: 32M
 # drbd_rs <-> drbd_rs replication of application writes (issue 4, write path): vm0 Primary,
 # vm1 Secondary, protocol C (fio randwrite with crc32c verify + a sequential 8 MiB write), then
 # A and B after reconnecting with the other protocol; at the end the whole data area of both
 # lower devices has the same md5. Both disks start zeroed and the initial full sync after
 # `primary --force` (drbd-resync tests it with random data) ends before the writes, so this
-# proves that every application write reached the peer. Replicated writes leave the bitmap
+# proves that every application write reached the peer. The disk is small (32 MiB): the full
+# sync of >= 64 MiB is drbd-resync's job, this scenario's is the write path. Replicated writes leave the bitmap
 # clean; while disconnected the Primary marks exactly what it wrote.
 . "$HARK_TOP/tests-qemu/guest/lib.sh"
 A=$RDRBDADM
@@ -33,7 +34,7 @@ if [ "$HARK_VM" = 0 ]; then
 	must fio --name=verify --filename=/dev/rdrbd0 --rw=randwrite --bs=4k --size=2M --direct=1 \
 		--ioengine=psync --verify=crc32c --do_verify=1 --randrepeat=0 --output=/tmp/fio.log
 	grep -E 'WRITE:|READ:' /tmp/fio.log
-	must dd if=/dev/urandom of=/dev/rdrbd0 bs=1M count=8 seek=20 oflag=direct status=none
+	must dd if=/dev/urandom of=/dev/rdrbd0 bs=1M count=8 seek=4 oflag=direct status=none
 	echo "vm0: protocol C writes took $(($(date +%s) - t0)) s"
 	dmesg | grep -q 'not acknowledged' && die "writes lost their acks"
 fi
@@ -48,10 +49,10 @@ for P in A B; do
 	wait_status "connection:Connected protocol:$P" 60
 	barrier "conn-$P"
 	if [ "$HARK_VM" = 0 ]; then
-		off=$([ $P = A ] && echo 32 || echo 44)
+		off=$([ $P = A ] && echo 14 || echo 22)
 		must dd if=/dev/urandom of=/dev/rdrbd0 bs=1M count=4 seek=$off oflag=direct status=none
 		must fio --name=v$P --filename=/dev/rdrbd0 --rw=randwrite --bs=64k --size=2M \
-			--offset=$((off + 8))M --direct=1 --ioengine=psync --verify=crc32c --do_verify=1 \
+			--offset=$((off + 4))M --direct=1 --ioengine=psync --verify=crc32c --do_verify=1 \
 			--randrepeat=0 --output=/tmp/fio$P.log
 	fi
 	barrier "wrote-$P"
@@ -61,16 +62,14 @@ step "secondary, down; compare the data areas"
 # Every write was acknowledged: nothing is out of sync.
 [ "$HARK_VM" = 0 ] && wait_status 'out-of-sync:0KiB' 1
 size_kib=$($A status r0 | grep -o 'size:[0-9]*' | head -1 | cut -d: -f2)
-[ -n "$size_kib" ] && [ "$size_kib" -gt 60000 ] || die "bad size: $size_kib"
+[ -n "$size_kib" ] && [ "$size_kib" -gt 30000 ] || die "bad size: $size_kib"
 [ "$HARK_VM" = 0 ] && must $A secondary r0
 barrier secondary
 must $A down r0
-sum=$(dd if=/dev/vda bs=1k count="$size_kib" status=none | md5sum | cut -d' ' -f1)
-zero=$(dd if=/dev/zero bs=1k count="$size_kib" status=none | md5sum | cut -d' ' -f1)
-[ "$sum" != "$zero" ] || die "no data was written"
-theirs=$(exchange "$sum")
-echo "vm$HARK_VM: data area ($size_kib KiB) md5 $sum, peer $theirs"
-[ "$sum" = "$theirs" ] || die "data differs between the nodes"
+# Both disks started zeroed: the sequential 8 MiB (MiB 4..11) must be there, and equal.
+dd if=/dev/vda bs=1M count=1 skip=8 iflag=direct status=none | cmp -s -n 1048576 - /dev/zero &&
+	die "no data was written"
+same_data "$((size_kib / 4 * 4))"
 
 step "while disconnected the Primary marks exactly its writes out of sync (1 MiB scattered)"
 must $A up r0
@@ -81,7 +80,7 @@ barrier up-again
 if [ "$HARK_VM" = 0 ]; then
 	wait_status 'connection:(WFConnection|NetworkFailure|Unconnected)' 30
 	for i in $(seq 0 15); do
-		must dd if=/dev/urandom of=/dev/rdrbd0 bs=64k count=1 seek=$((i * 48)) oflag=direct status=none
+		must dd if=/dev/urandom of=/dev/rdrbd0 bs=64k count=1 seek=$((i * 28)) oflag=direct status=none
 	done
 	wait_status 'out-of-sync:1024KiB' 1
 	must $A secondary r0
