@@ -7,7 +7,7 @@
 # connected; fio verify writes (protocol C, or $HARK_DRBD_PROTOCOL); roles swapped; a
 # disconnected Primary writes 1 MiB scattered and after reconnecting only that is resynced;
 # application writes during a rate-limited resync. The md5 of both data areas is compared after
-# every phase.
+# the full sync, after the bitmap resync and at the end.
 . "$HARK_TOP/tests-qemu/guest/lib.sh"
 A=$RDRBDADM
 P=${HARK_DRBD_PROTOCOL:-C}
@@ -88,8 +88,9 @@ if [ "$HARK_VM" = 0 ]; then
 	wait_status 'out-of-sync:0KiB' 5
 fi
 barrier wrote0
-# The short variants compare once at the end (nothing is written after vm1's writes but `down`).
-[ -n "${HARK_DRBD_SHORT:-}" ] || same_data "$size_kib" "after vm0's writes"
+# Comparing 72 MiB costs about half a minute per node under load, so the data areas are compared
+# where a later phase could hide a difference (before a resync) and at the end; nothing in
+# between heals a lost write, and every writer waits for out-of-sync:0KiB.
 
 step "roles swapped: vm1 Primary, fio verify writes"
 [ "$HARK_VM" = 0 ] && must $A secondary r0
@@ -100,7 +101,6 @@ if [ "$HARK_VM" = 1 ]; then
 	wait_status 'out-of-sync:0KiB' 5
 fi
 barrier wrote1
-[ -n "${HARK_DRBD_SHORT:-}" ] || same_data "$size_kib" "after vm1's writes"
 
 # HARK_DRBD_SHORT (the protocol A and B variants): only the full sync and the writes above.
 if [ -z "${HARK_DRBD_SHORT:-}" ]; then
@@ -150,7 +150,6 @@ if [ "$HARK_VM" = 0 ]; then
 fi
 wait_status 'out-of-sync:0KiB' 30
 barrier slow-done
-same_data "$size_kib" "after writes during the resync"
 fi
 
 step "down; the data areas are still equal"
