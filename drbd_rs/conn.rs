@@ -32,9 +32,16 @@ use kernel::{new_mutex, new_spinlock};
 
 /// Largest payload of a packet other than data (`DRBD_SOCKET_BUFFER_SIZE`).
 const MAX_CONTROL_PAYLOAD: u32 = 4096;
-/// Writes in flight at most: the queue depth of `/dev/rdrbdN` (`drbd_rs_glue.c`); each holds
-/// a request tag until its ack arrived.
-const TL_CAPACITY: usize = 128;
+/// Transfer-log entries: a write stays in it until the `P_BARRIER_ACK` of its epoch (with
+/// protocol A its request completed when it was sent). At most 128 of them hold a request
+/// (the queue depth of `/dev/rdrbdN`, `drbd_rs_glue.c`); the rest wait for their epoch's ack.
+const TL_CAPACITY: usize = 512;
+/// An epoch is closed with a `P_BARRIER` after this many writes at the latest (earlier when the
+/// writers go idle or a write has FUA). Well below `TL_CAPACITY`, so a full log means the peer
+/// is not acking barriers.
+const MAX_EPOCH_WRITES: u32 = 64;
+/// Number of the first epoch of a connection (any value; DRBD starts at 4711 too).
+const FIRST_EPOCH: u32 = 4711;
 /// Largest bio we accept from the peer (the queue's `max_hw_sectors`, see the C glue).
 const MAX_BIO_SIZE: u32 = 512 * 1024;
 /// Largest resync request we send (bytes; the peer's max bio size may lower it).
@@ -152,9 +159,13 @@ pub(crate) struct Connection {
     pub(crate) conf: NetConf,
     #[pin]
     info: SpinLock<Info>,
-    /// Serialises whole packets on the data socket.
+    /// Serialises whole packets on the data socket, and guards our current write epoch (the
+    /// order of `P_DATA` and `P_BARRIER` on the socket is what defines the epochs).
     #[pin]
-    data_tx: Mutex<()>,
+    data_tx: Mutex<Epoch>,
+    /// Writers inside [`Connection::send_data`] that have not sent their write yet: the last
+    /// one to finish closes the epoch.
+    writers: AtomicU32,
     /// Serialises whole packets on the meta socket.
     #[pin]
     meta_tx: Mutex<()>,
@@ -175,7 +186,17 @@ pub(crate) struct Connection {
     ack_seq: AtomicU32,
 }
 
-/// A write waiting for the peer's ack.
+/// Our current write epoch (DRBD's transfer-log epoch).
+struct Epoch {
+    /// Number of the epoch: the `P_BARRIER` that closes it carries it, its ack echoes it.
+    number: u32,
+    /// Writes sent in it so far.
+    writes: u32,
+}
+
+/// A write in the transfer log: sent to the peer, its epoch not yet acknowledged by a
+/// `P_BARRIER_ACK`. If the session ends first, its blocks are marked out of sync (the peer
+/// may not have written them, whatever the protocol said).
 struct TlEntry {
     /// Our block id.
     id: u64,
@@ -183,8 +204,11 @@ struct TlEntry {
     sector: u64,
     /// Length in sectors.
     sectors: u64,
-    /// Keeps the request from completing.
-    _held: RqRef,
+    /// The epoch it was sent in.
+    epoch: u32,
+    /// Keeps the request from completing until the protocol's ack (B: received, C: written)
+    /// arrived; `None` once it did, and from the start with protocol A.
+    held: Option<RqRef>,
 }
 
 /// A running connection: dropping it stops the receiver thread.
@@ -240,7 +264,8 @@ impl Connection {
                     peer_max_bio: 0,
                     peer_sectors: 0,
                 }),
-                data_tx <- new_mutex!(()),
+                data_tx <- new_mutex!(Epoch { number: FIRST_EPOCH, writes: 0 }),
+                writers: AtomicU32::new(0),
                 meta_tx <- new_mutex!(()),
                 stop: AtomicBool::new(false),
                 tl <- new_mutex!(tl),
@@ -339,12 +364,13 @@ impl Connection {
             )
         };
         let sock = sock.ok_or(ENOTCONN)?;
-        let _guard = if meta {
-            self.meta_tx.lock()
+        if meta {
+            let _guard = self.meta_tx.lock();
+            send_packet(&sock, agreed, cmd, parts)
         } else {
-            self.data_tx.lock()
-        };
-        send_packet(&sock, agreed, cmd, parts)
+            let _guard = self.data_tx.lock();
+            send_packet(&sock, agreed, cmd, parts)
+        }
     }
 
     /// Sends a data-socket packet of `head` and then `len` bytes that `fill` produces into
@@ -429,10 +455,14 @@ impl Connection {
     }
 
     /// Sends a write to the peer (`P_DATA`): `held` keeps the request from completing until
-    /// the protocol's acknowledgement arrives (A: sent, B: received, C: written). On a send
-    /// failure the request completes with the local copy only (the session then ends).
+    /// the protocol's acknowledgement arrives (A: sent, B: received, C: written). The write
+    /// joins the current epoch, which a `P_BARRIER` closes when no other writer is about to
+    /// send, after a FUA write, or after [`MAX_EPOCH_WRITES`]; the write leaves the transfer
+    /// log with its epoch's `P_BARRIER_ACK`. On a send failure, or with the transfer log full,
+    /// the request completes with the local copy only and its blocks are marked out of sync.
     pub(crate) fn send_data(&self, dev: &Device, held: RqRef, data: &[u8], sector: u64, fua: bool) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let sectors = data.len() as u64 >> 9;
         let ack_flag = match self.conf.protocol {
             w::PROT_B => w::DP_SEND_RECEIVE_ACK,
             w::PROT_C => w::DP_SEND_WRITE_ACK,
@@ -444,34 +474,67 @@ impl Connection {
             seq_num: id as u32,
             dp_flags: ack_flag | if fua { w::DP_FUA } else { 0 },
         };
-        if ack_flag != 0 {
-            // Room was reserved for every request the queue can have in flight.
-            let e = TlEntry {
-                id,
-                sector,
-                sectors: data.len() as u64 >> 9,
-                _held: held,
-            };
-            if let Err(e) = self.tl.lock().push_within_capacity(e) {
-                pr_err!("resource {}: transfer log full\n", self.name());
-                dev.mark_out_of_sync(sector, data.len() as u64 >> 9);
+        let (sock, agreed) = {
+            let i = self.info.lock();
+            (i.data.clone(), i.view.agreed)
+        };
+        let Some(sock) = sock else {
+            dev.mark_out_of_sync(sector, sectors);
+            return;
+        };
+        self.writers.fetch_add(1, Ordering::SeqCst);
+        let mut ep = self.data_tx.lock();
+        let (tl_held, held) = if ack_flag != 0 {
+            (Some(held), None)
+        } else {
+            (None, Some(held))
+        };
+        let e = TlEntry {
+            id,
+            sector,
+            sectors,
+            epoch: ep.number,
+            held: tl_held,
+        };
+        let pushed = self.tl.lock().push_within_capacity(e);
+        let sent = match pushed {
+            Ok(()) => send_packet(&sock, agreed, Packet::Data, &[&d.encode(), data]).is_ok(),
+            Err(e) => {
+                pr_err!(
+                    "resource {}: transfer log full (barrier acks missing)\n",
+                    self.name()
+                );
+                // Marked before the request completes (dropping `e` completes it).
+                dev.mark_out_of_sync(sector, sectors);
                 drop(e);
-                return;
+                false
+            }
+        };
+        let last = self.writers.fetch_sub(1, Ordering::SeqCst) == 1;
+        if !sent {
+            // The session ends (or the peer does not ack): the peer needs the write later.
+            dev.mark_out_of_sync(sector, sectors);
+            let mut tl = self.tl.lock();
+            if let Some(i) = tl.iter().position(|e| e.id == id) {
+                let _ = tl.remove(i);
             }
         } else {
-            drop(held);
-        }
-        let sent = self.send_parts(false, Packet::Data, &[&d.encode(), data]);
-        if sent.is_err() {
-            // The session ends; the write stays local and the peer needs it later.
-            dev.mark_out_of_sync(sector, data.len() as u64 >> 9);
-            if ack_flag != 0 {
-                let mut tl = self.tl.lock();
-                if let Some(i) = tl.iter().position(|e| e.id == id) {
-                    let _ = tl.remove(i);
+            ep.writes += 1;
+            if fua || last || ep.writes >= MAX_EPOCH_WRITES {
+                let b = w::Barrier {
+                    barrier: ep.number,
+                    pad: 0,
+                };
+                // A failure ends the session, which marks the whole log out of sync.
+                if send_packet(&sock, agreed, Packet::Barrier, &[&b.encode()]).is_ok() {
+                    ep.number = ep.number.wrapping_add(1);
+                    ep.writes = 0;
                 }
             }
         }
+        drop(ep);
+        // Protocol A: the request completes now that the write is on its way.
+        drop(held);
     }
 
     /// Tells the peer our current state (after a local role or disk change). Best effort: a
@@ -659,13 +722,14 @@ fn receiver(c: &Arc<Connection>) {
         };
         // Released (which sleeps) outside the spinlock.
         drop(sockets);
-        // Writes the peer never acknowledged complete now, with the local copy only.
+        // Writes whose epoch the peer never acknowledged complete now (if they still wait),
+        // with the local copy only, and are marked out of sync: the peer may not have them.
         // (Dropped under the mutex, which keeps the reserved capacity: releasing is atomic.)
         let dev = volume0(c);
         let mut tl = c.tl.lock();
         if !tl.is_empty() {
             pr_warn!(
-                "resource {}: {} writes not acknowledged by the peer: marked out of sync\n",
+                "resource {}: {} writes without the peer's barrier ack: marked out of sync\n",
                 c.name(),
                 tl.len()
             );
@@ -677,6 +741,8 @@ fn receiver(c: &Arc<Connection>) {
         }
         tl.clear();
         drop(tl);
+        // The next session starts a fresh epoch (the peer forgot the open one).
+        c.data_tx.lock().writes = 0;
         // The peer no longer has our data: a Primary starts a new data generation.
         if c.had_peer.swap(false, Ordering::SeqCst) {
             if let Some(dev) = volume0(c) {
@@ -2202,14 +2268,16 @@ fn got_ack(c: &Connection, meta: &Socket, dev: Option<&Device>, h: &w::Header) -
             }
         }
     }
-    let held = {
+    // The entry stays in the log until its epoch's barrier ack; the request completes now
+    // (outside the lock: completing it may sleep).
+    let found = {
         let mut tl = c.tl.lock();
-        tl.iter()
-            .position(|e| e.id == a.block_id)
-            .and_then(|i| tl.remove(i).ok())
+        tl.iter_mut()
+            .find(|e| e.id == a.block_id)
+            .and_then(|e| e.held.take().map(|held| (e.sector, e.sectors, held)))
     };
-    match held {
-        Some(e) => {
+    match found {
+        Some((sector, sectors, held)) => {
             match cmd {
                 Some(Packet::NegAck) => {
                     pr_warn!(
@@ -2218,16 +2286,17 @@ fn got_ack(c: &Connection, meta: &Socket, dev: Option<&Device>, h: &w::Header) -
                         a.sector
                     );
                     if let Some(dev) = dev {
-                        dev.mark_out_of_sync(e.sector, e.sectors);
+                        dev.mark_out_of_sync(sector, sectors);
                     }
                 }
                 Some(Packet::RsWriteAck) => {
                     if let Some(d) = dev {
-                        d.mark_in_sync(e.sector, e.sectors);
+                        d.mark_in_sync(sector, sectors);
                     }
                 }
                 _ => {}
             }
+            drop(held);
             true
         }
         None => {
@@ -2240,6 +2309,36 @@ fn got_ack(c: &Connection, meta: &Socket, dev: Option<&Device>, h: &w::Header) -
             false
         }
     }
+}
+
+/// `P_BARRIER_ACK`: every write of epoch `barrier` is on the peer's disk. They leave the
+/// transfer log (a request still waiting for its protocol ack completes too). The peer's count
+/// must be ours, as DRBD checks it.
+fn got_barrier_ack(c: &Connection, p: &[u8]) -> bool {
+    let Ok(a) = w::BarrierAck::decode(p) else {
+        return false;
+    };
+    let expected = {
+        let mut tl = c.tl.lock();
+        let n = tl.iter().filter(|e| e.epoch == a.barrier).count();
+        if n == a.set_size as usize && n > 0 {
+            // An entry still holding its request (the protocol ack always comes first, so
+            // only a peer out of step) completes it here, under the mutex, as at session end.
+            tl.retain(|e| e.epoch != a.barrier);
+        }
+        n
+    };
+    if expected != a.set_size as usize || expected == 0 {
+        pr_err!(
+            "resource {}: BarrierAck #{} for {} writes, expected {}\n",
+            c.name(),
+            a.barrier,
+            a.set_size,
+            expected
+        );
+        return false;
+    }
+    true
 }
 
 /// The asender thread: pings and ping-acks on the meta socket.
@@ -2290,7 +2389,7 @@ fn asender(c: &Arc<Connection>) {
                 }
                 break;
             }
-            Ok((h, _)) => {
+            Ok((h, n)) => {
                 let ok = match Packet::from_u16(h.command) {
                     Some(Packet::Ping) => c.send(true, Packet::PingAck, &[]).is_ok(),
                     Some(Packet::PingAck) => {
@@ -2301,6 +2400,7 @@ fn asender(c: &Arc<Connection>) {
                         true
                     }
                     Some(Packet::StateChgReply) => true,
+                    Some(Packet::BarrierAck) => got_barrier_ack(c, buf.get(..n).unwrap_or(&[])),
                     Some(
                         Packet::WriteAck
                         | Packet::RecvAck
