@@ -319,24 +319,12 @@ impl core::fmt::Write for Out<'_> {
     }
 }
 
-/// Hop-by-hop fields the switch does not forward (it sets `Connection: close` itself).
-fn hop_by_hop(name: &[u8]) -> bool {
-    [
-        &b"connection"[..],
-        b"keep-alive",
-        b"proxy-connection",
-        b"upgrade",
-    ]
-    .iter()
-    .any(|h| name.eq_ignore_ascii_case(h))
-}
-
 /// Writes the request head to send to a server: the request line, the fields but the
 /// hop-by-hop ones, `Connection: close`, the empty line.
 fn rewrite_head(line: &[u8], headers: &[Header<'_>], out: &mut [u8]) -> Result<usize, HttpError> {
     let mut o = Out { buf: out, len: 0 };
     o.put(line)?;
-    for h in headers.iter().filter(|h| !hop_by_hop(h.name)) {
+    for h in headers.iter().filter(|h| !http1::is_hop_by_hop(h.name)) {
         o.put(h.name)?;
         o.put(b": ")?;
         o.put(h.value)?;
