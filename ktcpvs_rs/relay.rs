@@ -10,11 +10,13 @@
 //! event fired; every [`SWEEP_MS`] it steps all of them, which also enforces the timeouts.
 //! A step ([`Conn::step`]) does what it can without blocking and returns.
 //!
-//! HTTP mode is one request per client connection: the request head is read (within
-//! `max_header_bytes` and `client_header_timeout_ms`) and parsed, a server is chosen (rules,
-//! then the scheduler), the head is forwarded with `Connection: close` (hop-by-hop fields
+//! HTTP mode, per request: the request head is read (within `max_header_bytes` and
+//! `client_header_timeout_ms`) and parsed, a server is chosen (rules, then the scheduler), the
+//! head is forwarded with `Connection: close` on a new server connection (hop-by-hop fields
 //! removed, `X-Forwarded-For` added if `xff`), then the body (Content-Length or chunked,
-//! delimited by `http1::BodyRelay`), and the response is relayed until the server closes.
+//! delimited by `http1::BodyRelay`); the response head is parsed and rewritten
+//! (`Connection: keep-alive` or `close`), its body delimited, and when the client connection
+//! is kept the next request head is read from it (keep-alive, pipelined bytes kept).
 //! TCP mode splices bytes both ways, half-closes included.
 //!
 //! Lock order: `Service::inner` (configfs stores; `enabled` opens and closes listeners under
