@@ -38,6 +38,8 @@ def backend(name):
             xff = self.headers.get("X-Forwarded-For", "-")
             conn = self.headers.get("Connection", "-")
             self.reply(f"{name} {self.path} xff={xff} conn={conn}".encode())
+        def do_HEAD(self):
+            self.do_GET()
         def do_POST(self):
             h = hashlib.sha256(); n = 0
             if self.headers.get("Transfer-Encoding", "") == "chunked":
@@ -101,9 +103,38 @@ def keepalive():
         if (r.getheader("Connection") or "").lower() != "keep-alive" or c.sock is None:
             fail(f"keep-alive request {i}: Connection {r.getheader('Connection')}")
         ports.add(c.sock.getsockname()[1])
+    # A body on the connection (then the next request), a HEAD (no body despite its
+    # Content-Length), then plain requests up to the limit of 100 a connection.
+    part = BLOB[:100000]
+    c.request("POST", "/static/up", body=part)
+    r = c.getresponse(); w = r.read().decode().split()
+    if r.status != 200 or w[:3] != ["a", str(len(part)), hashlib.sha256(part).hexdigest()]:
+        fail(f"keep-alive POST: {r.status} {w}")
+    ports.add(c.sock.getsockname()[1])
+    c.request("HEAD", "/static/head")
+    r = c.getresponse(); body = r.read()
+    if r.status != 200 or body or int(r.getheader("Content-Length")) < 10:
+        fail(f"keep-alive HEAD: {r.status} {r.getheaders()} {body[:40]!r}")
+    ports.add(c.sock.getsockname()[1])
+    for i in range(13, 101):
+        c.request("GET", f"/n{i}")
+        r = c.getresponse(); body = r.read()
+        conn = (r.getheader("Connection") or "").lower()
+        if r.status != 200 or not body.startswith(f"c /n{i} ".encode()):
+            fail(f"keep-alive request {i}: {r.status} {body[:80]}")
+        if conn != ("close" if i == 100 else "keep-alive"):
+            fail(f"keep-alive request {i}: Connection {conn}")
+        if i < 100:
+            ports.add(c.sock.getsockname()[1])
+        elif c.sock is not None:
+            fail("keep-alive: the client kept the connection after the 100th request")
+    c.close()
     if len(ports) != 1:
         fail(f"keep-alive: the client used {len(ports)} connections")
     # Idle: closed after the header timeout (2 s).
+    c = http.client.HTTPConnection("127.0.0.1", 8080, timeout=30)
+    c.request("GET", "/idle")
+    c.getresponse().read()
     t = time.time(); s = c.sock
     s.settimeout(2.0 + 3.0 * SCALE)
     try:
@@ -130,8 +161,9 @@ def keepalive():
     if not body.startswith(b"a /static/close ") or r.getheader("Connection") != "close":
         fail(f"close: {r.status} {r.getheader('Connection')} {body[:80]}")
     c.close()
-    print(f"keepalive: 10 requests on one connection (a, c alternating), idle close after "
-          f"{idle:.1f} s, 2 pipelined, Connection: close honoured")
+    print(f"keepalive: 10 requests on one connection (a, c alternating), then a POST, a HEAD "
+          f"and GETs up to the 100th (answered with close), idle close after {idle:.1f} s, "
+          f"2 pipelined, Connection: close honoured")
 
 def wrr():
     counts = {"a": 0, "b": 0, "c": 0}
@@ -339,7 +371,7 @@ must $PY $T keepalive
 tc=$(( $(stat_of $K/web total_conns) - tc0 )); rq=$(( $(stat_of $K/web requests) - rq0 ))
 srv=$(( $(stat_of $K/web/servers/a total_conns) - sa0 + $(stat_of $K/web/servers/c total_conns) - sc0 ))
 echo "keepalive counters: client connections +$tc, requests +$rq, server connections +$srv"
-[ "$tc" = 3 ] && [ "$rq" = 13 ] && [ "$srv" = 13 ] || die "keep-alive counters: $(cat $K/web/stats)"
+[ "$tc" = 4 ] && [ "$rq" = 104 ] && [ "$srv" = 104 ] || die "keep-alive counters: $(cat $K/web/stats)"
 
 step "wrr 1:2:3 over 600 requests to the default target, config changed under a live connection"
 $PY $T slowmany 1 5 > /tmp/slow1.out 2>&1 &
