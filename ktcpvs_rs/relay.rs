@@ -10,11 +10,13 @@
 //! event fired; every [`SWEEP_MS`] it steps all of them, which also enforces the timeouts.
 //! A step ([`Conn::step`]) does what it can without blocking and returns.
 //!
-//! HTTP mode is one request per client connection: the request head is read (within
-//! `max_header_bytes` and `client_header_timeout_ms`) and parsed, a server is chosen (rules,
-//! then the scheduler), the head is forwarded with `Connection: close` (hop-by-hop fields
+//! HTTP mode, per request: the request head is read (within `max_header_bytes` and
+//! `client_header_timeout_ms`) and parsed, a server is chosen (rules, then the scheduler), the
+//! head is forwarded with `Connection: close` on a new server connection (hop-by-hop fields
 //! removed, `X-Forwarded-For` added if `xff`), then the body (Content-Length or chunked,
-//! delimited by `http1::BodyRelay`), and the response is relayed until the server closes.
+//! delimited by `http1::BodyRelay`); the response head is parsed and rewritten
+//! (`Connection: keep-alive` or `close`), its body delimited, and when the client connection
+//! is kept the next request head is read from it (keep-alive, pipelined bytes kept).
 //! TCP mode splices bytes both ways, half-closes included.
 //!
 //! Lock order: `Service::inner` (configfs stores; `enabled` opens and closes listeners under
@@ -22,7 +24,7 @@
 //! `listeners` only to accept, and take snapshots (`inner`) after dropping it.
 
 use crate::config::{SchedState, ServerCfg, Service, ServiceCfg, Stat, Stats};
-use crate::http1::{self, BodyRelay, ChunkLimits, Header, HttpError, Limits, Method};
+use crate::http1::{self, BodyRelay, ChunkLimits, Framing, Header, HttpError, Limits, Method};
 use crate::ktcpvs_cfs::{Mode, MAX_SERVERS};
 use crate::l7_sched::{self, SchedKind, ServerState, ServerView};
 use crate::net::{self, Addr, Ev, Io, KThread, Sock, Waker};
@@ -51,6 +53,14 @@ const LINGER_MS: u64 = 2000;
 const DRAIN_MAX: usize = 64 * 1024;
 /// Most header fields of a request.
 const MAX_FIELDS: usize = 64;
+/// Most requests on one client connection (keep-alive); the last one is answered with
+/// `Connection: close`.
+const MAX_REQUESTS: u32 = 100;
+/// Limits of a chunked response body (no size limit: the switch only delimits it).
+const RESPONSE_CHUNKS: ChunkLimits = ChunkLimits {
+    max_body: u64::MAX,
+    ..ChunkLimits::DEFAULT
+};
 /// Size of the `uri-hash` Maglev table (a prime, `l7_sched::MAGLEV_SIZES`).
 const MAGLEV_SIZE: usize = 1021;
 
@@ -319,24 +329,12 @@ impl core::fmt::Write for Out<'_> {
     }
 }
 
-/// Hop-by-hop fields the switch does not forward (it sets `Connection: close` itself).
-fn hop_by_hop(name: &[u8]) -> bool {
-    [
-        &b"connection"[..],
-        b"keep-alive",
-        b"proxy-connection",
-        b"upgrade",
-    ]
-    .iter()
-    .any(|h| name.eq_ignore_ascii_case(h))
-}
-
 /// Writes the request head to send to a server: the request line, the fields but the
 /// hop-by-hop ones, `Connection: close`, the empty line.
 fn rewrite_head(line: &[u8], headers: &[Header<'_>], out: &mut [u8]) -> Result<usize, HttpError> {
     let mut o = Out { buf: out, len: 0 };
     o.put(line)?;
-    for h in headers.iter().filter(|h| !hop_by_hop(h.name)) {
+    for h in headers.iter().filter(|h| !http1::is_hop_by_hop(h.name)) {
         o.put(h.name)?;
         o.put(b": ")?;
         o.put(h.value)?;
@@ -357,6 +355,17 @@ enum Phase {
     /// Sending the last bytes (an error response), then draining the client until it closes.
     Closing,
     /// To be freed.
+    Done,
+}
+
+/// Where the response to the current request is (http).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Resp {
+    /// Reading its head (interim 1xx heads are relayed as they come).
+    Head,
+    /// Relaying its body (delimited by `Conn::resp_body`).
+    Body,
+    /// Read completely (bytes may still wait in `down`).
     Done,
 }
 
@@ -411,9 +420,22 @@ pub(crate) struct Conn {
     pending_slot: u8,
     /// The path, for `uri-hash` (a range of `head`).
     path: (usize, usize),
-    /// Bytes sent to the client so far.
+    /// Bytes of the current response sent to the client so far.
     sent_down: u64,
     drained: usize,
+    /// State of the response (http).
+    resp: Resp,
+    /// Delimits the response body.
+    resp_body: BodyRelay,
+    /// With `resp == Head`: `down.data[hold..end]` is the response head being read (not sent
+    /// yet); `down.data[start..hold]` may go to the client.
+    hold: usize,
+    /// The client connection carries another request after this one.
+    keep: bool,
+    /// The request is a HEAD (its response has no body).
+    req_head: bool,
+    /// Requests parsed on this client connection.
+    nreq: u32,
 }
 
 impl Drop for Conn {
@@ -509,6 +531,12 @@ impl Conn {
                 path: (0, 0),
                 sent_down: 0,
                 drained: 0,
+                resp: Resp::Head,
+                resp_body: BodyRelay::UntilClose,
+                hold: 0,
+                keep: false,
+                req_head: false,
+                nreq: 0,
             },
             GFP_KERNEL,
         )
@@ -593,7 +621,12 @@ impl Conn {
 
     fn head_step(&mut self, now: u64) -> Step {
         if now >= self.deadline {
-            self.fail(Some(408), now);
+            if self.nreq > 0 && self.head.end == 0 {
+                // An idle keep-alive connection: closed without an answer.
+                self.phase = Phase::Done;
+            } else {
+                self.fail(Some(408), now);
+            }
             return Step::Again;
         }
         let end = self.head.end;
@@ -655,6 +688,9 @@ impl Conn {
             }
         };
         self.svc.stats.add(Stat::Requests, 1);
+        self.nreq = self.nreq.saturating_add(1);
+        self.keep = req.keep_alive && self.nreq < MAX_REQUESTS;
+        self.req_head = req.method == Method::Head;
         if req.method == Method::Connect {
             self.fail(Some(501), now);
             return;
@@ -685,20 +721,32 @@ impl Conn {
             .map(|i| req.start + i + 2)
             .unwrap_or(head_len);
         let size = BUF.max(max_head + HEAD_EXTRA);
-        let mut up = match Buf::new(size) {
+        // The buffers of the previous request on the connection are reused.
+        let mut up = match self
+            .up
+            .take()
+            .filter(|b| b.data.len() >= size)
+            .map_or_else(|| Buf::new(size), Ok)
+        {
             Ok(b) => b,
             Err(_) => {
                 self.fail(Some(503), now);
                 return;
             }
         };
-        let mut down = match Buf::new(size) {
+        let mut down = match self
+            .down
+            .take()
+            .filter(|b| b.data.len() >= size)
+            .map_or_else(|| Buf::new(size), Ok)
+        {
             Ok(b) => b,
             Err(_) => {
                 self.fail(Some(503), now);
                 return;
             }
         };
+        down.clear();
         let line = buf.get(req.start..line_end).unwrap_or(&[]);
         let written = if cfg.xff {
             // The rewritten head goes to `down` (empty for now), then X-Forwarded-For is added
@@ -887,7 +935,8 @@ impl Conn {
         }
         if up.is_empty() && !self.req_done && !self.client_eof {
             up.clear();
-            let r = if !self.head.is_empty() {
+            let from_head = !self.head.is_empty();
+            let r = if from_head {
                 // Body bytes that came with the head.
                 let rest = self.head.pending();
                 let n = rest.len().min(up.data.len());
@@ -906,10 +955,27 @@ impl Conn {
                     let n = n.min(up.data.len());
                     match self.body.feed(&up.data[..n]) {
                         Ok(p) => {
-                            // Bytes after the body (a pipelined request) are dropped: one
-                            // request per connection.
-                            up.end = p.consumed.min(n);
+                            let used = p.consumed.min(n);
+                            up.end = used;
                             self.req_done = p.done;
+                            // Bytes after the body: the next (pipelined) request, kept in
+                            // `head` for later.
+                            let extra = n - used;
+                            if extra > 0 {
+                                if from_head {
+                                    // They are still in `head`: give them back.
+                                    self.head.start = self.head.start.saturating_sub(extra);
+                                } else if extra <= self.head.data.len() {
+                                    // `head` is empty (read from first): they go there.
+                                    self.head.data[..extra].copy_from_slice(&up.data[used..n]);
+                                    self.head.start = 0;
+                                    self.head.end = extra;
+                                } else {
+                                    // More than a head can hold: dropped, and the
+                                    // connection ends after this response.
+                                    self.keep = false;
+                                }
+                            }
                         }
                         Err(e) => {
                             self.fail(Some(e.status()), now);
@@ -938,9 +1004,16 @@ impl Conn {
             server.shutdown_write();
             self.server_wr_shut = true;
         }
-        // Server to client.
-        if !down.is_empty() {
-            match self.client.send(down.pending()) {
+        // Server to client. In http mode a response head is held back until it is complete
+        // (then rewritten); the bytes before it may go.
+        let sendable = if http && self.resp == Resp::Head {
+            self.hold.min(down.end)
+        } else {
+            down.end
+        };
+        if down.start < sendable {
+            let out = down.data.get(down.start..sendable).unwrap_or(&[]);
+            match self.client.send(out) {
                 Ok(Io::Done(n)) => {
                     down.consume(n);
                     cst.add(Stat::BytesOut, n as u64);
@@ -954,17 +1027,64 @@ impl Conn {
                 }
             }
         }
-        if down.is_empty() && !self.server_eof {
-            down.clear();
-            match server.recv(&mut down.data) {
+        if down.start >= sendable && !self.server_eof && !(http && self.resp == Resp::Done) {
+            let r = if http && self.resp == Resp::Head {
+                // The held bytes go to the front; room is kept for the rewrite.
+                let (h, e) = (self.hold.min(down.end), down.end);
+                down.data.copy_within(h..e, 0);
+                down.start = 0;
+                down.end = e - h;
+                self.hold = 0;
+                let cap = down.data.len().saturating_sub(http1::RESPONSE_HEAD_GROWTH);
+                match down.data.get_mut(down.end..cap) {
+                    Some(free) if !free.is_empty() => server.recv(free),
+                    // A response head larger than the buffer.
+                    _ => Err(EMSGSIZE),
+                }
+            } else {
+                down.clear();
+                server.recv(&mut down.data)
+            };
+            match r {
                 Ok(Io::Done(n)) => {
-                    down.end = n.min(down.data.len());
                     sst.add(Stat::BytesOut, n as u64);
                     moved = true;
+                    if !http {
+                        down.end = n.min(down.data.len());
+                    } else if self.resp == Resp::Head {
+                        down.end = down.end.saturating_add(n).min(down.data.len());
+                        if !self.response_head() {
+                            self.server_failed(now);
+                            return Step::Again;
+                        }
+                    } else {
+                        let n = n.min(down.data.len());
+                        match self.resp_body.feed(&down.data[..n]) {
+                            Ok(p) => {
+                                // Bytes after the response (the server was asked to close)
+                                // are dropped.
+                                down.end = p.consumed.min(n);
+                                if p.done {
+                                    self.resp = Resp::Done;
+                                }
+                            }
+                            Err(_) => {
+                                // A broken chunked response: the client can only be closed.
+                                self.keep = false;
+                                self.server_failed(now);
+                                return Step::Again;
+                            }
+                        }
+                    }
                 }
                 Ok(Io::Eof) => {
                     self.server_eof = true;
                     moved = true;
+                    if http && self.resp == Resp::Head {
+                        // No (complete) response: 502 if nothing reached the client yet.
+                        self.server_failed(now);
+                        return Step::Again;
+                    }
                 }
                 Ok(Io::Again) => {}
                 Err(_) => {
@@ -973,19 +1093,33 @@ impl Conn {
                 }
             }
         }
-        if self.server_eof && down.is_empty() {
-            if http {
-                // The response is complete: close (lingering, see `closing_step`).
-                self.server = None;
+        if http {
+            let Some(down) = &self.down else {
+                self.phase = Phase::Done;
+                return Step::Again;
+            };
+            if down.is_empty() && self.resp == Resp::Done {
+                if self.keep && self.req_done {
+                    // The response is complete: the next request.
+                    self.next_request(now);
+                    return Step::Again;
+                }
+                self.server_eof = true;
+            }
+            if self.server_eof && down.is_empty() {
+                // The response is complete (or cut by the server): close, lingering (see
+                // `closing_step`).
+                self.release_server();
                 self.phase = Phase::Closing;
                 self.deadline = now + LINGER_MS;
                 return Step::Again;
             }
+        } else if self.server_eof && self.down.as_ref().is_none_or(|d| d.is_empty()) {
             if !self.client_wr_shut {
                 self.client.shutdown_write();
                 self.client_wr_shut = true;
             }
-            if self.client_eof && up.is_empty() {
+            if self.client_eof && self.up.as_ref().is_none_or(|u| u.is_empty()) {
                 self.phase = Phase::Done;
                 return Step::Again;
             }
@@ -1003,6 +1137,114 @@ impl Conn {
             Step::Again
         } else {
             Step::Wait
+        }
+    }
+
+    /// Parses the response head held in `down` from `hold`: interim (1xx) heads are relayed as
+    /// they are; the final one is rewritten for the client (`Connection: keep-alive` if the
+    /// connection goes on, which needs a framed body, else `close`) and its body delimited.
+    /// Returns `false` when the response is not valid HTTP or its head does not fit.
+    #[inline(never)]
+    fn response_head(&mut self) -> bool {
+        let Some(down) = &mut self.down else {
+            return false;
+        };
+        let limits = Limits {
+            max_head: down.data.len().saturating_sub(http1::RESPONSE_HEAD_GROWTH),
+            max_headers: MAX_FIELDS,
+            max_target: 0,
+            max_body: u64::MAX,
+        };
+        let method = if self.req_head {
+            Method::Head
+        } else {
+            Method::Get
+        };
+        loop {
+            let (hold, end) = (self.hold.min(down.end), down.end);
+            let mut fields = [Header::EMPTY; MAX_FIELDS];
+            let buf = down.data.get(hold..end).unwrap_or(&[]);
+            let (interim, framing, head_len) =
+                match http1::parse_response(buf, &mut fields, &limits, method) {
+                    Ok(http1::Status::Partial) => return true,
+                    Ok(http1::Status::Complete(r)) => (r.is_interim(), r.framing, r.head_len),
+                    Err(_) => return false,
+                };
+            if interim {
+                // Relayed as it is (`100 Continue`); the final head follows.
+                self.hold = hold + head_len;
+                continue;
+            }
+            let framed = matches!(
+                framing,
+                Framing::None | Framing::ContentLength(_) | Framing::Chunked
+            );
+            self.keep = self.keep && self.req_done && framed;
+            let Some(buf) = down.data.get_mut(hold..) else {
+                return false;
+            };
+            let Ok(new_head) = http1::rewrite_response_head(buf, end - hold, head_len, self.keep)
+            else {
+                return false;
+            };
+            let body_start = hold + new_head;
+            let body_end = body_start + (end - hold - head_len);
+            self.resp_body = BodyRelay::new(framing, RESPONSE_CHUNKS);
+            let rest = down.data.get(body_start..body_end).unwrap_or(&[]);
+            match self.resp_body.feed(rest) {
+                Ok(p) => {
+                    // Bytes after the response are dropped (the server was asked to close).
+                    down.end = body_start + p.consumed.min(rest.len());
+                    self.resp = if p.done { Resp::Done } else { Resp::Body };
+                }
+                Err(_) => return false,
+            }
+            self.hold = down.end;
+            return true;
+        }
+    }
+
+    /// Closes the server connection of the request, if any, and takes it out of the server's
+    /// `active_conns`.
+    fn release_server(&mut self) {
+        self.server = None;
+        if let Some(s) = self.slot.take() {
+            self.svc.server_stats[usize::from(s)].dec_active();
+        }
+    }
+
+    /// The response is complete and the client keeps its connection: back to reading a
+    /// request head (idle for at most `client_header_timeout_ms`), starting with the bytes
+    /// already read after the previous request (pipelined).
+    fn next_request(&mut self, now: u64) {
+        self.release_server();
+        let (s, e) = (self.head.start.min(self.head.end), self.head.end);
+        self.head.data.copy_within(s..e, 0);
+        self.head.start = 0;
+        self.head.end = e - s;
+        if let Some(b) = &mut self.up {
+            b.clear();
+        }
+        if let Some(b) = &mut self.down {
+            b.clear();
+        }
+        self.head_len = 0;
+        self.body = BodyRelay::UntilClose;
+        self.req_done = false;
+        self.server_eof = false;
+        self.server_wr_shut = false;
+        self.target = 0;
+        self.tried = 0;
+        self.path = (0, 0);
+        self.sent_down = 0;
+        self.resp = Resp::Head;
+        self.resp_body = BodyRelay::UntilClose;
+        self.hold = 0;
+        self.keep = false;
+        self.phase = Phase::Head;
+        self.deadline = now + u64::from(self.cfg.client_header_timeout_ms);
+        if self.head.end > 0 {
+            self.parse_head(now);
         }
     }
 

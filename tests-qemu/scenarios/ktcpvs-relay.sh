@@ -2,7 +2,8 @@
 # timeout: 900
 # ktcpvs_rs's data path: three python backends on 127.0.0.1, a service on 127.0.0.1:8080 with
 # rules (/static/* -> a, Host api.example -> b, default -> c); routing, X-Forwarded-For, wrr
-# 1:2:3 over 600 requests, 8 MiB up and down byte-identical, a chunked upload, a config change
+# 1:2:3 over 600 requests, keep-alive (10 requests alternating backends on one connection,
+# pipelining, idle close), 8 MiB up and down byte-identical, a chunked upload, a config change
 # under a live connection, a backend killed mid-run, tcp mode over IPv6, hostile clients
 # (garbage, oversized heads, slowloris, half-close, RST) with active_conns back to 0, and rmmod
 # while a load generator runs.
@@ -37,6 +38,8 @@ def backend(name):
             xff = self.headers.get("X-Forwarded-For", "-")
             conn = self.headers.get("Connection", "-")
             self.reply(f"{name} {self.path} xff={xff} conn={conn}".encode())
+        def do_HEAD(self):
+            self.do_GET()
         def do_POST(self):
             h = hashlib.sha256(); n = 0
             if self.headers.get("Transfer-Encoding", "") == "chunked":
@@ -85,6 +88,82 @@ def routing():
                 fail(f"headers not rewritten: {body[:120]}")
             n += 1
     print(f"routing: {n} requests ok")
+
+def keepalive():
+    # 10 requests alternating paths on one client connection, each routed anew.
+    c = http.client.HTTPConnection("127.0.0.1", 8080, timeout=30)
+    ports = set()
+    for i in range(10):
+        path, want = (f"/static/ka{i}.css", "a") if i % 2 == 0 else (f"/ka{i}", "c")
+        c.request("GET", path)
+        r = c.getresponse(); body = r.read()
+        w = body.decode().split()
+        if r.status != 200 or w[0] != want or w[1] != path or w[3] != "conn=close":
+            fail(f"keep-alive request {i} {path}: {r.status} {body[:80]}")
+        if (r.getheader("Connection") or "").lower() != "keep-alive" or c.sock is None:
+            fail(f"keep-alive request {i}: Connection {r.getheader('Connection')}")
+        ports.add(c.sock.getsockname()[1])
+    # A body on the connection (then the next request), a HEAD (no body despite its
+    # Content-Length), then plain requests up to the limit of 100 a connection.
+    part = BLOB[:100000]
+    c.request("POST", "/static/up", body=part)
+    r = c.getresponse(); w = r.read().decode().split()
+    if r.status != 200 or w[:3] != ["a", str(len(part)), hashlib.sha256(part).hexdigest()]:
+        fail(f"keep-alive POST: {r.status} {w}")
+    ports.add(c.sock.getsockname()[1])
+    c.request("HEAD", "/static/head")
+    r = c.getresponse(); body = r.read()
+    if r.status != 200 or body or int(r.getheader("Content-Length")) < 10:
+        fail(f"keep-alive HEAD: {r.status} {r.getheaders()} {body[:40]!r}")
+    ports.add(c.sock.getsockname()[1])
+    for i in range(13, 101):
+        c.request("GET", f"/n{i}")
+        r = c.getresponse(); body = r.read()
+        conn = (r.getheader("Connection") or "").lower()
+        if r.status != 200 or not body.startswith(f"c /n{i} ".encode()):
+            fail(f"keep-alive request {i}: {r.status} {body[:80]}")
+        if conn != ("close" if i == 100 else "keep-alive"):
+            fail(f"keep-alive request {i}: Connection {conn}")
+        if i < 100:
+            ports.add(c.sock.getsockname()[1])
+        elif c.sock is not None:
+            fail("keep-alive: the client kept the connection after the 100th request")
+    c.close()
+    if len(ports) != 1:
+        fail(f"keep-alive: the client used {len(ports)} connections")
+    # Idle: closed after the header timeout (2 s).
+    c = http.client.HTTPConnection("127.0.0.1", 8080, timeout=30)
+    c.request("GET", "/idle")
+    c.getresponse().read()
+    t = time.time(); s = c.sock
+    s.settimeout(2.0 + 3.0 * SCALE)
+    try:
+        d = s.recv(100)
+    except socket.timeout:
+        fail("keep-alive: the idle connection was not closed")
+    idle = time.time() - t
+    if d or idle < 1.5:
+        fail(f"keep-alive: idle close after {idle:.1f} s with {d!r}")
+    c.close()
+    # Two pipelined requests in one segment, the second with Connection: close.
+    s = socket.create_connection(("127.0.0.1", 8080), timeout=30)
+    s.sendall(b"GET /static/p1 HTTP/1.1\r\nHost: h\r\n\r\n"
+              b"GET /p2 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    data = readall(s, 30); s.close()
+    first, _, second = data.partition(b"a /static/p1 ")
+    if (b"Connection: keep-alive" not in first or b"c /p2 " not in second
+            or b"Connection: close" not in second):
+        fail(f"pipelined: {data!r}")
+    # Connection: close from the client: answered with close, the client reconnects.
+    c = http.client.HTTPConnection("127.0.0.1", 8080, timeout=30)
+    c.request("GET", "/static/close", headers={"Connection": "close"})
+    r = c.getresponse(); body = r.read()
+    if not body.startswith(b"a /static/close ") or r.getheader("Connection") != "close":
+        fail(f"close: {r.status} {r.getheader('Connection')} {body[:80]}")
+    c.close()
+    print(f"keepalive: 10 requests on one connection (a, c alternating), then a POST, a HEAD "
+          f"and GETs up to the 100th (answered with close), idle close after {idle:.1f} s, "
+          f"2 pipelined, Connection: close honoured")
 
 def wrr():
     counts = {"a": 0, "b": 0, "c": 0}
@@ -175,8 +254,10 @@ def readall(s, limit=5):
 def hostile():
     results = {}
     def one(kind, i):
-        s = socket.create_connection(("127.0.0.1", 8080), timeout=30)
+        # Before the connect: the switch's header timeout starts at its accept, later, so a
+        # thread that the GIL holds back after connecting cannot see the 408 early.
         t = time.time()
+        s = socket.create_connection(("127.0.0.1", 8080), timeout=30)
         if kind == "garbage":
             s.sendall(random.Random(i).randbytes(200) + b"\r\n\r\n")
             want = {400, 505, 501, 414}
@@ -284,6 +365,15 @@ echo "routing took $(( $(date +%s) - t0 )) s"
 [ "$(stat_of $K/web requests)" -ge 240 ] || die "requests counter: $(cat $K/web/stats)"
 [ "$(stat_of $K/web/servers/a requests)" -ge 80 ] || die "server a counter: $(cat $K/web/servers/a/stats)"
 "$RTCPVSADM" list --stats
+
+step "keep-alive: 10 requests alternating paths on one connection, routed per request"
+tc0=$(stat_of $K/web total_conns); rq0=$(stat_of $K/web requests)
+sa0=$(stat_of $K/web/servers/a total_conns); sc0=$(stat_of $K/web/servers/c total_conns)
+must $PY $T keepalive
+tc=$(( $(stat_of $K/web total_conns) - tc0 )); rq=$(( $(stat_of $K/web requests) - rq0 ))
+srv=$(( $(stat_of $K/web/servers/a total_conns) - sa0 + $(stat_of $K/web/servers/c total_conns) - sc0 ))
+echo "keepalive counters: client connections +$tc, requests +$rq, server connections +$srv"
+[ "$tc" = 4 ] && [ "$rq" = 104 ] && [ "$srv" = 104 ] || die "keep-alive counters: $(cat $K/web/stats)"
 
 step "wrr 1:2:3 over 600 requests to the default target, config changed under a live connection"
 $PY $T slowmany 1 5 > /tmp/slow1.out 2>&1 &

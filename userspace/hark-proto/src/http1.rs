@@ -1185,6 +1185,81 @@ pub fn add_forwarded_for(head: &[u8], client: &[u8], out: &mut [u8]) -> Result<u
     }
 }
 
+/// Whether a field is hop-by-hop for the switch (RFC 9110 §7.6.1): `Connection`, `Keep-Alive`,
+/// `Proxy-Connection` and `Upgrade` are never relayed; the switch writes its own `Connection`.
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    [
+        &b"connection"[..],
+        b"keep-alive",
+        b"proxy-connection",
+        b"upgrade",
+    ]
+    .iter()
+    .any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// Most bytes [`rewrite_response_head`] adds to a head (`Connection: keep-alive` and CRLF).
+pub const RESPONSE_HEAD_GROWTH: usize = b"Connection: keep-alive\r\n".len();
+
+/// Rewrites, in place, the response head `buf[..head_len]` (complete, as accepted by
+/// [`parse_response`]) for the client: every hop-by-hop field line ([`is_hop_by_hop`]) is
+/// dropped and `Connection: keep-alive` (`keep_alive`) or `Connection: close` is added before
+/// the empty line. The bytes read after the head, `buf[head_len..len]`, move with it. Returns
+/// the new head length; the content is then `buf[..len - head_len + new_head_len]`.
+///
+/// Fails with [`HttpError::HeadTooLarge`] when `buf` has no room for the result (at most
+/// [`RESPONSE_HEAD_GROWTH`] more bytes than `len` are needed) and [`HttpError::BadStartLine`]
+/// when `buf[..head_len]` is not a head (`head_len <= len <= buf.len()` is required too).
+pub fn rewrite_response_head(
+    buf: &mut [u8],
+    len: usize,
+    head_len: usize,
+    keep_alive: bool,
+) -> Result<usize, HttpError> {
+    if head_len > len || len > buf.len() || !buf[..head_len].ends_with(b"\r\n\r\n") {
+        return Err(HttpError::BadStartLine);
+    }
+    let line_end = |buf: &[u8], from: usize| -> Result<usize, HttpError> {
+        buf[from..head_len]
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map(|i| from + i)
+            .ok_or(HttpError::BadStartLine)
+    };
+    // The status line stays.
+    let mut w = line_end(buf, 0)? + 2;
+    let mut r = w;
+    loop {
+        let e = line_end(buf, r)?;
+        if e == r {
+            // The empty line.
+            break;
+        }
+        let line = &buf[r..e];
+        let name = &line[..line.iter().position(|&b| b == b':').unwrap_or(line.len())];
+        if !is_hop_by_hop(name) {
+            buf.copy_within(r..e + 2, w);
+            w += e + 2 - r;
+        }
+        r = e + 2;
+    }
+    let field: &[u8] = if keep_alive {
+        b"Connection: keep-alive\r\n"
+    } else {
+        b"Connection: close\r\n"
+    };
+    let new_head = w + field.len() + 2;
+    let rest = len - head_len;
+    if new_head.checked_add(rest).is_none_or(|end| end > buf.len()) {
+        return Err(HttpError::HeadTooLarge);
+    }
+    // The body bytes first: their new place does not overlap `buf[..new_head]`.
+    buf.copy_within(head_len..len, new_head);
+    buf[w..w + field.len()].copy_from_slice(field);
+    buf[w + field.len()..new_head].copy_from_slice(b"\r\n");
+    Ok(new_head)
+}
+
 /// Concatenates `parts` into `out` after checking that `value` is a valid field value.
 fn splice(out: &mut [u8], parts: &[&[u8]], value: &[u8]) -> Result<usize, HttpError> {
     if value.iter().any(|&b| !is_value_char(b)) {
@@ -1833,5 +1908,76 @@ mod tests {
         );
         assert_eq!(error_response(431), b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         assert!(HttpError::BadChunk.response().starts_with(b"HTTP/1.1 400 "));
+    }
+
+    /// `head` + `body` rewritten in a buffer with `room` bytes to spare: (buffer, length).
+    fn rewrite(
+        head: &[u8],
+        body: &[u8],
+        room: usize,
+        ka: bool,
+    ) -> Result<([u8; 256], usize), HttpError> {
+        let mut buf = [0xAAu8; 256];
+        let len = head.len() + body.len();
+        buf[..head.len()].copy_from_slice(head);
+        buf[head.len()..len].copy_from_slice(body);
+        let n = rewrite_response_head(&mut buf[..len + room], len, head.len(), ka)?;
+        Ok((buf, n + body.len()))
+    }
+
+    fn rewritten(head: &[u8], body: &[u8], room: usize, ka: bool) -> ([u8; 256], usize) {
+        rewrite(head, body, room, ka).unwrap()
+    }
+
+    #[test]
+    fn rewrite_response_head_for_client() {
+        let head = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 5\r\nKeep-Alive: timeout=5\r\nX-A: b\r\n\r\n";
+        let (b, n) = rewritten(head, b"hello", 0, true);
+        assert_eq!(
+            &b[..n],
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\nConnection: keep-alive\r\n\r\nhello"
+        );
+        let (b, n) = rewritten(head, b"", 0, false);
+        assert_eq!(
+            &b[..n],
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\nConnection: close\r\n\r\n"
+        );
+        // Growth: no hop-by-hop field to drop.
+        let head = b"HTTP/1.0 204 No Content\r\n\r\n";
+        let (b, n) = rewritten(head, b"xy", RESPONSE_HEAD_GROWTH, true);
+        assert_eq!(
+            &b[..n],
+            b"HTTP/1.0 204 No Content\r\nConnection: keep-alive\r\n\r\nxy"
+        );
+        assert_eq!(
+            rewrite(head, b"xy", RESPONSE_HEAD_GROWTH - 1, true).map(|_| ()),
+            Err(HttpError::HeadTooLarge)
+        );
+        // The result parses to the same response, with the new persistence.
+        let head = b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\nconnection: CLOSE\r\nUpgrade: h2c\r\n\r\n";
+        let (b, n) = rewritten(head, b"0\r\n\r\n", 0, true);
+        let out = &b[..n];
+        let mut h = [Header::EMPTY; 8];
+        match parse_response(out, &mut h, &Limits::DEFAULT, Method::Get) {
+            Ok(Status::Complete(r)) => {
+                assert_eq!(
+                    (r.code, r.framing, r.keep_alive),
+                    (404, Framing::Chunked, true)
+                );
+                assert!(find_header(r.headers, b"upgrade").is_none());
+                assert_eq!(&out[r.head_len..], b"0\r\n\r\n");
+            }
+            x => panic!("{x:?}"),
+        }
+        // Not a head.
+        assert_eq!(
+            rewrite(b"HTTP/1.1 200 OK\r\n", b"", 64, true).map(|_| ()),
+            Err(HttpError::BadStartLine)
+        );
+        let mut b = [0u8; 8];
+        assert_eq!(
+            rewrite_response_head(&mut b, 4, 6, true),
+            Err(HttpError::BadStartLine)
+        );
     }
 }

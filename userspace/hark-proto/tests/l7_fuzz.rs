@@ -10,8 +10,9 @@
 //! and must reach 1,000,000.
 
 use hark_proto::http1::{
-    parse_request, parse_response, BodyRelay, ChunkLimits, ChunkedDecoder, Framing, Header,
-    HttpError, Limits, Method, Request, Status,
+    is_hop_by_hop, parse_request, parse_response, rewrite_response_head, BodyRelay, ChunkLimits,
+    ChunkedDecoder, Framing, Header, HttpError, Limits, Method, Request, Status,
+    RESPONSE_HEAD_GROWTH,
 };
 use hark_proto::l7_rules::{glob_match, parse_target, MatchKind, Rule, TargetText, MAX_TEXT};
 use hark_proto::l7_sched::{
@@ -418,6 +419,33 @@ fn fuzz_responses(r: &mut Rng, n: usize) -> usize {
                 );
             }
             x => panic!("{x:?} for {:?}", String::from_utf8_lossy(&buf)),
+        }
+        // Rewritten for a client (keep-alive or close): the same response, hop-by-hop fields
+        // gone, the body bytes after the head unchanged.
+        let keep = r.chance(50);
+        let mut out = buf.clone();
+        out.resize(buf.len() + RESPONSE_HEAD_GROWTH, 0);
+        let n = rewrite_response_head(&mut out, buf.len(), head_len, keep).unwrap();
+        out.truncate(n + buf.len() - head_len);
+        assert_eq!(&out[n..], &buf[head_len..]);
+        let mut h = [Header::EMPTY; 8];
+        match parse_response(&out, &mut h, &Limits::DEFAULT, method) {
+            Ok(Status::Complete(resp)) => {
+                let conn: Vec<_> = resp
+                    .headers
+                    .iter()
+                    .filter(|f| is_hop_by_hop(f.name))
+                    .collect();
+                assert_eq!(conn.len(), 1);
+                let want_ka = keep && !matches!(want, Framing::Tunnel | Framing::UntilClose);
+                assert_eq!(
+                    (resp.code, resp.framing, resp.keep_alive, resp.head_len),
+                    (code, want, want_ka, n),
+                    "{:?}",
+                    String::from_utf8_lossy(&out)
+                );
+            }
+            x => panic!("{x:?} for {:?}", String::from_utf8_lossy(&out)),
         }
         if case % 2 == 1 {
             mutate(r, &mut buf);
