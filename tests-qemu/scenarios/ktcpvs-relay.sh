@@ -338,7 +338,8 @@ must insmod "$(ko ktcpvs_rs)"
 for n in a b c; do $PY $T backend $n > /tmp/backend-$n.log 2>&1 & eval "pid_$n=\$!"; done
 trap 'kill $pid_a $pid_b $pid_c ${slowpid:-} ${loadpid:-} 2>/dev/null || true' EXIT
 for p in 9001 9002 9003; do
-	until_ok 20 port_open "$p" || die "backend on port $p did not start"
+	# Python starts in seconds idle, in over a minute with six TCG VMs on two cores.
+	until_ok 60 port_open "$p" || die "backend on port $p did not start"
 done
 
 step "configure web on 127.0.0.1:8080: /static/ -> a, Host api.example -> b, default -> c"
