@@ -349,6 +349,16 @@ impl Connection {
         &self.resource
     }
 
+    /// The data (`meta == false`) or meta socket of the current session, and the agreed
+    /// protocol version.
+    fn session_socket(&self, meta: bool) -> (Option<Arc<Socket>>, u32) {
+        let i = self.info.lock();
+        (
+            if meta { i.meta.clone() } else { i.data.clone() },
+            i.view.agreed,
+        )
+    }
+
     /// Sends one packet on the data (`meta == false`) or meta socket of the current session.
     fn send(&self, meta: bool, cmd: Packet, payload: &[u8]) -> Result {
         self.send_parts(meta, cmd, &[payload])
@@ -356,13 +366,7 @@ impl Connection {
 
     /// Like [`Self::send`] with the payload in pieces.
     fn send_parts(&self, meta: bool, cmd: Packet, parts: &[&[u8]]) -> Result {
-        let (sock, agreed) = {
-            let i = self.info.lock();
-            (
-                if meta { i.meta.clone() } else { i.data.clone() },
-                i.view.agreed,
-            )
-        };
+        let (sock, agreed) = self.session_socket(meta);
         let sock = sock.ok_or(ENOTCONN)?;
         if meta {
             let _guard = self.meta_tx.lock();
@@ -474,10 +478,7 @@ impl Connection {
             seq_num: id as u32,
             dp_flags: ack_flag | if fua { w::DP_FUA } else { 0 },
         };
-        let (sock, agreed) = {
-            let i = self.info.lock();
-            (i.data.clone(), i.view.agreed)
-        };
+        let (sock, agreed) = self.session_socket(false);
         let Some(sock) = sock else {
             dev.mark_out_of_sync(sector, sectors);
             return;
@@ -496,9 +497,21 @@ impl Connection {
             epoch: ep.number,
             held: tl_held,
         };
+        // (Bound first: the log's lock must not be held while sending.)
         let pushed = self.tl.lock().push_within_capacity(e);
         let sent = match pushed {
-            Ok(()) => send_packet(&sock, agreed, Packet::Data, &[&d.encode(), data]).is_ok(),
+            Ok(()) => {
+                let sent = send_packet(&sock, agreed, Packet::Data, &[&d.encode(), data]).is_ok();
+                if !sent {
+                    // The session ends: the peer needs the write later.
+                    dev.mark_out_of_sync(sector, sectors);
+                    let mut tl = self.tl.lock();
+                    if let Some(i) = tl.iter().position(|e| e.id == id) {
+                        let _ = tl.remove(i);
+                    }
+                }
+                sent
+            }
             Err(e) => {
                 pr_err!(
                     "resource {}: transfer log full (barrier acks missing)\n",
@@ -511,14 +524,7 @@ impl Connection {
             }
         };
         let last = self.writers.fetch_sub(1, Ordering::SeqCst) == 1;
-        if !sent {
-            // The session ends (or the peer does not ack): the peer needs the write later.
-            dev.mark_out_of_sync(sector, sectors);
-            let mut tl = self.tl.lock();
-            if let Some(i) = tl.iter().position(|e| e.id == id) {
-                let _ = tl.remove(i);
-            }
-        } else {
+        if sent {
             ep.writes += 1;
             if fua || last || ep.writes >= MAX_EPOCH_WRITES {
                 let b = w::Barrier {
@@ -2318,17 +2324,18 @@ fn got_barrier_ack(c: &Connection, p: &[u8]) -> bool {
     let Ok(a) = w::BarrierAck::decode(p) else {
         return false;
     };
-    let expected = {
+    let (expected, ok) = {
         let mut tl = c.tl.lock();
         let n = tl.iter().filter(|e| e.epoch == a.barrier).count();
-        if n == a.set_size as usize && n > 0 {
+        let ok = n > 0 && n == a.set_size as usize;
+        if ok {
             // An entry still holding its request (the protocol ack always comes first, so
             // only a peer out of step) completes it here, under the mutex, as at session end.
             tl.retain(|e| e.epoch != a.barrier);
         }
-        n
+        (n, ok)
     };
-    if expected != a.set_size as usize || expected == 0 {
+    if !ok {
         pr_err!(
             "resource {}: BarrierAck #{} for {} writes, expected {}\n",
             c.name(),

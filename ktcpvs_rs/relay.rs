@@ -274,6 +274,13 @@ impl Buf {
         })
     }
 
+    /// `old` (a previous request's buffer on the connection) if it holds `size` bytes, else a
+    /// new buffer.
+    fn reuse(old: Option<Buf>, size: usize) -> Result<Buf> {
+        old.filter(|b| b.data.len() >= size)
+            .map_or_else(|| Buf::new(size), Ok)
+    }
+
     fn pending(&self) -> &[u8] {
         self.data.get(self.start..self.end).unwrap_or(&[])
     }
@@ -722,26 +729,12 @@ impl Conn {
             .unwrap_or(head_len);
         let size = BUF.max(max_head + HEAD_EXTRA);
         // The buffers of the previous request on the connection are reused.
-        let mut up = match self
-            .up
-            .take()
-            .filter(|b| b.data.len() >= size)
-            .map_or_else(|| Buf::new(size), Ok)
-        {
-            Ok(b) => b,
-            Err(_) => {
-                self.fail(Some(503), now);
-                return;
-            }
-        };
-        let mut down = match self
-            .down
-            .take()
-            .filter(|b| b.data.len() >= size)
-            .map_or_else(|| Buf::new(size), Ok)
-        {
-            Ok(b) => b,
-            Err(_) => {
+        let (mut up, mut down) = match (
+            Buf::reuse(self.up.take(), size),
+            Buf::reuse(self.down.take(), size),
+        ) {
+            (Ok(u), Ok(d)) => (u, d),
+            _ => {
                 self.fail(Some(503), now);
                 return;
             }
