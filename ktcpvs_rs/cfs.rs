@@ -190,11 +190,13 @@ impl configfs::GroupOperations for Root {
                 connect_timeout_ms: 5,
                 max_conns: 6,
                 max_header_bytes: 7,
-                xff: 8,
-                cookie: 9,
-                default_target: 10,
-                enabled: 11,
-                stats: 12,
+                max_fails: 8,
+                fail_timeout_ms: 9,
+                xff: 10,
+                cookie: 11,
+                default_target: 12,
+                enabled: 13,
+                stats: 14,
             ],
         };
         let svc = self.registry.add(n)?;
@@ -222,6 +224,8 @@ pub(crate) enum SvcAttr {
     ConnectTimeoutMs,
     MaxConns,
     MaxHeaderBytes,
+    MaxFails,
+    FailTimeoutMs,
     Xff,
     Cookie,
     DefaultTarget,
@@ -252,11 +256,13 @@ attr_ops!(ServiceDir, 4, SvcAttr::IdleTimeoutMs);
 attr_ops!(ServiceDir, 5, SvcAttr::ConnectTimeoutMs);
 attr_ops!(ServiceDir, 6, SvcAttr::MaxConns);
 attr_ops!(ServiceDir, 7, SvcAttr::MaxHeaderBytes);
-attr_ops!(ServiceDir, 8, SvcAttr::Xff);
-attr_ops!(ServiceDir, 9, SvcAttr::Cookie);
-attr_ops!(ServiceDir, 10, SvcAttr::DefaultTarget);
-attr_ops!(ServiceDir, 11, SvcAttr::Enabled);
-attr_ops!(ServiceDir, 12, SvcAttr::Stats, read_only);
+attr_ops!(ServiceDir, 8, SvcAttr::MaxFails);
+attr_ops!(ServiceDir, 9, SvcAttr::FailTimeoutMs);
+attr_ops!(ServiceDir, 10, SvcAttr::Xff);
+attr_ops!(ServiceDir, 11, SvcAttr::Cookie);
+attr_ops!(ServiceDir, 12, SvcAttr::DefaultTarget);
+attr_ops!(ServiceDir, 13, SvcAttr::Enabled);
+attr_ops!(ServiceDir, 14, SvcAttr::Stats, read_only);
 
 impl ServiceDir {
     fn show(&self, a: SvcAttr, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
@@ -275,6 +281,8 @@ impl ServiceDir {
                 SvcAttr::ConnectTimeoutMs => write!(w, "{}", cfg.connect_timeout_ms)?,
                 SvcAttr::MaxConns => write!(w, "{}", cfg.max_conns)?,
                 SvcAttr::MaxHeaderBytes => write!(w, "{}", cfg.max_header_bytes)?,
+                SvcAttr::MaxFails => write!(w, "{}", cfg.max_fails)?,
+                SvcAttr::FailTimeoutMs => write!(w, "{}", cfg.fail_timeout_ms)?,
                 SvcAttr::Xff => write!(w, "{}", u8::from(cfg.xff))?,
                 SvcAttr::Cookie => {
                     if let Some(c) = &cfg.cookie {
@@ -337,6 +345,12 @@ impl ServiceDir {
                 }
                 SvcAttr::MaxHeaderBytes => {
                     cfg.max_header_bytes = ktcpvs_cfs::parse_num(&ktcpvs_cfs::MAX_HEADER_BYTES, v)?
+                }
+                SvcAttr::MaxFails => {
+                    cfg.max_fails = ktcpvs_cfs::parse_num(&ktcpvs_cfs::MAX_FAILS, v)?
+                }
+                SvcAttr::FailTimeoutMs => {
+                    cfg.fail_timeout_ms = ktcpvs_cfs::parse_num(&ktcpvs_cfs::FAIL_TIMEOUT_MS, v)?
                 }
                 SvcAttr::Xff => cfg.xff = ktcpvs_cfs::parse_bool01(v)?,
                 SvcAttr::Cookie => {

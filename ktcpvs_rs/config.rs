@@ -13,15 +13,16 @@
 
 use crate::ktcpvs_cfs::{self, CfgError, Mode, NameList, MAX_NAME, MAX_RULES, MAX_SERVERS};
 use crate::l7_rules::{Rule, RuleError};
-use crate::l7_sched::{RoundRobin, SchedKind, ServerState, SmoothWrr};
+use crate::l7_sched::{CookieKey, PassiveHealth, RoundRobin, SchedKind, ServerState, SmoothWrr};
 use core::fmt::Write;
 use core::net::SocketAddr;
 use kernel::alloc::AllocError;
+use kernel::bindings;
 use kernel::fmt;
-use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::atomic::{Atomic, Relaxed};
-use kernel::sync::{Arc, Mutex};
+use kernel::sync::{Arc, Mutex, SpinLock};
+use kernel::{new_mutex, new_spinlock};
 
 /// A service, server, rule or cookie name.
 ///
@@ -111,6 +112,8 @@ pub(crate) struct ServiceCfg {
     pub(crate) connect_timeout_ms: u32,
     pub(crate) max_conns: u32,
     pub(crate) max_header_bytes: u32,
+    pub(crate) max_fails: u32,
+    pub(crate) fail_timeout_ms: u32,
     pub(crate) xff: bool,
     pub(crate) cookie: Option<Name>,
     /// Slots of the servers for requests no rule matches; `None` = every server.
@@ -131,6 +134,8 @@ impl ServiceCfg {
             connect_timeout_ms: ktcpvs_cfs::CONNECT_TIMEOUT_MS.default,
             max_conns: ktcpvs_cfs::MAX_CONNS.default,
             max_header_bytes: ktcpvs_cfs::MAX_HEADER_BYTES.default,
+            max_fails: ktcpvs_cfs::MAX_FAILS.default,
+            fail_timeout_ms: ktcpvs_cfs::FAIL_TIMEOUT_MS.default,
             xff: false,
             cookie: None,
             default_target: None,
@@ -379,10 +384,20 @@ pub(crate) struct Service {
     /// Scheduler state of the data path. Lock order: taken alone (never with `inner`).
     #[pin]
     pub(crate) sched: Mutex<SchedState>,
+    /// Passive health of the servers, by slot. Lock order: innermost (taken alone, or under
+    /// `inner` by `add_server`).
+    #[pin]
+    pub(crate) health: SpinLock<[PassiveHealth; MAX_SERVERS]>,
+    /// Key of the persistence cookies, random for each service, so that a client cannot
+    /// forge a cookie naming a server of its choice.
+    pub(crate) cookie_key: CookieKey,
 }
 
 impl Service {
     pub(crate) fn new(name: Name, id: u64) -> Result<Arc<Service>> {
+        // SAFETY: `get_random_u64` has no preconditions (it may be called in any context).
+        let (k0, k1) = unsafe { (bindings::get_random_u64(), bindings::get_random_u64()) };
+        let cookie_key = CookieKey { k0, k1 };
         Arc::pin_init(
             try_pin_init!(Service {
                 name,
@@ -400,6 +415,8 @@ impl Service {
                     wrr: SmoothWrr::new(),
                     maglev: KVec::new(),
                 }),
+                health <- new_spinlock!([const { PassiveHealth::new() }; MAX_SERVERS]),
+                cookie_key,
             }? Error),
             GFP_KERNEL,
         )
@@ -463,6 +480,7 @@ impl Service {
         inner.next_id += 1;
         inner.snapshot = None;
         self.server_stats[usize::from(slot)].reset();
+        self.health.lock()[usize::from(slot)] = PassiveHealth::new();
         Ok(id)
     }
 

@@ -25,7 +25,7 @@
 
 use crate::config::{SchedState, ServerCfg, Service, ServiceCfg, Stat, Stats};
 use crate::http1::{self, BodyRelay, ChunkLimits, Framing, Header, HttpError, Limits, Method};
-use crate::ktcpvs_cfs::{Mode, MAX_SERVERS};
+use crate::ktcpvs_cfs::{Mode, MAX_NAME, MAX_SERVERS};
 use crate::l7_sched::{self, SchedKind, ServerState, ServerView};
 use crate::net::{self, Addr, Ev, Io, KThread, Sock, Waker};
 use core::net::{IpAddr, SocketAddr};
@@ -63,6 +63,14 @@ const RESPONSE_CHUNKS: ChunkLimits = ChunkLimits {
 };
 /// Size of the `uri-hash` Maglev table (a prime, `l7_sched::MAGLEV_SIZES`).
 const MAGLEV_SIZE: usize = 1021;
+/// Longest `Set-Cookie` line the switch adds to a response (persistence cookie).
+const COOKIE_LINE_MAX: usize = b"Set-Cookie: ".len()
+    + MAX_NAME
+    + 1
+    + l7_sched::COOKIE_VALUE_LEN
+    + b"; Path=/; HttpOnly\r\n".len();
+/// Room kept free after a response head for its rewrite (`Connection` and `Set-Cookie`).
+const RESPONSE_RESERVE: usize = http1::RESPONSE_HEAD_GROWTH + COOKIE_LINE_MAX;
 
 /// Answer to a client whose head did not arrive in time.
 const RESPONSE_408: &[u8] =
@@ -425,6 +433,8 @@ pub(crate) struct Conn {
     slot: Option<u8>,
     /// The server being connected to (phase `Connect`).
     pending_slot: u8,
+    /// The server a valid persistence cookie of the request names, if it may take it.
+    cookie_slot: Option<u8>,
     /// The path, for `uri-hash` (a range of `head`).
     path: (usize, usize),
     /// Bytes of the current response sent to the client so far.
@@ -454,8 +464,10 @@ impl Drop for Conn {
     }
 }
 
-/// The servers of `cfg` as the schedulers see them, by slot.
-fn views(cfg: &ServiceCfg, svc: &Service) -> [ServerView; MAX_SERVERS] {
+/// The servers of `cfg` as the schedulers see them, by slot. With `now`, the servers that
+/// passive health has failed at `now` are shown `Down` (unless `max_fails` is 0: passive
+/// health off).
+fn views(cfg: &ServiceCfg, svc: &Service, now: Option<u64>) -> [ServerView; MAX_SERVERS] {
     let mut v = [ServerView {
         id: 0,
         weight: 0,
@@ -471,6 +483,14 @@ fn views(cfg: &ServiceCfg, svc: &Service) -> [ServerView; MAX_SERVERS] {
                 state: s.state,
                 active: svc.server_stats[i].get(Stat::ActiveConns) as u32,
             };
+        }
+    }
+    if let Some(now) = now.filter(|_| cfg.max_fails != 0) {
+        let health = svc.health.lock();
+        for (v, h) in v.iter_mut().zip(health.iter()) {
+            if !h.available(now) {
+                v.state = ServerState::Down;
+            }
         }
     }
     v
@@ -535,6 +555,7 @@ impl Conn {
                 tried: 0,
                 slot: None,
                 pending_slot: 0,
+                cookie_slot: None,
                 path: (0, 0),
                 sent_down: 0,
                 drained: 0,
@@ -712,6 +733,14 @@ impl Conn {
                 _ => None,
             })
             .unwrap_or_else(|| cfg.default_target.unwrap_or_else(|| all_slots(cfg)));
+        // A valid persistence cookie names the server, if it may take the request.
+        let cookie_slot = cfg.cookie.as_ref().and_then(|name| {
+            let value = l7_sched::find_cookie(req.headers, name.as_bytes())?;
+            let id = l7_sched::cookie_decode(&self.svc.cookie_key, value)?;
+            let v = views(cfg, &self.svc, Some(now));
+            // A slot is below 64.
+            l7_sched::cookie_pick(&v, target, id).map(|s| s as u8)
+        });
         let path = req.path();
         let base = buf.as_ptr() as usize;
         let p = path.as_ptr() as usize;
@@ -780,19 +809,29 @@ impl Conn {
         self.head.start = head_len;
         self.path = path_range;
         self.target = target;
+        self.cookie_slot = cookie_slot;
         self.body = BodyRelay::new(framing, ChunkLimits::DEFAULT);
         self.req_done = self.body.is_done();
         self.phase = Phase::Connect;
         self.connect_next(now);
     }
 
-    /// Picks a server of `mask` with the service's scheduler.
-    fn pick(&self, mask: u64) -> Option<usize> {
-        let v = views(&self.cfg, &self.svc);
+    /// Picks a server of `mask` with the service's scheduler, leaving out the servers failed
+    /// by passive health unless they are all that is left.
+    fn pick(&self, mask: u64, now: u64) -> Option<usize> {
+        let all = views(&self.cfg, &self.svc, None);
+        let healthy = views(&self.cfg, &self.svc, Some(now));
+        self.pick_in(&healthy, &all, mask)
+            .or_else(|| self.pick_in(&all, &all, mask))
+    }
+
+    /// Picks a server of `mask` among `v` with the service's scheduler (`all`: the servers
+    /// regardless of passive health, which the Maglev table is built from).
+    fn pick_in(&self, v: &[ServerView], all: &[ServerView], mask: u64) -> Option<usize> {
         match self.cfg.scheduler {
-            SchedKind::Lc => l7_sched::least_conn(&v, mask),
-            SchedKind::Wlc => l7_sched::weighted_least_conn(&v, mask),
-            SchedKind::Sh => l7_sched::source_hash(&v, mask, &self.peer.ip()),
+            SchedKind::Lc => l7_sched::least_conn(v, mask),
+            SchedKind::Wlc => l7_sched::weighted_least_conn(v, mask),
+            SchedKind::Sh => l7_sched::source_hash(v, mask, &self.peer.ip()),
             SchedKind::Rr | SchedKind::Wrr | SchedKind::UriHash => {
                 let mut g = self.svc.sched.lock();
                 let st: &mut SchedState = &mut g;
@@ -803,21 +842,21 @@ impl Conn {
                     st.maglev.clear();
                 }
                 match self.cfg.scheduler {
-                    SchedKind::Rr => st.rr.pick(&v, mask),
-                    SchedKind::Wrr => st.wrr.pick(&v, mask),
+                    SchedKind::Rr => st.rr.pick(v, mask),
+                    SchedKind::Wrr => st.wrr.pick(v, mask),
                     _ => {
                         if st.maglev.is_empty() {
                             if st.maglev.resize(MAGLEV_SIZE, 0, GFP_KERNEL).is_err() {
                                 return None;
                             }
-                            let all = all_slots(&self.cfg);
-                            if l7_sched::maglev_build(&v, all, &mut st.maglev).is_err() {
+                            let slots = all_slots(&self.cfg);
+                            if l7_sched::maglev_build(all, slots, &mut st.maglev).is_err() {
                                 st.maglev.clear();
                                 return None;
                             }
                         }
                         let path = self.head.data.get(self.path.0..self.path.1).unwrap_or(b"/");
-                        l7_sched::maglev_lookup(&st.maglev, &v, mask, path)
+                        l7_sched::maglev_lookup(&st.maglev, v, mask, path)
                     }
                 }
             }
@@ -829,7 +868,12 @@ impl Conn {
     fn connect_next(&mut self, now: u64) {
         loop {
             let mask = self.target & !self.tried;
-            let Some(slot) = self.pick(mask) else {
+            // The cookie's server first, then the scheduler's choice.
+            let slot = match self.cookie_slot.map(usize::from) {
+                Some(s) if mask & (1u64 << (s & 63)) != 0 => Some(s),
+                _ => self.pick(mask, now),
+            };
+            let Some(slot) = slot else {
                 self.fail(Some(if self.tried == 0 { 503 } else { 502 }), now);
                 return;
             };
@@ -842,6 +886,7 @@ impl Conn {
                 Ok(s) => s,
                 Err(_) => {
                     stats.add(Stat::Errors, 1);
+                    self.passive_failure(slot, now);
                     continue;
                 }
             };
@@ -860,9 +905,27 @@ impl Conn {
                 }
                 Err(_) => {
                     stats.add(Stat::Errors, 1);
+                    self.passive_failure(slot, now);
                     continue;
                 }
             }
+        }
+    }
+
+    /// Counts a failure of the server in `slot` for passive health; logs when that makes it
+    /// failed.
+    fn passive_failure(&self, slot: usize, now: u64) {
+        let timeout = self.cfg.fail_timeout_ms;
+        let marked =
+            self.svc.health.lock()[slot & 63].failed(now, self.cfg.max_fails, u64::from(timeout));
+        if let Some(s) = server_by_slot(&self.cfg, slot).filter(|_| marked) {
+            pr_warn!(
+                "service {}: server {} failed {} time(s): no new requests for {} ms\n",
+                self.svc.name.as_str(),
+                s.name.as_str(),
+                self.cfg.max_fails,
+                timeout
+            );
         }
     }
 
@@ -893,6 +956,7 @@ impl Conn {
             // Refused, unreachable or timed out: a passive failure; try the next server.
             _ => {
                 self.svc.server_stats[usize::from(self.pending_slot)].add(Stat::Errors, 1);
+                self.passive_failure(usize::from(self.pending_slot), now);
                 self.server = None;
                 self.connect_next(now);
             }
@@ -1028,7 +1092,7 @@ impl Conn {
                 down.start = 0;
                 down.end = e - h;
                 self.hold = 0;
-                let cap = down.data.len().saturating_sub(http1::RESPONSE_HEAD_GROWTH);
+                let cap = down.data.len().saturating_sub(RESPONSE_RESERVE);
                 match down.data.get_mut(down.end..cap) {
                     Some(free) if !free.is_empty() => server.recv(free),
                     // A response head larger than the buffer.
@@ -1143,7 +1207,7 @@ impl Conn {
             return false;
         };
         let limits = Limits {
-            max_head: down.data.len().saturating_sub(http1::RESPONSE_HEAD_GROWTH),
+            max_head: down.data.len().saturating_sub(RESPONSE_RESERVE),
             max_headers: MAX_FIELDS,
             max_target: 0,
             max_body: u64::MAX,
@@ -1176,7 +1240,31 @@ impl Conn {
             let Some(buf) = down.data.get_mut(hold..) else {
                 return false;
             };
-            let Ok(new_head) = http1::rewrite_response_head(buf, end - hold, head_len, self.keep)
+            // A response: the server works.
+            if let Some(s) = self.slot {
+                self.svc.health.lock()[usize::from(s) & 63].succeeded();
+            }
+            // The persistence cookie, unless the request's named this server already.
+            let mut line = [0u8; COOKIE_LINE_MAX];
+            let mut cookie_len = 0;
+            if let (Some(name), Some(slot)) = (&self.cfg.cookie, self.slot) {
+                if self.cookie_slot != Some(slot) {
+                    if let Some(s) = server_by_slot(&self.cfg, usize::from(slot)) {
+                        cookie_len = l7_sched::set_cookie_header(
+                            &mut line,
+                            name.as_bytes(),
+                            &self.svc.cookie_key,
+                            s.id as u32,
+                            b"/",
+                            None,
+                        )
+                        .unwrap_or(0);
+                    }
+                }
+            }
+            let extra = line.get(..cookie_len).unwrap_or(&[]);
+            let Ok(new_head) =
+                http1::rewrite_response_head(buf, end - hold, head_len, self.keep, extra)
             else {
                 return false;
             };
@@ -1228,6 +1316,7 @@ impl Conn {
         self.server_wr_shut = false;
         self.target = 0;
         self.tried = 0;
+        self.cookie_slot = None;
         self.path = (0, 0);
         self.sent_down = 0;
         self.resp = Resp::Head;
@@ -1244,6 +1333,10 @@ impl Conn {
     fn server_failed_status(&mut self, status: u16, now: u64) {
         if let Some(s) = self.slot {
             self.svc.server_stats[usize::from(s)].add(Stat::Errors, 1);
+            if self.resp == Resp::Head {
+                // No valid response: a passive failure.
+                self.passive_failure(usize::from(s), now);
+            }
         }
         self.fail(Some(status), now);
     }

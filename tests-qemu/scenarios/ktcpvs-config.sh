@@ -35,6 +35,8 @@ expect $K/raw/listen ""
 expect $K/raw/enabled 0
 expect $K/raw/default_target "*"
 expect $K/raw/max_header_bytes 8192
+expect $K/raw/max_fails 1
+expect $K/raw/fail_timeout_ms 10000
 expect $K/raw/stats "active_conns=0 total_conns=0 requests=0 bytes_in=0 bytes_out=0 errors=0"
 must mkdir $K/raw/servers $K/raw/rules
 must_fail mkdir $K/raw/other 2>/dev/null
@@ -65,6 +67,8 @@ bad_write $K/raw mode "udp" "unknown mode"
 bad_write $K/raw max_header_bytes 100 "service raw: max_header_bytes: rejected \"100\": number out of range"
 bad_write $K/raw idle_timeout_ms -5 "not a decimal number"
 bad_write $K/raw xff 2 "value must be 0 or 1"
+bad_write $K/raw max_fails 1001 "service raw: max_fails: rejected \"1001\": number out of range"
+bad_write $K/raw fail_timeout_ms 0 "service raw: fail_timeout_ms: rejected \"0\": number out of range"
 bad_write $K/raw cookie "a=b" "service raw: cookie: rejected"
 bad_write $K/raw default_target "nobody" "no server nobody"
 bad_write $K/raw enabled 1 "set listen before enabling"
@@ -134,7 +138,7 @@ cli_einval() {
 
 step "rtcpvsadm: a service with 3 servers and 3 rules"
 must "$RTCPVSADM" add-service web --listen 10.0.0.1:80 --scheduler wrr --idle-timeout-ms 30000 \
-	--xff 1 --cookie KTCPVS_SID
+	--xff 1 --cookie KTCPVS_SID --max-fails 3 --fail-timeout-ms 5000
 must "$RTCPVSADM" add-server web a 10.0.0.11:8080 --weight 3
 must "$RTCPVSADM" add-server web b "[fd00::12]:8080"
 must "$RTCPVSADM" add-server web c 10.0.0.13:8080 --weight 0 --state drain
@@ -156,7 +160,8 @@ assert sorted(svcs) == ["tls", "web"], svcs
 w = svcs["web"]
 for k, v in [("listen", "10.0.0.1:80"), ("scheduler", "wrr"), ("mode", "http"),
              ("idle_timeout_ms", 30000), ("client_header_timeout_ms", 10000), ("xff", True),
-             ("cookie", "KTCPVS_SID"), ("default_target", "a,b"), ("enabled", True)]:
+             ("cookie", "KTCPVS_SID"), ("default_target", "a,b"), ("enabled", True),
+             ("max_fails", 3), ("fail_timeout_ms", 5000)]:
     assert w[k] == v, (k, w[k], v)
 assert w["stats"]["requests"] == 0, w["stats"]
 assert [(s["name"], s["address"], s["weight"], s["state"]) for s in w["servers"]] == [

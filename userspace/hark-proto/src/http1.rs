@@ -1203,21 +1203,28 @@ pub const RESPONSE_HEAD_GROWTH: usize = b"Connection: keep-alive\r\n".len();
 
 /// Rewrites, in place, the response head `buf[..head_len]` (complete, as accepted by
 /// [`parse_response`]) for the client: every hop-by-hop field line ([`is_hop_by_hop`]) is
-/// dropped and `Connection: keep-alive` (`keep_alive`) or `Connection: close` is added before
-/// the empty line. The bytes read after the head, `buf[head_len..len]`, move with it. Returns
-/// the new head length; the content is then `buf[..len - head_len + new_head_len]`.
+/// dropped, and `extra` (whole field lines, each ending in CRLF, such as a `Set-Cookie` the
+/// switch adds) then `Connection: keep-alive` (`keep_alive`) or `Connection: close` are added
+/// before the empty line. The bytes read after the head, `buf[head_len..len]`, move with it.
+/// Returns the new head length; the content is then `buf[..len - head_len + new_head_len]`.
 ///
 /// Fails with [`HttpError::HeadTooLarge`] when `buf` has no room for the result (at most
-/// [`RESPONSE_HEAD_GROWTH`] more bytes than `len` are needed) and [`HttpError::BadStartLine`]
-/// when `buf[..head_len]` is not a head (`head_len <= len <= buf.len()` is required too).
+/// [`RESPONSE_HEAD_GROWTH`] + `extra.len()` more bytes than `len` are needed),
+/// [`HttpError::BadStartLine`] when `buf[..head_len]` is not a head (`head_len <= len <=
+/// buf.len()` is required too) and [`HttpError::BadHeaderValue`] when `extra` is not field
+/// lines of visible characters.
 pub fn rewrite_response_head(
     buf: &mut [u8],
     len: usize,
     head_len: usize,
     keep_alive: bool,
+    extra: &[u8],
 ) -> Result<usize, HttpError> {
     if head_len > len || len > buf.len() || !buf[..head_len].ends_with(b"\r\n\r\n") {
         return Err(HttpError::BadStartLine);
+    }
+    if !is_field_lines(extra) {
+        return Err(HttpError::BadHeaderValue);
     }
     let line_end = |buf: &[u8], from: usize| -> Result<usize, HttpError> {
         buf[from..head_len]
@@ -1248,16 +1255,34 @@ pub fn rewrite_response_head(
     } else {
         b"Connection: close\r\n"
     };
-    let new_head = w + field.len() + 2;
+    let new_head = w + extra.len() + field.len() + 2;
     let rest = len - head_len;
     if new_head.checked_add(rest).is_none_or(|end| end > buf.len()) {
         return Err(HttpError::HeadTooLarge);
     }
     // The body bytes first: their new place does not overlap `buf[..new_head]`.
     buf.copy_within(head_len..len, new_head);
+    buf[w..w + extra.len()].copy_from_slice(extra);
+    let w = w + extra.len();
     buf[w..w + field.len()].copy_from_slice(field);
     buf[w + field.len()..new_head].copy_from_slice(b"\r\n");
     Ok(new_head)
+}
+
+/// Whether `b` is zero or more whole field lines (`name: value` CRLF, visible characters).
+fn is_field_lines(mut b: &[u8]) -> bool {
+    while !b.is_empty() {
+        let Some(e) = b.windows(2).position(|w| w == b"\r\n") else {
+            return false;
+        };
+        let line = &b[..e];
+        let colon = line.iter().position(|&c| c == b':');
+        if !colon.is_some_and(|c| is_token(&line[..c])) || !line.iter().all(|&c| is_value_char(c)) {
+            return false;
+        }
+        b = &b[e + 2..];
+    }
+    true
 }
 
 /// Concatenates `parts` into `out` after checking that `value` is a valid field value.
@@ -1921,7 +1946,7 @@ mod tests {
         let len = head.len() + body.len();
         buf[..head.len()].copy_from_slice(head);
         buf[head.len()..len].copy_from_slice(body);
-        let n = rewrite_response_head(&mut buf[..len + room], len, head.len(), ka)?;
+        let n = rewrite_response_head(&mut buf[..len + room], len, head.len(), ka, b"")?;
         Ok((buf, n + body.len()))
     }
 
@@ -1976,8 +2001,55 @@ mod tests {
         );
         let mut b = [0u8; 8];
         assert_eq!(
-            rewrite_response_head(&mut b, 4, 6, true),
+            rewrite_response_head(&mut b, 4, 6, true, b""),
             Err(HttpError::BadStartLine)
         );
+    }
+
+    #[test]
+    fn rewrite_response_head_adds_lines() {
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n";
+        let extra = b"Set-Cookie: S=1; Path=/\r\nX-B: c\r\n";
+        let mut buf = [0u8; 256];
+        let len = head.len() + 2;
+        buf[..head.len()].copy_from_slice(head);
+        buf[head.len()..len].copy_from_slice(b"ok");
+        let room = RESPONSE_HEAD_GROWTH + extra.len();
+        let n =
+            rewrite_response_head(&mut buf[..len + room], len, head.len(), true, extra).unwrap();
+        assert_eq!(
+            &buf[..n + 2],
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nSet-Cookie: S=1; Path=/\r\nX-B: c\r\nConnection: keep-alive\r\n\r\nok"[..]
+        );
+        // Exactly enough room, then one byte less.
+        let h204 = b"HTTP/1.0 204 No Content\r\n\r\n";
+        let mut b = [0u8; 256];
+        b[..h204.len()].copy_from_slice(h204);
+        let (l, r) = (h204.len(), RESPONSE_HEAD_GROWTH + extra.len());
+        assert!(rewrite_response_head(&mut b[..l + r], l, l, true, extra).is_ok());
+        b[..l].copy_from_slice(h204);
+        assert_eq!(
+            rewrite_response_head(&mut b[..l + r - 1], l, l, true, extra),
+            Err(HttpError::HeadTooLarge)
+        );
+        // Not field lines: refused, buffer unchanged.
+        for bad in [
+            &b"X: y"[..],
+            b"X: y\r\nZ",
+            b"no colon\r\n",
+            b": v\r\n",
+            b"X: a\rb\r\n",
+            b"X: a\nb\r\n",
+            b"\r\n",
+        ] {
+            let mut b = [0u8; 256];
+            b[..head.len()].copy_from_slice(head);
+            assert_eq!(
+                rewrite_response_head(&mut b, head.len(), head.len(), false, bad),
+                Err(HttpError::BadHeaderValue),
+                "{bad:?}"
+            );
+            assert_eq!(&b[..head.len()], head);
+        }
     }
 }

@@ -37,7 +37,7 @@ pub const DIR_SERVERS: &str = "servers";
 pub const DIR_RULES: &str = "rules";
 
 /// Attribute files of a service directory, in the order of their configfs attribute ids.
-pub const SERVICE_ATTRS: [&str; 13] = [
+pub const SERVICE_ATTRS: [&str; 15] = [
     "listen",
     "scheduler",
     "mode",
@@ -46,6 +46,8 @@ pub const SERVICE_ATTRS: [&str; 13] = [
     "connect_timeout_ms",
     "max_conns",
     "max_header_bytes",
+    "max_fails",
+    "fail_timeout_ms",
     "xff",
     "cookie",
     "default_target",
@@ -122,13 +124,31 @@ pub const MAX_HEADER_BYTES: NumAttr = NumAttr {
     max: 65_536,
     default: 8_192,
 };
+/// Failures (refused or timed-out connects, no valid response) of a server within
+/// `fail_timeout_ms` that make it *failed*: left out of new choices for `fail_timeout_ms`
+/// (nginx's `max_fails`); 0 = never.
+pub const MAX_FAILS: NumAttr = NumAttr {
+    name: SERVICE_ATTRS[8],
+    min: 0,
+    max: 1_000,
+    default: 1,
+};
+/// The window of `max_fails`, and how long a failed server is left out (ms).
+pub const FAIL_TIMEOUT_MS: NumAttr = NumAttr {
+    name: SERVICE_ATTRS[9],
+    min: 1,
+    max: 3_600_000,
+    default: 10_000,
+};
 /// The numeric service attributes.
-pub const NUM_ATTRS: [NumAttr; 5] = [
+pub const NUM_ATTRS: [NumAttr; 7] = [
     CLIENT_HEADER_TIMEOUT_MS,
     IDLE_TIMEOUT_MS,
     CONNECT_TIMEOUT_MS,
     MAX_CONNS,
     MAX_HEADER_BYTES,
+    MAX_FAILS,
+    FAIL_TIMEOUT_MS,
 ];
 
 /// Whether two strings are equal, usable in constants (the module checks its attribute

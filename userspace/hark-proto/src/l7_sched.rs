@@ -16,7 +16,9 @@
 //!   lookup table the caller owns;
 //! - cookie persistence: [`cookie_encode`], [`cookie_decode`] (keyed with SipHash-2-4, so that
 //!   clients cannot forge a server choice), [`set_cookie_header`], [`find_cookie`],
-//!   [`cookie_pick`].
+//!   [`cookie_pick`];
+//! - passive health ([`PassiveHealth`]): a server that fails `max_fails` times within
+//!   `fail_timeout` is left out of new choices for `fail_timeout` (nginx's `max_fails`).
 
 use super::http1::Header;
 use core::net::IpAddr;
@@ -498,6 +500,68 @@ pub fn cookie_pick(servers: &[ServerView], mask: u64, id: u32) -> Option<usize> 
     in_mask(servers, mask).find(|&i| servers[i].id == id && servers[i].state != ServerState::Down)
 }
 
+/// Passive health of one server, from the outcome of the requests sent to it (nginx's
+/// `max_fails` / `fail_timeout`): after `max_fails` failures (refused or timed-out connects, no
+/// valid response) within `fail_timeout` ms of the first, the server is *failed* for
+/// `fail_timeout` ms: schedulers leave it out of new choices ([`PassiveHealth::available`]).
+/// Then it gets requests again; a success clears the count. `max_fails == 0` turns it off.
+///
+/// Times are milliseconds of any monotonic clock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PassiveHealth {
+    /// Failures counted since `first`.
+    fails: u32,
+    /// When the first of them happened.
+    first: u64,
+    /// Failed until then (exclusive).
+    until: u64,
+}
+
+impl PassiveHealth {
+    /// A server with no failure.
+    pub const fn new() -> Self {
+        PassiveHealth {
+            fails: 0,
+            first: 0,
+            until: 0,
+        }
+    }
+
+    /// Whether the server may get new requests at `now`.
+    pub fn available(&self, now: u64) -> bool {
+        now >= self.until
+    }
+
+    /// Counts a failure at `now`; returns `true` when it makes the server failed (it was
+    /// available before).
+    pub fn failed(&mut self, now: u64, max_fails: u32, fail_timeout: u64) -> bool {
+        if max_fails == 0 || !self.available(now) {
+            return false;
+        }
+        if self.fails == 0 || now.saturating_sub(self.first) >= fail_timeout {
+            self.fails = 0;
+            self.first = now;
+        }
+        self.fails += 1;
+        if self.fails < max_fails {
+            return false;
+        }
+        self.fails = 0;
+        self.until = now.saturating_add(fail_timeout);
+        true
+    }
+
+    /// Counts a success: the failures so far are forgotten.
+    pub fn succeeded(&mut self) {
+        self.fails = 0;
+    }
+
+    /// Milliseconds the server stays failed after `now` (0 when available).
+    pub fn failed_for(&self, now: u64) -> u64 {
+        self.until.saturating_sub(now)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -780,5 +844,41 @@ mod tests {
         assert_eq!(cookie_pick(&s, u64::MAX, 9), None);
         assert_eq!(cookie_pick(&s, 0b110, 7), None);
         assert_eq!(cookie_pick(&s, u64::MAX, 42), None);
+    }
+
+    #[test]
+    fn passive_health() {
+        let mut h = PassiveHealth::new();
+        assert!(h.available(0));
+        // max_fails 0: never failed.
+        assert!(!h.failed(5, 0, 1000));
+        assert!(h.available(5));
+        // Three failures within the window mark it; a success in between resets the count.
+        assert!(!h.failed(10, 3, 1000));
+        assert!(!h.failed(20, 3, 1000));
+        h.succeeded();
+        assert!(!h.failed(30, 3, 1000));
+        assert!(!h.failed(40, 3, 1000));
+        assert!(h.failed(50, 3, 1000));
+        assert!(!h.available(50));
+        assert!(!h.available(1049));
+        assert_eq!(h.failed_for(1000), 50);
+        // Failures while failed do not extend it.
+        assert!(!h.failed(500, 3, 1000));
+        assert!(h.available(1050));
+        assert_eq!(h.failed_for(1050), 0);
+        // Failures further apart than the window never add up.
+        for t in [2000, 3100, 4200, 5300] {
+            assert!(!h.failed(t, 2, 1000));
+        }
+        assert!(h.failed(5400, 2, 1000));
+        // max_fails 1: the first failure marks it.
+        let mut h = PassiveHealth::new();
+        assert!(h.failed(7, 1, 10));
+        assert!(!h.available(16));
+        assert!(h.available(17));
+        // No overflow at the end of time.
+        assert!(h.failed(u64::MAX - 1, 1, u64::MAX));
+        assert!(!h.available(u64::MAX - 1));
     }
 }

@@ -422,10 +422,16 @@ fn fuzz_responses(r: &mut Rng, n: usize) -> usize {
         }
         // Rewritten for a client (keep-alive or close): the same response, hop-by-hop fields
         // gone, the body bytes after the head unchanged.
+        // Half of them get a persistence cookie added.
         let keep = r.chance(50);
+        let extra: &[u8] = if r.chance(50) {
+            b"Set-Cookie: SRV=0000000a0123456789abcdef; Path=/; HttpOnly\r\n"
+        } else {
+            b""
+        };
         let mut out = buf.clone();
-        out.resize(buf.len() + RESPONSE_HEAD_GROWTH, 0);
-        let n = rewrite_response_head(&mut out, buf.len(), head_len, keep).unwrap();
+        out.resize(buf.len() + RESPONSE_HEAD_GROWTH + extra.len(), 0);
+        let n = rewrite_response_head(&mut out, buf.len(), head_len, keep, extra).unwrap();
         out.truncate(n + buf.len() - head_len);
         assert_eq!(&out[n..], &buf[head_len..]);
         let mut h = [Header::EMPTY; 8];
@@ -437,6 +443,12 @@ fn fuzz_responses(r: &mut Rng, n: usize) -> usize {
                     .filter(|f| is_hop_by_hop(f.name))
                     .collect();
                 assert_eq!(conn.len(), 1);
+                let cookies = resp
+                    .headers
+                    .iter()
+                    .filter(|f| f.name == b"Set-Cookie")
+                    .count();
+                assert_eq!(cookies, usize::from(!extra.is_empty()));
                 let want_ka = keep && !matches!(want, Framing::Tunnel | Framing::UntilClose);
                 assert_eq!(
                     (resp.code, resp.framing, resp.keep_alive, resp.head_len),

@@ -48,6 +48,12 @@ struct ServiceOpts {
     max_conns: Option<String>,
     #[arg(long)]
     max_header_bytes: Option<String>,
+    /// Failures of a server within --fail-timeout-ms that leave it out of new choices for
+    /// --fail-timeout-ms (0 = never).
+    #[arg(long)]
+    max_fails: Option<String>,
+    #[arg(long)]
+    fail_timeout_ms: Option<String>,
     /// Add X-Forwarded-For (0 or 1).
     #[arg(long)]
     xff: Option<String>,
@@ -74,6 +80,8 @@ impl ServiceOpts {
             ("connect_timeout_ms", self.connect_timeout_ms.as_ref()),
             ("max_conns", self.max_conns.as_ref()),
             ("max_header_bytes", self.max_header_bytes.as_ref()),
+            ("max_fails", self.max_fails.as_ref()),
+            ("fail_timeout_ms", self.fail_timeout_ms.as_ref()),
             ("xff", self.xff.as_ref()),
             ("cookie", self.cookie.as_ref()),
             ("default_target", self.default_target.as_ref()),
@@ -454,11 +462,13 @@ mod tests {
             connect_timeout_ms: v(),
             max_conns: v(),
             max_header_bytes: v(),
+            max_fails: v(),
+            fail_timeout_ms: v(),
             xff: v(),
             cookie: v(),
             default_target: v(),
         };
         let names: Vec<&str> = all.pairs(v().as_ref()).iter().map(|p| p.0).collect();
-        assert_eq!(names, conf::SETTABLE[..11]);
+        assert_eq!(names, conf::SETTABLE[..13]);
     }
 }
