@@ -3,7 +3,8 @@
 # ktcpvs_rs's server choice in a VM: cookie persistence (inserted cookie, sticky, forged cookies
 # ignored, drain keeps sessions, down moves them), passive health (a refused server is left out
 # for fail_timeout_ms, then tried again; max_fails 0 never leaves it out), the lc, sh and
-# uri-hash schedulers, and max_conns (503 past the limit). Three backends and the client in
+# uri-hash schedulers, max_conns (503 past the limit), and a request in flight on a server that is
+# set to drain then deleted (it completes). Three backends and the client in
 # one Python process (Python starts slowly under TCG); it changes the configuration with
 # rtcpvsadm between its checks.
 . "$HARK_TOP/tests-qemu/guest/lib.sh"
@@ -199,9 +200,38 @@ def maxconns():
         fail("max_conns: no request after the slow ones ended")
     print("max_conns: 503 past the limit, 200 after", flush=True)
 
+def inflight():
+    step("a request in flight on a server set to drain, then deleted: it completes")
+    adm("edit-service", "p", "--max-conns", "0")
+    adm("add-rule", "p", "010-slow", "--match", "path_prefix=/slow", "--target", "c")
+    out = []
+    th = threading.Thread(target=lambda: out.append(get("/slow=4")))
+    th.start()
+    deadline = time.monotonic() + 10 * SCALE
+    while stat("p/servers/c", "active_conns") < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if stat("p/servers/c", "active_conns") != 1:
+        fail("the slow request is not active on c")
+    adm("edit-server", "p", "c", "--state", "drain")
+    st = get("/slow=0")[0]
+    if st != 503:
+        fail(f"a new request for a draining server's rule got {st}, not 503")
+    adm("delete-server", "p", "c", "--force")
+    th.join()
+    if not out or out[0][:2] != (200, "c"):
+        fail(f"the in-flight request did not complete: {out}")
+    after = get("/after-delete")
+    # The switch ends a connection a moment after its response (it reads the client's close).
+    deadline = time.monotonic() + 5 * SCALE
+    while stat("p", "active_conns") != 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if after[0] != 200 or stat("p", "active_conns") != 0:
+        fail(f"after the delete: {after} {open(K + '/p/stats').read()}")
+    print("in flight: completed through drain and delete; new requests 503 for the rule", flush=True)
+
 for n in PORTS:
     backend(n)
-for t in [cookie, passive, schedulers, maxconns]:
+for t in [cookie, passive, schedulers, maxconns, inflight]:
     t()
 adm("delete-service", "p")
 print("sched test ok", flush=True)
@@ -211,7 +241,7 @@ step "load"
 must insmod "$(ko ipvs_glue)"
 must insmod "$(ko ktcpvs_rs)"
 
-step "cookies, passive health, lc, sh, uri-hash, max_conns (one python process)"
+step "cookies, passive health, lc, sh, uri-hash, max_conns, drain/delete in flight (one python process)"
 RTCPVSADM=$RTCPVSADM must $PY $T
 dmesg_has "service p: server dead failed 1 time\(s\): no new requests for 8000 ms" ||
 	die "no log line for the failed server"
