@@ -103,11 +103,6 @@ bool drbd_rs_sock_alive(struct socket *sock);
 void drbd_rs_sock_shutdown(struct socket *sock);
 void drbd_rs_sock_release(struct socket *sock);
 
-/* kthread_run() holding a task reference; stop waits for @fn to return and drops it. */
-struct task_struct *drbd_rs_thread_start(int (*fn)(void *), void *data, const char *name);
-void drbd_rs_thread_stop(struct task_struct *t);
-bool drbd_rs_thread_should_stop(void);
-
 /* HMAC(alg) of data keyed with key (CRAM-HMAC); *outlen: room in, digest size out. */
 int drbd_rs_hmac(const char *alg, const u8 *key, unsigned int keylen, const u8 *data,
 		 unsigned int len, u8 *out, unsigned int *outlen);

@@ -35,6 +35,8 @@ mod conn;
 mod device;
 mod genl;
 mod glue;
+#[path = "../kcommon/kthread.rs"]
+mod kthread;
 mod md;
 mod net;
 

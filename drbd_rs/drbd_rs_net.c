@@ -1,17 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * C part of drbd_rs's networking: kernel TCP sockets with timeouts, and kernel threads.
- * Socket options and kthread_run() are macros or inlines that kernel::bindings does not
+ * C part of drbd_rs's networking: kernel TCP sockets with timeouts (kernel threads are in
+ * kcommon/kthread.rs). Socket options are macros or inlines that kernel::bindings does not
  * carry. Policy (what to send, when to give up) lives in Rust (drbd_rs/net.rs, conn.rs).
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <crypto/hash.h>
-#include <linux/kthread.h>
 #include <linux/net.h>
 #include <linux/in.h>
 #include <linux/in6.h>
-#include <linux/sched/task.h>
 #include <linux/tcp.h>
 #include <net/sock.h>
 #include <net/tcp.h>
@@ -179,27 +177,6 @@ void drbd_rs_sock_shutdown(struct socket *sock)
 void drbd_rs_sock_release(struct socket *sock)
 {
 	sock_release(sock);
-}
-
-struct task_struct *drbd_rs_thread_start(int (*fn)(void *), void *data, const char *name)
-{
-	struct task_struct *t = kthread_create(fn, data, "%s", name);
-
-	if (IS_ERR(t))
-		return t;
-	get_task_struct(t);
-	wake_up_process(t);
-	return t;
-}
-
-void drbd_rs_thread_stop(struct task_struct *t)
-{
-	kthread_stop_put(t);
-}
-
-bool drbd_rs_thread_should_stop(void)
-{
-	return kthread_should_stop();
 }
 
 int drbd_rs_hmac(const char *alg, const u8 *key, unsigned int keylen, const u8 *data,

@@ -7,15 +7,16 @@
 //!   A [`Socket`] may be shared (`Arc`): [`Socket::shutdown`] from any thread wakes a thread
 //!   blocked in [`Socket::recv`] or [`Socket::send`] on it, which is how connections are torn
 //!   down. The socket is released when the last reference goes.
-//! - [`KThread`]: a kernel thread running a function on shared data; dropping it waits for the
-//!   function to return.
+//! - [`KThread`], [`thread_should_stop`]: kernel threads, from `kcommon/kthread.rs` (shared
+//!   with the other module), re-exported here.
 
 use core::ptr::NonNull;
 use kernel::bindings;
 use kernel::error::from_err_ptr;
 use kernel::ffi::{c_char, c_int, c_long, c_void};
 use kernel::prelude::*;
-use kernel::sync::Arc;
+
+pub(crate) use crate::kthread::{thread_should_stop, KThread};
 
 /// `struct drbd_rs_addr` of `drbd_rs_glue.h`; also the payload of the address attributes.
 #[repr(C)]
@@ -85,13 +86,6 @@ mod ffi {
         pub(super) fn drbd_rs_sock_alive(s: *mut bindings::socket) -> bool;
         pub(super) fn drbd_rs_sock_shutdown(s: *mut bindings::socket);
         pub(super) fn drbd_rs_sock_release(s: *mut bindings::socket);
-        pub(super) fn drbd_rs_thread_start(
-            f: unsafe extern "C" fn(*mut c_void) -> c_int,
-            data: *mut c_void,
-            name: *const c_char,
-        ) -> *mut bindings::task_struct;
-        pub(super) fn drbd_rs_thread_stop(t: *mut bindings::task_struct);
-        pub(super) fn drbd_rs_thread_should_stop() -> bool;
         pub(super) fn drbd_rs_hmac(
             alg: *const c_char,
             key: *const u8,
@@ -261,81 +255,9 @@ impl Drop for Socket {
     }
 }
 
-/// Whether the current kernel thread was asked to stop (by dropping its [`KThread`]).
-pub(crate) fn thread_should_stop() -> bool {
-    // SAFETY: Called from a thread started by `KThread::spawn`, i.e. a kthread.
-    unsafe { ffi::drbd_rs_thread_should_stop() }
-}
-
 /// Sleeps for up to `ms` milliseconds; a stop request ends the sleep early.
 pub(crate) fn sleep_interruptible(ms: u32) {
     // SAFETY: `msleep_interruptible` may be called from any sleepable context; kthreads have
     // no signals pending, and `kthread_stop` wakes the sleeper.
     unsafe { bindings::msleep_interruptible(ms) };
-}
-
-/// What a [`KThread`] runs.
-struct ThreadCtx<T> {
-    data: Arc<T>,
-    f: fn(&Arc<T>),
-}
-
-/// A kernel thread running `f(&data)`.
-///
-/// # Invariants
-///
-/// `task` was returned by `drbd_rs_thread_start()` with a task reference held; the thread
-/// reads `*_ctx` until it has been stopped, which `Drop` does before `_ctx` is freed.
-pub(crate) struct KThread<T: Send + Sync + 'static> {
-    task: NonNull<bindings::task_struct>,
-    /// Owned only to outlive the thread, which reads it through a raw pointer.
-    _ctx: KBox<ThreadCtx<T>>,
-}
-
-// SAFETY: The handle only stops the thread; `T` is `Send + Sync`.
-unsafe impl<T: Send + Sync + 'static> Send for KThread<T> {}
-// SAFETY: `&KThread` gives no access to anything.
-unsafe impl<T: Send + Sync + 'static> Sync for KThread<T> {}
-
-/// The function every [`KThread`] starts in.
-///
-/// # Safety
-///
-/// `p` must be the `ctx` of a live `KThread<T>`.
-unsafe extern "C" fn thread_main<T: Send + Sync + 'static>(p: *mut c_void) -> c_int {
-    // SAFETY: `p` is the `ctx` of a `KThread`, which stays allocated until the thread was
-    // stopped, i.e. until after this function returned (see the type invariant).
-    let ctx = unsafe { &*p.cast::<ThreadCtx<T>>() };
-    (ctx.f)(&ctx.data);
-    0
-}
-
-impl<T: Send + Sync + 'static> KThread<T> {
-    /// Starts a kernel thread called `name` running `f(&data)`. `f` should return soon after
-    /// [`thread_should_stop`] becomes true (dropping the `KThread` waits for that).
-    pub(crate) fn spawn(name: &CStr, data: Arc<T>, f: fn(&Arc<T>)) -> Result<KThread<T>> {
-        let ctx = KBox::new(ThreadCtx { data, f }, GFP_KERNEL)?;
-        let p = core::ptr::from_ref::<ThreadCtx<T>>(&ctx)
-            .cast_mut()
-            .cast::<c_void>();
-        // SAFETY: `thread_main::<T>` expects a `ThreadCtx<T>`, which `p` is; it outlives the
-        // thread as `Drop` stops the thread first. `name` is copied by kthread_create.
-        let t = from_err_ptr(unsafe {
-            ffi::drbd_rs_thread_start(thread_main::<T>, p, name.as_char_ptr())
-        })?;
-        // INVARIANT: The thread was started with a task reference on `ctx`, owned by us.
-        Ok(KThread {
-            task: NonNull::new(t).ok_or(ENOMEM)?,
-            _ctx: ctx,
-        })
-    }
-}
-
-impl<T: Send + Sync + 'static> Drop for KThread<T> {
-    fn drop(&mut self) {
-        // SAFETY: By the type invariant we hold a task reference; `kthread_stop_put` wakes
-        // the thread, waits until its function returned, and drops the reference. `ctx` is
-        // freed only after this (field drop order runs after `drop`).
-        unsafe { ffi::drbd_rs_thread_stop(self.task.as_ptr()) };
-    }
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * C helpers linked into ktcpvs_rs.ko (ktcpvs_rs_net.c): non-blocking kernel TCP sockets, socket
- * callbacks that wake the worker threads, kernel threads. ktcpvs_rs/net.rs declares the same
+ * callbacks that wake the worker threads. ktcpvs_rs/net.rs declares the same
  * signatures in its extern "C" block; keep the two in step.
  *
  * Policy lives in Rust (relay.rs): the C side never decides what to send or when to give up.
@@ -80,10 +80,5 @@ int ktcpvs_rs_net_init(void);
 
 /* Monotonic milliseconds (jiffies based). */
 u64 ktcpvs_rs_now_ms(void);
-
-/* kthread_run() holding a task reference; stop waits for @fn to return and drops it. */
-struct task_struct *ktcpvs_rs_thread_start(int (*fn)(void *), void *data, const char *name);
-void ktcpvs_rs_thread_stop(struct task_struct *t);
-bool ktcpvs_rs_thread_should_stop(void);
 
 #endif

@@ -23,6 +23,8 @@ pub mod l7_sched;
 mod cfs;
 mod config;
 mod ipvs;
+#[path = "../kcommon/kthread.rs"]
+mod kthread;
 mod net;
 mod relay;
 

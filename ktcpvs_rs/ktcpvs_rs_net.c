@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * C part of ktcpvs_rs's data path: non-blocking kernel TCP sockets whose callbacks wake the
- * worker threads, and kernel threads. Socket callbacks, sk_callback_lock and kthread_run() are
- * macros, inlines or struct fields that kernel::bindings does not carry. Policy (what to read,
+ * worker threads (the threads themselves: kcommon/kthread.rs). Socket callbacks and
+ * sk_callback_lock are macros, inlines or struct fields that kernel::bindings does not carry. Policy (what to read,
  * send, when to give up) lives in Rust (ktcpvs_rs/net.rs, relay.rs).
  *
  * Callbacks run in softirq or process context with socket locks held: they only set a flag and
@@ -340,25 +340,4 @@ void ktcpvs_rs_sock_release(struct socket *s)
 u64 ktcpvs_rs_now_ms(void)
 {
 	return jiffies64_to_msecs(get_jiffies_64());
-}
-
-struct task_struct *ktcpvs_rs_thread_start(int (*fn)(void *), void *data, const char *name)
-{
-	struct task_struct *t = kthread_create(fn, data, "%s", name);
-
-	if (IS_ERR(t))
-		return t;
-	get_task_struct(t);
-	wake_up_process(t);
-	return t;
-}
-
-void ktcpvs_rs_thread_stop(struct task_struct *t)
-{
-	kthread_stop_put(t);
-}
-
-bool ktcpvs_rs_thread_should_stop(void)
-{
-	return kthread_should_stop();
 }
