@@ -24,6 +24,7 @@ mod cfs;
 mod config;
 mod ipvs;
 mod net;
+mod pool;
 mod relay;
 
 use cfs::{Registry, Root, ServiceDir};

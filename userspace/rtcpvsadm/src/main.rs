@@ -48,6 +48,10 @@ struct ServiceOpts {
     max_conns: Option<String>,
     #[arg(long)]
     max_header_bytes: Option<String>,
+    /// Idle server connections kept per server for later requests (0 = none: one server
+    /// connection per request).
+    #[arg(long)]
+    pool_idle: Option<String>,
     /// Add X-Forwarded-For (0 or 1).
     #[arg(long)]
     xff: Option<String>,
@@ -74,6 +78,7 @@ impl ServiceOpts {
             ("connect_timeout_ms", self.connect_timeout_ms.as_ref()),
             ("max_conns", self.max_conns.as_ref()),
             ("max_header_bytes", self.max_header_bytes.as_ref()),
+            ("pool_idle", self.pool_idle.as_ref()),
             ("xff", self.xff.as_ref()),
             ("cookie", self.cookie.as_ref()),
             ("default_target", self.default_target.as_ref()),
@@ -454,11 +459,12 @@ mod tests {
             connect_timeout_ms: v(),
             max_conns: v(),
             max_header_bytes: v(),
+            pool_idle: v(),
             xff: v(),
             cookie: v(),
             default_target: v(),
         };
         let names: Vec<&str> = all.pairs(v().as_ref()).iter().map(|p| p.0).collect();
-        assert_eq!(names, conf::SETTABLE[..11]);
+        assert_eq!(names, conf::SETTABLE[..12]);
     }
 }
