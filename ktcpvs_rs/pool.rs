@@ -54,9 +54,13 @@ struct Idle {
 }
 
 /// The idle server connections of every service.
+///
+/// # Invariants
+///
+/// Every entry of `idle` is an [`Idle`] (detached, not counted as active); `idle` is in the
+/// order the entries were put (oldest first).
 #[pin_data]
 pub(crate) struct Pool {
-    /// Oldest first.
     #[pin]
     idle: Mutex<KVec<Idle>>,
 }

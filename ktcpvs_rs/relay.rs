@@ -12,8 +12,9 @@
 //!
 //! HTTP mode, per request: the request head is read (within `max_header_bytes` and
 //! `client_header_timeout_ms`) and parsed, a server is chosen (rules, then the scheduler), the
-//! head is forwarded with `Connection: close` on a new server connection (hop-by-hop fields
-//! removed, `X-Forwarded-For` added if `xff`), then the body (Content-Length or chunked,
+//! head is forwarded with `Connection: close` on a new server connection, or with `pool_idle`
+//! without it on a connection from the [`Pool`] (hop-by-hop fields removed,
+//! `X-Forwarded-For` added if `xff`), then the body (Content-Length or chunked,
 //! delimited by `http1::BodyRelay`); the response head is parsed and rewritten
 //! (`Connection: keep-alive` or `close`), its body delimited, and when the client connection
 //! is kept the next request head is read from it (keep-alive, pipelined bytes kept).
@@ -21,7 +22,8 @@
 //!
 //! Lock order: `Service::inner` (configfs stores; `enabled` opens and closes listeners under
 //! it) before [`Relay::listeners`]; `Service::sched` is taken alone. Workers hold
-//! `listeners` only to accept, and take snapshots (`inner`) after dropping it.
+//! `listeners` only to accept, and take snapshots (`inner`) after dropping it. The pool's lock
+//! is taken alone.
 
 use crate::config::{SchedState, ServerCfg, Service, ServiceCfg, Stat, Stats};
 use crate::http1::{
