@@ -482,6 +482,9 @@ pub(crate) struct Conn {
     replayable: bool,
     /// The request was sent again once, on a new connection, after a pooled one broke.
     retried: bool,
+    /// Slots of the servers whose `requests` counts the current request (a request sent
+    /// again to the same server counts once).
+    counted: u64,
     /// The server connection can go to the pool once the response is complete: the response
     /// is framed, the server did not ask to close and sent nothing after it.
     server_keep: bool,
@@ -599,6 +602,7 @@ impl Conn {
                 got_resp: false,
                 replayable: false,
                 retried: false,
+                counted: 0,
                 server_keep: false,
             },
             GFP_KERNEL,
@@ -972,7 +976,9 @@ impl Conn {
         if fresh {
             st.add(Stat::TotalConns, 1);
         }
-        if !self.retried {
+        let bit = 1u64 << (slot & 63);
+        if self.counted & bit == 0 {
+            self.counted |= bit;
             st.add(Stat::Requests, 1);
         }
         // INVARIANT: counted just above, taken back by `Drop`.
@@ -1402,6 +1408,7 @@ impl Conn {
         self.got_resp = false;
         self.replayable = false;
         self.retried = false;
+        self.counted = 0;
         self.server_keep = false;
         self.phase = Phase::Head;
         self.deadline = now + u64::from(self.cfg.client_header_timeout_ms);
