@@ -12,6 +12,7 @@
 use crate::config::{Name, Service, Why};
 use crate::ktcpvs_cfs::{self, AddrRole, RULE_ATTRS, SERVER_ATTRS, SERVICE_ATTRS};
 use crate::l7_rules::Rule;
+use crate::l7_sched::ServerState;
 use crate::relay::Relay;
 use core::fmt::Write;
 use kernel::configfs::{self, Group};
@@ -197,6 +198,7 @@ impl configfs::GroupOperations for Root {
                 default_target: 12,
                 enabled: 13,
                 stats: 14,
+                pool_idle: 15,
             ],
         };
         let svc = self.registry.add(n)?;
@@ -231,6 +233,7 @@ pub(crate) enum SvcAttr {
     DefaultTarget,
     Enabled,
     Stats,
+    PoolIdle,
 }
 
 /// A service directory. Dropping it (when configfs releases the directory) removes the
@@ -243,6 +246,7 @@ pub(crate) struct ServiceDir {
 impl Drop for ServiceDir {
     fn drop(&mut self) {
         self.registry.relay.unlisten(self.svc.id);
+        self.registry.relay.pool.purge(self.svc.id, None);
         self.registry.remove(self.svc.id);
         pr_info!("service {}: removed\n", self.svc.name.as_str());
     }
@@ -263,6 +267,7 @@ attr_ops!(ServiceDir, 11, SvcAttr::Cookie);
 attr_ops!(ServiceDir, 12, SvcAttr::DefaultTarget);
 attr_ops!(ServiceDir, 13, SvcAttr::Enabled);
 attr_ops!(ServiceDir, 14, SvcAttr::Stats, read_only);
+attr_ops!(ServiceDir, 15, SvcAttr::PoolIdle);
 
 impl ServiceDir {
     fn show(&self, a: SvcAttr, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
@@ -295,6 +300,7 @@ impl ServiceDir {
                 },
                 SvcAttr::Enabled => write!(w, "{}", u8::from(cfg.enabled))?,
                 SvcAttr::Stats => write!(w, "{}", self.svc.stats.line())?,
+                SvcAttr::PoolIdle => write!(w, "{}", cfg.pool_idle)?,
             }
             writeln!(w)
         })
@@ -395,9 +401,22 @@ impl ServiceDir {
                 }
                 // Read-only: configfs offers no store for it.
                 SvcAttr::Stats => return Err(Why::Busy("read-only")),
+                SvcAttr::PoolIdle => {
+                    cfg.pool_idle = ktcpvs_cfs::parse_num(&ktcpvs_cfs::POOL_IDLE, v)?
+                }
             }
             Ok(())
         });
+        // Disabled or resized: the idle server connections go (after the service's lock: the
+        // pool's lock is taken alone).
+        let purge = match a {
+            SvcAttr::PoolIdle => true,
+            SvcAttr::Enabled => ktcpvs_cfs::parse_bool01(v) == Ok(false),
+            _ => false,
+        };
+        if r.is_ok() && purge {
+            self.registry.relay.pool.purge(self.svc.id, None);
+        }
         r.map_err(|why| {
             pr_warn!(
                 "service {}: {}: rejected \"{}\": {}\n",
@@ -442,6 +461,7 @@ impl configfs::GroupOperations for ServiceDir {
             Ok::<_, Error>(SubDir {
                 kind,
                 svc: self.svc.clone(),
+                relay: self.registry.relay.clone(),
             }),
         ))
     }
@@ -467,6 +487,8 @@ impl EntryKind {
 pub(crate) struct SubDir {
     kind: EntryKind,
     svc: Arc<Service>,
+    /// For closing a server's idle pooled connections.
+    relay: Arc<Relay>,
 }
 
 #[vtable]
@@ -533,6 +555,7 @@ impl configfs::GroupOperations for SubDir {
                 id,
                 name: n,
                 svc: self.svc.clone(),
+                relay: self.relay.clone(),
             }),
         ))
     }
@@ -568,12 +591,17 @@ pub(crate) struct Entry {
     id: u64,
     name: Name,
     svc: Arc<Service>,
+    /// For closing the server's idle pooled connections.
+    relay: Arc<Relay>,
 }
 
 impl Drop for Entry {
     fn drop(&mut self) {
         match self.kind {
-            EntryKind::Server => self.svc.remove_server(self.id),
+            EntryKind::Server => {
+                self.svc.remove_server(self.id);
+                self.relay.pool.purge(self.svc.id, Some(self.id));
+            }
             EntryKind::Rule => self.svc.remove_rule(self.id),
         }
     }
@@ -657,6 +685,15 @@ impl Entry {
             }
             Ok(())
         });
+        // A server moved, down or draining keeps no idle connections.
+        let moved = match a {
+            EntryAttr::Address => true,
+            EntryAttr::State => ktcpvs_cfs::parse_state(v).is_ok_and(|st| st != ServerState::Up),
+            _ => false,
+        };
+        if r.is_ok() && moved {
+            self.relay.pool.purge(self.svc.id, Some(id));
+        }
         r.map_err(|why| {
             pr_warn!(
                 "service {}: {} {}: {}: rejected \"{}\": {}\n",

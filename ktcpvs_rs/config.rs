@@ -119,6 +119,8 @@ pub(crate) struct ServiceCfg {
     /// Slots of the servers for requests no rule matches; `None` = every server.
     pub(crate) default_target: Option<u64>,
     pub(crate) enabled: bool,
+    /// Most idle server connections kept per server (0: no pooling).
+    pub(crate) pool_idle: u32,
     pub(crate) servers: KVVec<ServerCfg>,
     pub(crate) rules: KVVec<RuleCfg>,
 }
@@ -140,6 +142,7 @@ impl ServiceCfg {
             cookie: None,
             default_target: None,
             enabled: false,
+            pool_idle: ktcpvs_cfs::POOL_IDLE.default,
             servers: KVVec::new(),
             rules: KVVec::new(),
         }

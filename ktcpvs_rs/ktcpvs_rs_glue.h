@@ -65,6 +65,11 @@ int ktcpvs_rs_sock_connect(struct socket *s, const struct ktcpvs_rs_addr *peer);
 int ktcpvs_rs_sock_connected(struct socket *s);
 /* Routes the socket's callbacks to @ev (under sk_callback_lock). */
 void ktcpvs_rs_sock_attach(struct socket *s, struct ktcpvs_rs_ev *ev);
+/*
+ * Restores the stack's default callbacks and clears sk_user_data (under sk_callback_lock):
+ * after this no callback uses the event source the socket was attached to.
+ */
+void ktcpvs_rs_sock_detach(struct socket *s);
 /* Non-blocking I/O: bytes moved (> 0), 0 = end of stream (recv only), -EAGAIN, -errno. */
 int ktcpvs_rs_sock_recv(struct socket *s, void *buf, size_t len);
 int ktcpvs_rs_sock_send(struct socket *s, const void *buf, size_t len);

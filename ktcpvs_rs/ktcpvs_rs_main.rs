@@ -26,6 +26,7 @@ mod ipvs;
 #[path = "../kcommon/kthread.rs"]
 mod kthread;
 mod net;
+mod pool;
 mod relay;
 
 use cfs::{Registry, Root, ServiceDir};

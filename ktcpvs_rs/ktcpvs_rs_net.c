@@ -158,7 +158,7 @@ void ktcpvs_rs_sock_attach(struct socket *s, struct ktcpvs_rs_ev *ev)
 	write_unlock_bh(&sk->sk_callback_lock);
 }
 
-static void ktcpvs_rs_sock_detach(struct socket *s)
+void ktcpvs_rs_sock_detach(struct socket *s)
 {
 	struct sock *sk = s->sk;
 

@@ -108,6 +108,7 @@ mod ffi {
         pub(super) fn ktcpvs_rs_sock_connect(s: *mut bindings::socket, peer: *const Addr) -> c_int;
         pub(super) fn ktcpvs_rs_sock_connected(s: *mut bindings::socket) -> c_int;
         pub(super) fn ktcpvs_rs_sock_attach(s: *mut bindings::socket, ev: *mut RawEv);
+        pub(super) fn ktcpvs_rs_sock_detach(s: *mut bindings::socket);
         pub(super) fn ktcpvs_rs_sock_recv(
             s: *mut bindings::socket,
             buf: *mut c_void,
@@ -340,10 +341,21 @@ impl Sock {
     ///
     /// # Safety
     ///
-    /// `ev` must outlive this socket (the socket is released, which detaches it, first).
+    /// `ev` must outlive the attachment: the socket must be detached ([`Sock::detach`]) or
+    /// released (which detaches it) before `ev` is freed.
     pub(crate) unsafe fn attach(&self, ev: &Ev) {
         // SAFETY: Both are live; the caller guarantees that `ev` outlives the attachment.
         unsafe { ffi::ktcpvs_rs_sock_attach(self.sock.as_ptr(), ev.ev.as_ptr()) };
+    }
+
+    /// Routes the socket's callbacks back to the stack's own: after this no callback uses
+    /// the event source it was attached to (which may then be freed while the socket lives
+    /// on, e.g. idle in the server connection pool). Detaching twice is harmless.
+    pub(crate) fn detach(&self) {
+        // SAFETY: The socket is live; the C side restores the default callbacks under
+        // `sk_callback_lock` (write), so no callback still running uses the old source after
+        // it returns.
+        unsafe { ffi::ktcpvs_rs_sock_detach(self.sock.as_ptr()) };
     }
 
     /// Receives into `buf` without blocking.

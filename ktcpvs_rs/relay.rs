@@ -12,8 +12,9 @@
 //!
 //! HTTP mode, per request: the request head is read (within `max_header_bytes` and
 //! `client_header_timeout_ms`) and parsed, a server is chosen (rules, then the scheduler), the
-//! head is forwarded with `Connection: close` on a new server connection (hop-by-hop fields
-//! removed, `X-Forwarded-For` added if `xff`), then the body (Content-Length or chunked,
+//! head is forwarded with `Connection: close` on a new server connection, or with `pool_idle`
+//! without it on a connection from the [`Pool`] (hop-by-hop fields removed,
+//! `X-Forwarded-For` added if `xff`), then the body (Content-Length or chunked,
 //! delimited by `http1::BodyRelay`); the response head is parsed and rewritten
 //! (`Connection: keep-alive` or `close`), its body delimited, and when the client connection
 //! is kept the next request head is read from it (keep-alive, pipelined bytes kept).
@@ -21,13 +22,17 @@
 //!
 //! Lock order: `Service::inner` (configfs stores; `enabled` opens and closes listeners under
 //! it) before [`Relay::listeners`]; `Service::sched` is taken alone. Workers hold
-//! `listeners` only to accept, and take snapshots (`inner`) after dropping it.
+//! `listeners` only to accept, and take snapshots (`inner`) after dropping it. The pool's lock
+//! is taken alone.
 
 use crate::config::{SchedState, ServerCfg, Service, ServiceCfg, Stat, Stats};
-use crate::http1::{self, BodyRelay, ChunkLimits, Framing, Header, HttpError, Limits, Method};
+use crate::http1::{
+    self, BodyRelay, ChunkLimits, Framing, Header, HttpError, Limits, Method, Version,
+};
 use crate::ktcpvs_cfs::{Mode, MAX_NAME, MAX_SERVERS};
 use crate::l7_sched::{self, SchedKind, ServerState, ServerView};
 use crate::net::{self, Addr, Ev, Io, KThread, Sock, Waker};
+use crate::pool::{Key, Pool};
 use core::net::{IpAddr, SocketAddr};
 use kernel::new_mutex;
 use kernel::prelude::*;
@@ -98,6 +103,8 @@ pub(crate) struct Relay {
     listeners: Mutex<KVec<Listener>>,
     #[pin]
     workers: Mutex<KVec<KThread<WorkerArg>>>,
+    /// Idle server connections (`pool_idle`); emptied by `stop` after the workers ended.
+    pub(crate) pool: Arc<Pool>,
 }
 
 /// Owns the relay for the module: dropping it stops the relay (listeners, workers,
@@ -130,6 +137,7 @@ impl Relay {
                 wakers,
                 listeners <- new_mutex!(KVec::new()),
                 workers <- new_mutex!(KVec::new()),
+                pool: Pool::new()?,
             }? Error),
             GFP_KERNEL,
         )?;
@@ -161,13 +169,15 @@ impl Relay {
         Ok(relay)
     }
 
-    /// Closes every listener, then stops the workers, which close their connections.
+    /// Closes every listener, then stops the workers, which close their connections, then
+    /// closes the idle server connections (no worker can add one any more).
     pub(crate) fn stop(&self) {
         let listeners = core::mem::take(&mut *self.listeners.lock());
         drop(listeners);
         let workers = core::mem::take(&mut *self.workers.lock());
         // Dropping a `KThread` waits for the thread to return.
         drop(workers);
+        self.pool.clear();
     }
 
     /// Opens the listening socket of `svc` on `addr`. Called with `svc`'s configuration lock
@@ -243,7 +253,7 @@ fn worker_main(arg: &Arc<WorkerArg>) {
         more = relay.accept_some(&mut fresh);
         let now = net::now_ms();
         for (sock, svc) in fresh.drain_all() {
-            if let Some(c) = Conn::new(sock, svc, waker, now) {
+            if let Some(c) = Conn::new(sock, svc, waker, &relay.pool, now) {
                 if conns.reserve(1, GFP_KERNEL).is_ok() {
                     let _ = conns.push(c, GFP_KERNEL);
                 }
@@ -252,6 +262,9 @@ fn worker_main(arg: &Arc<WorkerArg>) {
         let sweep = now >= next_sweep;
         if sweep {
             next_sweep = now + SWEEP_MS;
+            if arg.idx == 0 {
+                relay.pool.expire(now);
+            }
         }
         // Finished connections are dropped (closed) by `retain`.
         conns.retain(|c| {
@@ -345,8 +358,14 @@ impl core::fmt::Write for Out<'_> {
 }
 
 /// Writes the request head to send to a server: the request line, the fields but the
-/// hop-by-hop ones, `Connection: close`, the empty line.
-fn rewrite_head(line: &[u8], headers: &[Header<'_>], out: &mut [u8]) -> Result<usize, HttpError> {
+/// hop-by-hop ones, `Connection: close` if `close` (else nothing: an HTTP/1.1 request keeps
+/// the server connection open for the pool), the empty line.
+fn rewrite_head(
+    line: &[u8],
+    headers: &[Header<'_>],
+    out: &mut [u8],
+    close: bool,
+) -> Result<usize, HttpError> {
     let mut o = Out { buf: out, len: 0 };
     o.put(line)?;
     for h in headers.iter().filter(|h| !http1::is_hop_by_hop(h.name)) {
@@ -355,7 +374,10 @@ fn rewrite_head(line: &[u8], headers: &[Header<'_>], out: &mut [u8]) -> Result<u
         o.put(h.value)?;
         o.put(b"\r\n")?;
     }
-    o.put(b"Connection: close\r\n\r\n")?;
+    if close {
+        o.put(b"Connection: close\r\n")?;
+    }
+    o.put(b"\r\n")?;
     Ok(o.len)
 }
 
@@ -398,9 +420,11 @@ enum Step {
 /// # Invariants
 ///
 /// `client` and `server` are attached to `ev` and declared before it, so they are released
-/// (and detached) before `ev` is freed. `svc.stats` counts this connection in `ActiveConns`,
-/// and when `slot` is `Some(s)`, `svc.server_stats[s]` counts the server connection; `Drop`
-/// takes both back.
+/// (and detached) before `ev` is freed; a server connection leaving for the pool is detached
+/// by [`Pool::put`]. `svc.stats` counts this connection in `ActiveConns`, and when `slot` is
+/// `Some(s)`, `svc.server_stats[s]` counts the server connection; `Drop` (or
+/// [`Conn::release_server`], [`Conn::pool_server`]) takes both back. When `reused` is true,
+/// `server` came from the pool and `key` names its server.
 pub(crate) struct Conn {
     client: Sock,
     server: Option<Sock>,
@@ -453,6 +477,27 @@ pub(crate) struct Conn {
     req_head: bool,
     /// Requests parsed on this client connection.
     nreq: u32,
+    /// Where idle server connections go (`pool_idle`).
+    pool: Arc<Pool>,
+    /// The request is sent without `Connection: close`: its server connection may be pooled.
+    pool_req: bool,
+    /// The server (as of the connect) of the current server connection.
+    key: Option<Key>,
+    /// The current server connection came from the pool.
+    reused: bool,
+    /// A byte of a response came on the current server connection.
+    got_resp: bool,
+    /// `up.data[..up.end]` still holds everything sent to the server for this request (its
+    /// body was not streamed): the request can be sent again.
+    replayable: bool,
+    /// The request was sent again once, on a new connection, after a pooled one broke.
+    retried: bool,
+    /// Slots of the servers whose `requests` counts the current request (a request sent
+    /// again to the same server counts once).
+    counted: u64,
+    /// The server connection can go to the pool once the response is complete: the response
+    /// is framed, the server did not ask to close and sent nothing after it.
+    server_keep: bool,
 }
 
 impl Drop for Conn {
@@ -507,7 +552,13 @@ fn server_by_slot(cfg: &ServiceCfg, slot: usize) -> Option<&ServerCfg> {
 
 impl Conn {
     /// Sets up an accepted connection; `None` if it had to be closed at once.
-    fn new(client: Sock, svc: Arc<Service>, waker: &Waker, now: u64) -> Option<KBox<Conn>> {
+    fn new(
+        client: Sock,
+        svc: Arc<Service>,
+        waker: &Waker,
+        pool: &Arc<Pool>,
+        now: u64,
+    ) -> Option<KBox<Conn>> {
         svc.stats.add(Stat::TotalConns, 1);
         let Ok(cfg) = svc.snapshot() else {
             svc.stats.add(Stat::Errors, 1);
@@ -565,6 +616,15 @@ impl Conn {
                 keep: false,
                 req_head: false,
                 nreq: 0,
+                pool: pool.clone(),
+                pool_req: false,
+                key: None,
+                reused: false,
+                got_resp: false,
+                replayable: false,
+                retried: false,
+                counted: 0,
+                server_keep: false,
             },
             GFP_KERNEL,
         )
@@ -718,6 +778,9 @@ impl Conn {
         self.svc.stats.add(Stat::Requests, 1);
         self.nreq = self.nreq.saturating_add(1);
         self.keep = req.keep_alive && self.nreq < MAX_REQUESTS;
+        // HTTP/1.0 requests keep `Connection: close` (their client may not read chunked).
+        self.pool_req = self.cfg.pool_idle > 0 && req.version == Version::Http11;
+        let close = !self.pool_req;
         self.req_head = req.method == Method::Head;
         if req.method == Method::Connect {
             self.fail(Some(501), now);
@@ -785,14 +848,14 @@ impl Conn {
             };
             let clen = o.len;
             ok.map_err(|_| HttpError::HeadTooLarge)
-                .and_then(|()| rewrite_head(line, req.headers, &mut down.data))
+                .and_then(|()| rewrite_head(line, req.headers, &mut down.data, close))
                 .and_then(|n| {
                     let client = client.get(..clen).unwrap_or(&[]);
                     let head = down.data.get(..n).unwrap_or(&[]);
                     http1::add_forwarded_for(head, client, &mut up.data)
                 })
         } else {
-            rewrite_head(line, req.headers, &mut up.data)
+            rewrite_head(line, req.headers, &mut up.data, close)
         };
         let n = match written {
             Ok(n) => n,
@@ -812,6 +875,7 @@ impl Conn {
         self.cookie_slot = cookie_slot;
         self.body = BodyRelay::new(framing, ChunkLimits::DEFAULT);
         self.req_done = self.body.is_done();
+        self.replayable = true;
         self.phase = Phase::Connect;
         self.connect_next(now);
     }
@@ -878,36 +942,8 @@ impl Conn {
                 return;
             };
             self.tried |= 1u64 << (slot & 63);
-            let Some(addr) = server_by_slot(&self.cfg, slot).and_then(|s| s.addr) else {
-                continue;
-            };
-            let stats: &Stats = &self.svc.server_stats[slot & 63];
-            let sock = match Sock::new_for(&addr) {
-                Ok(s) => s,
-                Err(_) => {
-                    stats.add(Stat::Errors, 1);
-                    self.passive_failure(slot, now);
-                    continue;
-                }
-            };
-            // SAFETY: `sock` goes to `self.server`, declared before `self.ev`.
-            unsafe { sock.attach(&self.ev) };
-            match sock.connect(&addr) {
-                Ok(done) => {
-                    self.server = Some(sock);
-                    self.deadline = now + u64::from(self.cfg.connect_timeout_ms);
-                    // `slot & 63 < 64` fits a u8.
-                    self.pending_slot = (slot & 63) as u8;
-                    if done {
-                        self.connected(now);
-                    }
-                    return;
-                }
-                Err(_) => {
-                    stats.add(Stat::Errors, 1);
-                    self.passive_failure(slot, now);
-                    continue;
-                }
+            if self.open(slot & 63, now) {
+                return;
             }
         }
     }
@@ -929,13 +965,85 @@ impl Conn {
         }
     }
 
-    /// The server connection is established: count it, start relaying.
-    fn connected(&mut self, now: u64) {
+    /// Gets a connection to the server in `slot` for the request: an idle one from the pool
+    /// (unless the request is sent again after a pooled connection broke), else a new one
+    /// (connecting). Returns `false` if the server has no address or the connect failed at
+    /// once (a passive failure).
+    fn open(&mut self, slot: usize, now: u64) -> bool {
+        let Some(srv) = server_by_slot(&self.cfg, slot) else {
+            return false;
+        };
+        let Some(addr) = srv.addr else {
+            return false;
+        };
+        // `slot < 64` fits a u8.
+        self.pending_slot = slot as u8;
+        let key = Key {
+            svc: self.svc.id,
+            server: srv.id,
+            addr,
+        };
+        self.key = Some(key);
+        if self.pool_req && !self.retried {
+            while let Some(sock) = self.pool.take(&key) {
+                // SAFETY: `sock` goes to `self.server`, declared before `self.ev`, or is
+                // released below, before this function returns.
+                unsafe { sock.attach(&self.ev) };
+                // A pooled connection must have nothing to read: data or an end of stream
+                // (the server closed it meanwhile) or an error: closed, the next one is tried.
+                let mut probe = [0u8; 1];
+                if let Ok(Io::Again) = sock.recv(&mut probe) {
+                    self.server = Some(sock);
+                    self.reused = true;
+                    self.connected(false, now);
+                    return true;
+                }
+            }
+        }
+        let stats: &Stats = &self.svc.server_stats[slot];
+        let sock = match Sock::new_for(&addr) {
+            Ok(s) => s,
+            Err(_) => {
+                stats.add(Stat::Errors, 1);
+                self.passive_failure(slot, now);
+                return false;
+            }
+        };
+        // SAFETY: `sock` goes to `self.server`, declared before `self.ev`.
+        unsafe { sock.attach(&self.ev) };
+        match sock.connect(&addr) {
+            Ok(done) => {
+                self.server = Some(sock);
+                self.reused = false;
+                self.deadline = now + u64::from(self.cfg.connect_timeout_ms);
+                if done {
+                    self.connected(true, now);
+                }
+                true
+            }
+            Err(_) => {
+                stats.add(Stat::Errors, 1);
+                self.passive_failure(slot, now);
+                false
+            }
+        }
+    }
+
+    /// The server connection is established (`fresh`) or taken from the pool: count it, start
+    /// relaying. The server's `total_conns` counts TCP connections, its `requests` requests
+    /// (a request sent again after a pooled connection broke counts once).
+    fn connected(&mut self, fresh: bool, now: u64) {
         let slot = self.pending_slot;
         let st = &self.svc.server_stats[usize::from(slot)];
         st.add(Stat::ActiveConns, 1);
-        st.add(Stat::TotalConns, 1);
-        st.add(Stat::Requests, 1);
+        if fresh {
+            st.add(Stat::TotalConns, 1);
+        }
+        let bit = 1u64 << (slot & 63);
+        if self.counted & bit == 0 {
+            self.counted |= bit;
+            st.add(Stat::Requests, 1);
+        }
         // INVARIANT: counted just above, taken back by `Drop`.
         self.slot = Some(slot);
         if !self.http() {
@@ -951,7 +1059,7 @@ impl Conn {
             None => Err(ENOTCONN),
         };
         match r {
-            Ok(true) => self.connected(now),
+            Ok(true) => self.connected(true, now),
             Ok(false) if now < self.deadline => return Step::Wait,
             // Refused, unreachable or timed out: a passive failure; try the next server.
             _ => {
@@ -985,13 +1093,15 @@ impl Conn {
                 }
                 Ok(_) => {}
                 Err(_) => {
-                    self.server_failed(now);
+                    self.server_broke(now);
                     return Step::Again;
                 }
             }
         }
         if up.is_empty() && !self.req_done && !self.client_eof {
             up.clear();
+            // The body streams through `up`: what was sent cannot be sent again.
+            self.replayable = false;
             let from_head = !self.head.is_empty();
             let r = if from_head {
                 // Body bytes that came with the head.
@@ -1106,6 +1216,7 @@ impl Conn {
                 Ok(Io::Done(n)) => {
                     sst.add(Stat::BytesOut, n as u64);
                     moved = true;
+                    self.got_resp = true;
                     if !http {
                         down.end = n.min(down.data.len());
                     } else if self.resp == Resp::Head {
@@ -1119,8 +1230,9 @@ impl Conn {
                         match self.resp_body.feed(&down.data[..n]) {
                             Ok(p) => {
                                 // Bytes after the response (the server was asked to close)
-                                // are dropped.
+                                // are dropped; the connection is not pooled.
                                 down.end = p.consumed.min(n);
+                                self.server_keep &= p.consumed >= n;
                                 if p.done {
                                     self.resp = Resp::Done;
                                 }
@@ -1139,13 +1251,13 @@ impl Conn {
                     moved = true;
                     if http && self.resp == Resp::Head {
                         // No (complete) response: 502 if nothing reached the client yet.
-                        self.server_failed(now);
+                        self.server_broke(now);
                         return Step::Again;
                     }
                 }
                 Ok(Io::Again) => {}
                 Err(_) => {
-                    self.server_failed(now);
+                    self.server_broke(now);
                     return Step::Again;
                 }
             }
@@ -1155,7 +1267,9 @@ impl Conn {
                 self.phase = Phase::Done;
                 return Step::Again;
             };
-            if down.is_empty() && self.resp == Resp::Done {
+            let drained = down.is_empty();
+            if drained && self.resp == Resp::Done {
+                self.pool_server(now);
                 if self.keep && self.req_done {
                     // The response is complete: the next request.
                     self.next_request(now);
@@ -1163,7 +1277,7 @@ impl Conn {
                 }
                 self.server_eof = true;
             }
-            if self.server_eof && down.is_empty() {
+            if self.server_eof && drained {
                 // The response is complete (or cut by the server): close, lingering (see
                 // `closing_step`).
                 self.release_server();
@@ -1221,10 +1335,12 @@ impl Conn {
             let (hold, end) = (self.hold.min(down.end), down.end);
             let mut fields = [Header::EMPTY; MAX_FIELDS];
             let buf = down.data.get(hold..end).unwrap_or(&[]);
-            let (interim, framing, head_len) =
+            let (interim, framing, head_len, server_keep) =
                 match http1::parse_response(buf, &mut fields, &limits, method) {
                     Ok(http1::Status::Partial) => return true,
-                    Ok(http1::Status::Complete(r)) => (r.is_interim(), r.framing, r.head_len),
+                    Ok(http1::Status::Complete(r)) => {
+                        (r.is_interim(), r.framing, r.head_len, r.keep_alive)
+                    }
                     Err(_) => return false,
                 };
             if interim {
@@ -1237,6 +1353,7 @@ impl Conn {
                 Framing::None | Framing::ContentLength(_) | Framing::Chunked
             );
             self.keep = self.keep && self.req_done && framed;
+            self.server_keep = self.pool_req && server_keep && framed;
             let Some(buf) = down.data.get_mut(hold..) else {
                 return false;
             };
@@ -1274,8 +1391,10 @@ impl Conn {
             let rest = down.data.get(body_start..body_end).unwrap_or(&[]);
             match self.resp_body.feed(rest) {
                 Ok(p) => {
-                    // Bytes after the response are dropped (the server was asked to close).
+                    // Bytes after the response are dropped (the server was asked to close); the
+                    // connection is not pooled.
                     down.end = body_start + p.consumed.min(rest.len());
+                    self.server_keep &= p.consumed >= rest.len();
                     self.resp = if p.done { Resp::Done } else { Resp::Body };
                 }
                 Err(_) => return false,
@@ -1289,8 +1408,58 @@ impl Conn {
     /// `active_conns`.
     fn release_server(&mut self) {
         self.server = None;
+        self.key = None;
         if let Some(s) = self.slot.take() {
             self.svc.server_stats[usize::from(s)].dec_active();
+        }
+    }
+
+    /// The response is complete: the server connection goes to the pool if it can carry
+    /// another request (see `server_keep`; the request was sent completely and the server did
+    /// not end its side), taken out of the server's `active_conns`.
+    fn pool_server(&mut self, now: u64) {
+        let idle = self.req_done
+            && self.server_keep
+            && !self.server_eof
+            && self.up.as_ref().is_some_and(|u| u.is_empty());
+        if !idle {
+            return;
+        }
+        if let (Some(sock), Some(key)) = (self.server.take(), self.key) {
+            let expires = now + u64::from(self.cfg.idle_timeout_ms);
+            // Detaches `sock` from `self.ev` (type invariant).
+            self.pool.put(key, sock, self.cfg.pool_idle, expires);
+        }
+        self.release_server();
+    }
+
+    /// The server connection broke (or ended) before a complete response head. If it came
+    /// from the pool, no response byte arrived and the request can be sent again, it is sent
+    /// again once on a new connection to the same server (the server may have closed the
+    /// idle connection just as the request went out, as nginx assumes); else 502.
+    fn server_broke(&mut self, now: u64) {
+        let slot = self.slot;
+        let retry = self.reused && !self.got_resp && self.replayable && !self.retried;
+        let (Some(slot), true) = (slot, retry) else {
+            self.server_failed(now);
+            return;
+        };
+        self.retried = true;
+        self.release_server();
+        if let Some(up) = &mut self.up {
+            up.start = 0;
+        }
+        if let Some(down) = &mut self.down {
+            down.clear();
+        }
+        self.hold = 0;
+        self.server_eof = false;
+        self.server_wr_shut = false;
+        self.resp = Resp::Head;
+        self.phase = Phase::Connect;
+        if !self.open(usize::from(slot), now) {
+            self.svc.server_stats[usize::from(slot)].add(Stat::Errors, 1);
+            self.connect_next(now);
         }
     }
 
@@ -1323,6 +1492,13 @@ impl Conn {
         self.resp_body = BodyRelay::UntilClose;
         self.hold = 0;
         self.keep = false;
+        self.pool_req = false;
+        self.reused = false;
+        self.got_resp = false;
+        self.replayable = false;
+        self.retried = false;
+        self.counted = 0;
+        self.server_keep = false;
         self.phase = Phase::Head;
         self.deadline = now + u64::from(self.cfg.client_header_timeout_ms);
         if self.head.end > 0 {

@@ -37,6 +37,7 @@ expect $K/raw/default_target "*"
 expect $K/raw/max_header_bytes 8192
 expect $K/raw/max_fails 1
 expect $K/raw/fail_timeout_ms 10000
+expect $K/raw/pool_idle 0
 expect $K/raw/stats "active_conns=0 total_conns=0 requests=0 bytes_in=0 bytes_out=0 errors=0"
 must mkdir $K/raw/servers $K/raw/rules
 must_fail mkdir $K/raw/other 2>/dev/null
@@ -66,6 +67,7 @@ bad_write $K/raw scheduler "fastest" "unknown scheduler"
 bad_write $K/raw mode "udp" "unknown mode"
 bad_write $K/raw max_header_bytes 100 "service raw: max_header_bytes: rejected \"100\": number out of range"
 bad_write $K/raw idle_timeout_ms -5 "not a decimal number"
+bad_write $K/raw pool_idle 257 "service raw: pool_idle: rejected \"257\": number out of range"
 bad_write $K/raw xff 2 "value must be 0 or 1"
 bad_write $K/raw max_fails 1001 "service raw: max_fails: rejected \"1001\": number out of range"
 bad_write $K/raw fail_timeout_ms 0 "service raw: fail_timeout_ms: rejected \"0\": number out of range"

@@ -37,7 +37,7 @@ pub const DIR_SERVERS: &str = "servers";
 pub const DIR_RULES: &str = "rules";
 
 /// Attribute files of a service directory, in the order of their configfs attribute ids.
-pub const SERVICE_ATTRS: [&str; 15] = [
+pub const SERVICE_ATTRS: [&str; 16] = [
     "listen",
     "scheduler",
     "mode",
@@ -53,6 +53,7 @@ pub const SERVICE_ATTRS: [&str; 15] = [
     "default_target",
     "enabled",
     "stats",
+    "pool_idle",
 ];
 /// Attribute files of a server directory, in the order of their configfs attribute ids.
 pub const SERVER_ATTRS: [&str; 4] = ["address", "weight", "state", "stats"];
@@ -140,8 +141,16 @@ pub const FAIL_TIMEOUT_MS: NumAttr = NumAttr {
     max: 3_600_000,
     default: 10_000,
 };
+/// Most idle server connections kept open per server for later requests (keep-alive pool,
+/// as nginx's `keepalive`); 0 = every request opens its own server connection.
+pub const POOL_IDLE: NumAttr = NumAttr {
+    name: SERVICE_ATTRS[15],
+    min: 0,
+    max: 256,
+    default: 0,
+};
 /// The numeric service attributes.
-pub const NUM_ATTRS: [NumAttr; 7] = [
+pub const NUM_ATTRS: [NumAttr; 8] = [
     CLIENT_HEADER_TIMEOUT_MS,
     IDLE_TIMEOUT_MS,
     CONNECT_TIMEOUT_MS,
@@ -149,6 +158,7 @@ pub const NUM_ATTRS: [NumAttr; 7] = [
     MAX_HEADER_BYTES,
     MAX_FAILS,
     FAIL_TIMEOUT_MS,
+    POOL_IDLE,
 ];
 
 /// Whether two strings are equal, usable in constants (the module checks its attribute
@@ -604,6 +614,11 @@ mod tests {
             parse_num(&MAX_HEADER_BYTES, b"65537"),
             Err(CfgError::OutOfRange)
         );
+        assert_eq!(parse_num(&POOL_IDLE, b"0\n"), Ok(0));
+        assert_eq!(parse_num(&POOL_IDLE, b"256"), Ok(256));
+        assert_eq!(parse_num(&POOL_IDLE, b"257"), Err(CfgError::OutOfRange));
+        assert_eq!(parse_num(&POOL_IDLE, b"-1"), Err(CfgError::BadNumber));
+        assert_eq!(POOL_IDLE.default, 0);
         for a in NUM_ATTRS {
             assert!((a.min..=a.max).contains(&a.default), "{}", a.name);
             assert!(SERVICE_ATTRS.contains(&a.name));

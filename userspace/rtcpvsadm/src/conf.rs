@@ -24,7 +24,7 @@ use std::fmt::Write as _;
 
 /// Service attributes a configuration sets (every attribute but `stats`), in the order `save`
 /// writes them and `load` applies them (`default_target` after the servers, `enabled` last).
-pub const SETTABLE: [&str; 14] = [
+pub const SETTABLE: [&str; 15] = [
     SERVICE_ATTRS[0],
     SERVICE_ATTRS[1],
     SERVICE_ATTRS[2],
@@ -35,6 +35,7 @@ pub const SETTABLE: [&str; 14] = [
     SERVICE_ATTRS[7],
     SERVICE_ATTRS[8],
     SERVICE_ATTRS[9],
+    SERVICE_ATTRS[15],
     SERVICE_ATTRS[10],
     SERVICE_ATTRS[11],
     SERVICE_ATTRS[12],
@@ -579,13 +580,19 @@ pub fn to_text(services: &[Service]) -> String {
     for s in services {
         let a = |k: &str| s.attr(k).unwrap_or("").to_string();
         let listen = a("listen");
+        // Server connection pooling is shown when on.
+        let pool = match s.attr("pool_idle") {
+            Some(n) if n != "0" => format!("  pool_idle {n}"),
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
-            "Virtual {}  listen {}  scheduler {}  mode {}  {}",
+            "Virtual {}  listen {}  scheduler {}  mode {}{}  {}",
             s.name,
             if listen.is_empty() { "-" } else { &listen },
             a("scheduler"),
             a("mode"),
+            pool,
             if a("enabled") == "1" {
                 "enabled"
             } else {
@@ -751,6 +758,26 @@ virtual empty { }
             .msg
             .contains("end of file"));
         assert_eq!(e("virtual a {\n\n\n server = x;\n}").line, 4);
+    }
+
+    #[test]
+    fn pool_idle() {
+        let text = "virtual p { enabled = 1; pool_idle = 32; xff = 1; max_header_bytes = 512; }";
+        let svcs = parse(text).unwrap();
+        assert_eq!(svcs[0].attr("pool_idle"), Some("32"));
+        let saved = format(&svcs);
+        // Saved in attribute order: after max_header_bytes, before xff, enabled last.
+        assert!(
+            saved.contains("max_header_bytes = 512;\n    pool_idle = 32;\n    xff = 1;\n"),
+            "{saved}"
+        );
+        assert_eq!(parse(&saved).unwrap(), svcs);
+        assert!(to_json(&svcs).contains("\"pool_idle\":32,"));
+        assert!(to_text(&svcs)
+            .starts_with("Virtual p  listen -  scheduler   mode   pool_idle 32  enabled\n"));
+        let mut off = svcs[0].clone();
+        off.set_attr("pool_idle", "0");
+        assert!(!to_text(&[off]).contains("pool_idle"));
     }
 
     #[test]

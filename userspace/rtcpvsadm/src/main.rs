@@ -54,6 +54,10 @@ struct ServiceOpts {
     max_fails: Option<String>,
     #[arg(long)]
     fail_timeout_ms: Option<String>,
+    /// Idle server connections kept per server for later requests (0 = none: one server
+    /// connection per request).
+    #[arg(long)]
+    pool_idle: Option<String>,
     /// Add X-Forwarded-For (0 or 1).
     #[arg(long)]
     xff: Option<String>,
@@ -82,6 +86,7 @@ impl ServiceOpts {
             ("max_header_bytes", self.max_header_bytes.as_ref()),
             ("max_fails", self.max_fails.as_ref()),
             ("fail_timeout_ms", self.fail_timeout_ms.as_ref()),
+            ("pool_idle", self.pool_idle.as_ref()),
             ("xff", self.xff.as_ref()),
             ("cookie", self.cookie.as_ref()),
             ("default_target", self.default_target.as_ref()),
@@ -464,11 +469,12 @@ mod tests {
             max_header_bytes: v(),
             max_fails: v(),
             fail_timeout_ms: v(),
+            pool_idle: v(),
             xff: v(),
             cookie: v(),
             default_target: v(),
         };
         let names: Vec<&str> = all.pairs(v().as_ref()).iter().map(|p| p.0).collect();
-        assert_eq!(names, conf::SETTABLE[..13]);
+        assert_eq!(names, conf::SETTABLE[..14]);
     }
 }
