@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 //! `hark-vmtool http-backend NAME PORT [--keepalive]`: the ktcpvs-relay scenario's test
-//! backend on 127.0.0.1:PORT, a thread per connection. It answers like the Python
+//! backend on 127.0.0.1:PORT, a thread per connection (from a pool). It answers like the Python
 //! `BaseHTTPRequestHandler` it replaces: `HTTP/1.0` and a close after every answer (with
 //! `--keepalive`, clients that ask for it get `HTTP/1.1` answers and the connection kept).
 //!
@@ -15,6 +15,7 @@ use crate::sha256::Sha256;
 use std::borrow::Cow;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::thread;
 use std::time::Duration;
@@ -30,19 +31,63 @@ fn blob() -> &'static [u8] {
     BLOB.get_or_init(|| Mt::python(7).randbytes(8 << 20))
 }
 
+/// Threads waiting in accept at the start; a thread taking the last idle place starts another,
+/// so slow requests never hold up others (a thread per connection, without a thread start per
+/// connection: that costs milliseconds in a TCG guest with a debug kernel).
+const SPARE: usize = 8;
+
 pub fn run(name: &str, port: u16, keepalive: bool) -> Result<(), String> {
     let l = TcpListener::bind(("127.0.0.1", port)).map_err(|e| format!("bind port {port}: {e}"))?;
-    let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
-    for s in l.incoming() {
-        let Ok(s) = s else { continue };
+    let b: &'static Backend = Box::leak(Box::new(Backend {
+        name: name.to_owned(),
+        keepalive,
+        l,
+        idle: AtomicUsize::new(0),
+    }));
+    for _ in 0..SPARE {
+        b.spawn()?;
+    }
+    // The workers never end.
+    loop {
+        thread::park();
+    }
+}
+
+struct Backend {
+    name: String,
+    keepalive: bool,
+    l: TcpListener,
+    /// Workers waiting in accept (or about to).
+    idle: AtomicUsize,
+}
+
+impl Backend {
+    fn spawn(&'static self) -> Result<(), String> {
+        self.idle.fetch_add(1, Ordering::SeqCst);
         let spawned = thread::Builder::new()
             .stack_size(256 * 1024)
-            .spawn(move || serve(name, s, keepalive));
-        if let Err(e) = spawned {
-            eprintln!("http-backend {name}: no thread for a connection: {e}");
+            .spawn(move || self.work());
+        spawned.map(drop).map_err(|e| {
+            self.idle.fetch_sub(1, Ordering::SeqCst);
+            format!("http-backend {}: no thread: {e}", self.name)
+        })
+    }
+
+    fn work(&'static self) {
+        loop {
+            let Ok((s, _)) = self.l.accept() else {
+                thread::sleep(Duration::from_millis(10));
+                continue;
+            };
+            if self.idle.fetch_sub(1, Ordering::SeqCst) == 1 {
+                if let Err(e) = self.spawn() {
+                    eprintln!("{e}");
+                }
+            }
+            serve(&self.name, s, self.keepalive);
+            self.idle.fetch_add(1, Ordering::SeqCst);
         }
     }
-    Ok(())
 }
 
 /// Reads a head line by line; `Ok(None)` at a clean end of the connection.

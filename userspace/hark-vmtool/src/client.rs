@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 //! The ktcpvs-relay scenario's HTTP clients against the switch on 127.0.0.1 (each request on a
-//! new connection, like Python's `http.client` the scenario used before):
+//! new connection unless said otherwise, like Python's `http.client` the scenario used before):
 //!
-//! - `http-routing N [CLIENTS]`: N requests per rule (`/static/…` -> a, Host `api.example` ->
-//!   b, the rest -> c) from CLIENTS threads; every answer must name the right backend and path,
+//! - `http-routing N [CLIENTS [PER_CONN]]`: N requests per rule (`/static/…` -> a, Host
+//!   `api.example` -> b, the rest -> c) from CLIENTS threads, PER_CONN requests on each client
+//!   connection (default 1); every answer must name the right backend and path,
 //!   `xff=127.0.0.1` and `conn=close`.
 //! - `http-wrr N WA:WB:WC`: N requests to the default target; each backend's share within 5 %
 //!   of its weight's.
@@ -43,6 +44,8 @@ pub fn switch_addr() -> SocketAddr {
 
 pub struct Reply {
     pub status: u16,
+    /// The switch keeps the connection (`Connection: keep-alive`).
+    pub keep: bool,
     pub body: Vec<u8>,
 }
 
@@ -60,12 +63,24 @@ impl Reply {
     }
 }
 
+/// A new connection to the switch.
+pub fn connect(timeout: Duration) -> Result<TcpStream, String> {
+    let s =
+        TcpStream::connect_timeout(&switch_addr(), timeout).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| format!("read timeout: {e}"))?;
+    Ok(s)
+}
+
 /// One GET on a new connection to the switch; the connection is closed after the answer.
 pub fn get(path: &str, host: Option<&str>, timeout: Duration) -> Result<Reply, String> {
+    let mut s = connect(timeout).map_err(|e| format!("GET {path}: {e}"))?;
+    request(&mut s, path, host)
+}
+
+/// One GET on the connection `s` (not pipelined: nothing but the answer can arrive).
+pub fn request(s: &mut TcpStream, path: &str, host: Option<&str>) -> Result<Reply, String> {
     let e = |what: &str, err: std::io::Error| format!("GET {path}: {what}: {err}");
-    let mut s = TcpStream::connect_timeout(&switch_addr(), timeout).map_err(|x| e("connect", x))?;
-    s.set_read_timeout(Some(timeout))
-        .map_err(|x| e("timeout", x))?;
     let host = host.unwrap_or("127.0.0.1:8080");
     let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept-Encoding: identity\r\n\r\n");
     s.write_all(req.as_bytes()).map_err(|x| e("send", x))?;
@@ -97,15 +112,18 @@ pub fn get(path: &str, host: Option<&str>, timeout: Duration) -> Result<Reply, S
         )
     })?;
     let end = h.content_length().map_or(buf.len(), |n| h.len + n);
-    if end > buf.len() {
+    if end != buf.len() {
         return Err(format!(
-            "GET {path}: body cut at {} of {} bytes",
+            "GET {path}: {} bytes of body, Content-Length {}",
             buf.len() - h.len,
             end - h.len
         ));
     }
+    let keep =
+        http::field(&h.fields, "Connection").is_some_and(|v| v.eq_ignore_ascii_case("keep-alive"));
     Ok(Reply {
         status: h.status,
+        keep,
         body: buf[h.len..end].to_vec(),
     })
 }
@@ -159,36 +177,50 @@ impl Slowest {
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-pub fn routing(per_rule: usize, clients: usize) -> Result<(), String> {
+/// Request `j` of the routing check: path, Host and the backend that must answer.
+fn route(j: usize) -> (String, Option<&'static str>, &'static str) {
+    let i = j / 3;
+    match j % 3 {
+        0 => (format!("/static/f{i}.css"), None, "a"),
+        1 => (format!("/x{i}"), Some("api.example"), "b"),
+        _ => (format!("/y{i}"), Some("www.example"), "c"),
+    }
+}
+
+/// `per_conn` requests on each client connection (1: a new connection for every request; more:
+/// keep-alive, each request routed anew, the rules taking turns on the connection).
+pub fn routing(per_rule: usize, clients: usize, per_conn: usize) -> Result<(), String> {
     let t = Instant::now();
     let slowest = Slowest::default();
-    parallel(3 * per_rule, clients, |j| {
-        let i = j / 3;
-        let (path, host, want) = match j % 3 {
-            0 => (format!("/static/f{i}.css"), None, "a"),
-            1 => (format!("/x{i}"), Some("api.example"), "b"),
-            _ => (format!("/y{i}"), Some("www.example"), "c"),
-        };
-        let r = slowest.time(|| get(&path, host, TIMEOUT))?;
-        let w = r.words();
-        let ok = r.status == 200
-            && w.len() == 4
-            && w[0] == want
-            && w[1] == path
-            && w[2] == "xff=127.0.0.1"
-            && w[3] == "conn=close";
-        if ok {
-            Ok(())
-        } else {
-            Err(format!(
-                "routing: {path} host={host:?}: expected {want} {path} xff=127.0.0.1 conn=close, got {}",
-                r.show()
-            ))
+    let total = 3 * per_rule;
+    let per_conn = per_conn.max(1);
+    parallel(total.div_ceil(per_conn), clients, |k| {
+        let mut s = connect(TIMEOUT)?;
+        let last = total.min((k + 1) * per_conn);
+        for j in k * per_conn..last {
+            let (path, host, want) = route(j);
+            let r = slowest.time(|| request(&mut s, &path, host))?;
+            let w = r.words();
+            let ok = r.status == 200
+                && w.len() == 4
+                && w[0] == want
+                && w[1] == path
+                && w[2] == "xff=127.0.0.1"
+                && w[3] == "conn=close";
+            if !ok {
+                return Err(format!(
+                    "routing: {path} host={host:?}: expected {want} {path} xff=127.0.0.1 conn=close, got {}",
+                    r.show()
+                ));
+            }
+            if !r.keep && j + 1 < last {
+                return Err(format!("routing: {path}: the switch did not keep the connection (request {} of {per_conn} on it)", j - k * per_conn + 1));
+            }
         }
+        Ok(())
     })?;
     println!(
-        "routing: {} requests ok ({per_rule} each to a, b, c), {clients} clients, {:.1} s, slowest {:.2} s",
-        3 * per_rule,
+        "routing: {total} requests ok ({per_rule} each to a, b, c), {clients} clients, {per_conn} requests a connection, {:.1} s, slowest {:.2} s",
         t.elapsed().as_secs_f64(),
         slowest.get()
     );

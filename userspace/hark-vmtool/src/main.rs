@@ -154,7 +154,7 @@ fn exchange(mine: &str) -> Result<String, String> {
 }
 
 const USAGE: &str = "usage: hark-vmtool barrier NAME | exchange LINE | \
-    http-backend NAME PORT [--keepalive] | http-routing PER_RULE [CLIENTS] | \
+    http-backend NAME PORT [--keepalive] | http-routing PER_RULE [CLIENTS [PER_CONN]] | \
     http-wrr N WA:WB:WC | http-survivors N | http-load SECS | http-slow N SECS | \
     http-hostile N";
 
@@ -182,9 +182,9 @@ fn main() -> ExitCode {
             };
             keepalive.and_then(|k| backend::run(name, num(port)?, k))
         }
-        ["http-routing", n, rest @ ..] if rest.len() <= 1 => {
-            let clients = rest.first().map_or(Ok(4), |c| num(c));
-            clients.and_then(|c| client::routing(num(n)?, c))
+        ["http-routing", n, rest @ ..] if rest.len() <= 2 => {
+            let opt = |i: usize, default| rest.get(i).map_or(Ok(default), |v| num(v));
+            num(n).and_then(|n| client::routing(n, opt(0, 4)?, opt(1, 1)?))
         }
         ["http-wrr", n, weights] => num(n).and_then(|n| client::wrr(n, weights)),
         ["http-survivors", n] => num(n).and_then(client::survivors),
