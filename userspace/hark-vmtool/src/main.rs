@@ -9,6 +9,16 @@
 //!   releases them all (TCP port 7799 on VM 0).
 //! - `hark-vmtool exchange LINE`: two VMs swap one line each; prints the peer's line (TCP port
 //!   7001 on VM 0).
+//! - `hark-vmtool http-backend NAME PORT [--keepalive]` and the `http-*` clients: the
+//!   ktcpvs-relay scenario's backends and clients on 127.0.0.1 (see `backend.rs`, `client.rs`,
+//!   `hostile.rs`).
+
+mod backend;
+mod client;
+mod hostile;
+mod http;
+mod mt;
+mod sha256;
 
 use std::env;
 use std::io::{BufRead, BufReader, Write};
@@ -143,6 +153,15 @@ fn exchange(mine: &str) -> Result<String, String> {
     read_line(&s)
 }
 
+const USAGE: &str = "usage: hark-vmtool barrier NAME | exchange LINE | \
+    http-backend NAME PORT [--keepalive] | http-routing PER_RULE [CLIENTS [PER_CONN]] | \
+    http-wrr N WA:WB:WC | http-survivors N | http-load SECS | http-slow N SECS | \
+    http-hostile N";
+
+fn num<T: std::str::FromStr>(s: &str) -> Result<T, String> {
+    s.parse().map_err(|_| format!("not a number: {s:?}"))
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let res = match args
@@ -155,7 +174,24 @@ fn main() -> ExitCode {
         ["exchange", line] => exchange(line)
             .map(|theirs| println!("{theirs}"))
             .map_err(|e| format!("exchange: {e}")),
-        _ => Err("usage: hark-vmtool barrier NAME | exchange LINE".to_owned()),
+        ["http-backend", name, port, rest @ ..] if rest.len() <= 1 => {
+            let keepalive = match rest {
+                [] => Ok(false),
+                ["--keepalive"] => Ok(true),
+                _ => Err(format!("unknown option {rest:?}")),
+            };
+            keepalive.and_then(|k| backend::run(name, num(port)?, k))
+        }
+        ["http-routing", n, rest @ ..] if rest.len() <= 2 => {
+            let opt = |i: usize, default| rest.get(i).map_or(Ok(default), |v| num(v));
+            num(n).and_then(|n| client::routing(n, opt(0, 4)?, opt(1, 1)?))
+        }
+        ["http-wrr", n, weights] => num(n).and_then(|n| client::wrr(n, weights)),
+        ["http-survivors", n] => num(n).and_then(client::survivors),
+        ["http-load", secs] => num(secs).map(client::load),
+        ["http-slow", n, secs] => num(n).and_then(|n| num(secs).map(|s| client::slow(n, s))),
+        ["http-hostile", n] => num(n).and_then(hostile::run),
+        _ => Err(USAGE.to_owned()),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
