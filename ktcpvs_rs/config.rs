@@ -336,12 +336,15 @@ impl Stats {
 /// The counters of [`Stats`], in the order of [`ktcpvs_cfs::STATS_KEYS`].
 #[derive(Clone, Copy)]
 pub(crate) enum Stat {
-    /// Client connections open now (service), connections to the server open now (server).
+    /// Client connections open now (service), connections to the server in use now (server;
+    /// idle connections in the pool are not counted).
     ActiveConns = 0,
-    /// Client connections accepted (service), connections made to the server (server).
+    /// Client connections accepted (service), TCP connections made to the server (server; a
+    /// pooled connection reused is not counted again).
     TotalConns,
     /// Requests parsed (service, http mode) or connections relayed (tcp mode); requests or
-    /// connections sent to the server (server).
+    /// connections sent to the server (server; a request sent again after a pooled
+    /// connection broke counts once).
     Requests,
     /// Bytes in the client-to-server direction: read from clients (service), sent to the
     /// server (server).
