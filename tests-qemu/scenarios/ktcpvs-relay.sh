@@ -9,7 +9,7 @@
 # (garbage, oversized heads, slowloris, half-close, RST) with active_conns back to 0, and rmmod
 # while a load generator runs. The HTTP clients are hark-vmtool's http-* commands (Python under
 # TCG starts in seconds and its threads wait on the GIL for seconds), except the keep-alive,
-# 8 MiB and tcp-mode checks (python3's http.client). About 10 minutes in one TCG VM, half of it
+# 8 MiB and tcp-mode checks (python3's http.client). 10 to 15 minutes in one TCG VM, half of it
 # the 3,000 routing requests.
 . "$HARK_TOP/tests-qemu/guest/lib.sh"
 
