@@ -707,16 +707,12 @@ impl Conn {
         self.server_failed_status(502, now);
     }
 
+    /// Reads and parses the request head. The header timeout is checked when nothing is left
+    /// to read, not before: a request that arrived before the deadline but is read after it
+    /// (a late worker) is served, and a kept-alive connection is never closed with a request
+    /// unread (which would reset it). A client that trickles bytes still times out: between
+    /// its bytes there is nothing to read.
     fn head_step(&mut self, now: u64) -> Step {
-        if now >= self.deadline {
-            if self.nreq > 0 && self.head.end == 0 {
-                // An idle keep-alive connection: closed without an answer.
-                self.phase = Phase::Done;
-            } else {
-                self.fail(Some(408), now);
-            }
-            return Step::Again;
-        }
         let end = self.head.end;
         let r = match self.head.data.get_mut(end..) {
             Some(free) if !free.is_empty() => self.client.recv(free),
@@ -729,6 +725,15 @@ impl Conn {
             Ok(Io::Done(n)) => {
                 self.head.end = end.saturating_add(n).min(self.head.data.len());
                 self.svc.stats.add(Stat::BytesIn, n as u64);
+            }
+            Ok(Io::Again) if now >= self.deadline => {
+                if self.nreq > 0 && self.head.end == 0 {
+                    // An idle keep-alive connection: closed without an answer.
+                    self.phase = Phase::Done;
+                } else {
+                    self.fail(Some(408), now);
+                }
+                return Step::Again;
             }
             Ok(Io::Again) => return Step::Wait,
             Ok(Io::Eof) => {
