@@ -888,15 +888,17 @@ impl Conn {
     /// Picks a server of `mask` with the service's scheduler, leaving out the servers failed
     /// by passive health unless they are all that is left.
     fn pick(&self, mask: u64, now: u64) -> Option<usize> {
-        let all = views(&self.cfg, &self.svc, None);
         let healthy = views(&self.cfg, &self.svc, Some(now));
-        self.pick_in(&healthy, &all, mask)
-            .or_else(|| self.pick_in(&all, &all, mask))
+        self.pick_in(&healthy, mask).or_else(|| {
+            // Without passive health the views are the same: nothing else to try.
+            (self.cfg.max_fails != 0)
+                .then(|| self.pick_in(&views(&self.cfg, &self.svc, None), mask))
+                .flatten()
+        })
     }
 
-    /// Picks a server of `mask` among `v` with the service's scheduler (`all`: the servers
-    /// regardless of passive health, which the Maglev table is built from).
-    fn pick_in(&self, v: &[ServerView], all: &[ServerView], mask: u64) -> Option<usize> {
+    /// Picks a server of `mask` among `v` with the service's scheduler.
+    fn pick_in(&self, v: &[ServerView], mask: u64) -> Option<usize> {
         match self.cfg.scheduler {
             SchedKind::Lc => l7_sched::least_conn(v, mask),
             SchedKind::Wlc => l7_sched::weighted_least_conn(v, mask),
@@ -918,8 +920,11 @@ impl Conn {
                             if st.maglev.resize(MAGLEV_SIZE, 0, GFP_KERNEL).is_err() {
                                 return None;
                             }
+                            // Built from the servers regardless of passive health, so that
+                            // a failed server's return moves no other path.
+                            let all = views(&self.cfg, &self.svc, None);
                             let slots = all_slots(&self.cfg);
-                            if l7_sched::maglev_build(all, slots, &mut st.maglev).is_err() {
+                            if l7_sched::maglev_build(&all, slots, &mut st.maglev).is_err() {
                                 st.maglev.clear();
                                 return None;
                             }
@@ -1462,8 +1467,8 @@ impl Conn {
         self.server_wr_shut = false;
         self.resp = Resp::Head;
         self.phase = Phase::Connect;
+        // A failed connect was counted by `open`.
         if !self.open(usize::from(slot), now) {
-            self.svc.server_stats[usize::from(slot)].add(Stat::Errors, 1);
             self.connect_next(now);
         }
     }
