@@ -32,16 +32,20 @@ import concurrent.futures
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
+import ctl  # noqa: E402
 import initramfs  # noqa: E402
 import logscan  # noqa: E402
+import netswitch  # noqa: E402
 
 SCENARIO_DIR = os.path.join(HERE, "scenarios")
 RESULT_RE = re.compile(r"HARK-RESULT vm=(\d+) rc=(\d+)")
@@ -49,40 +53,47 @@ CRASH_MARK = "HARK-CRASH-NOW"
 SUBNET = "10.77.0."
 
 
+MAX_VMS = 4
+SUITES = ("test", "soak")
+
+
 def vm_ip(index):
     return f"{SUBNET}{index + 1}"
 
 
+def vm_mac(index):
+    return f"52:54:00:77:00:{index + 1:02x}"
+
+
 def parse_header(path):
     meta = {"vms": 1, "timeout": 180, "disk": None, "mem": 1024, "boots": 1, "cmdline": "",
-            "disk-random": ""}
+            "disk-random": "", "suite": "test", "smp": 2}
     with open(path, encoding="utf-8") as f:
         for line in f:
             if not line.startswith("#"):
                 if line.strip():
                     break
                 continue
-            m = re.match(r"#\s*(vms|timeout|disk|disk-random|mem|boots|cmdline):\s*(\S.*?)\s*$", line)
+            m = re.match(r"#\s*(vms|timeout|disk|disk-random|mem|boots|cmdline|suite|smp):\s*(\S.*?)\s*$",
+                         line)
             if m:
                 key, value = m.group(1), m.group(2)
-                meta[key] = value if key in ("disk", "disk-random", "cmdline") else int(value)
-    if not 1 <= meta["vms"] <= 2:
-        raise ValueError(f"{path}: vms must be 1 or 2 (got {meta['vms']})")
+                meta[key] = value if key in ("disk", "disk-random", "cmdline", "suite") else int(value)
+    if not 1 <= meta["vms"] <= MAX_VMS:
+        raise ValueError(f"{path}: vms must be 1 to {MAX_VMS} (got {meta['vms']})")
+    if meta["suite"] not in SUITES:
+        raise ValueError(f"{path}: suite must be one of {', '.join(SUITES)} (got {meta['suite']})")
     return meta
 
 
-def scenarios():
+def scenarios(suite=None):
     names = []
     for entry in sorted(os.listdir(SCENARIO_DIR)):
         if entry.endswith(".sh"):
-            names.append(entry[:-3])
+            name = entry[:-3]
+            if suite is None or parse_header(os.path.join(SCENARIO_DIR, entry))["suite"] == suite:
+                names.append(name)
     return names
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_disk(path, size, random_fill):
@@ -107,25 +118,30 @@ def kvm_usable():
     return os.environ.get("HARK_KVM") == "1" and os.access("/dev/kvm", os.R_OK | os.W_OK)
 
 
-class Vm:
-    def __init__(self, index, nvm, name, meta, kernel, initrd, outdir, port, boot=1):
+class VmBoot:
+    """One boot of one VM: a QEMU process and its console log."""
+
+    def __init__(self, scn, index, boot):
         self.index = index
-        self.name = name
-        self.outdir = outdir
         self.boot = boot
-        suffix = f".boot{boot}" if meta["boots"] > 1 else ""
+        meta, outdir = scn.meta, scn.outdir
+        suffix = f".boot{boot}" if meta["boots"] > 1 or boot > 1 else ""
+        self.tag = f"vm{index}" + (f" boot {boot}" if suffix else "")
         self.console = os.path.join(outdir, f"vm{index}{suffix}.console.log")
+        self.outdir = outdir
+        self.killed = False  # powered off on purpose (a VM's request): not a failure
         share = os.path.join(outdir, f"vm{index}.share")
         os.makedirs(share, exist_ok=True)
-        peers = " ".join(vm_ip(i) for i in range(nvm) if i != index)
+        nvm = meta["vms"]
+        peers = ",".join(vm_ip(i) for i in range(nvm) if i != index)
         cmdline = " ".join([
-            "console=ttyS0", "panic=-1", "printk.time=1", "loglevel=7",
+            "console=ttyS0", "panic=-1", "printk.time=1", f"loglevel={scn.loglevel}",
             "hung_task_panic=0", "oops=panic" if os.environ.get("HARK_OOPS_PANIC") else "",
-            f"HARK_TOP={TOP}", f"HARK_SCENARIO={name}", f"HARK_SCENARIO_DIR={SCENARIO_DIR}", f"HARK_VM={index}",
-            f"HARK_NVM={nvm}", f"HARK_IP={vm_ip(index)}", f"HARK_PEER_IPS={peers.replace(' ', ',')}",
+            f"HARK_TOP={TOP}", f"HARK_SCENARIO={scn.name}", f"HARK_SCENARIO_DIR={SCENARIO_DIR}",
+            f"HARK_VM={index}", f"HARK_NVM={nvm}", f"HARK_IP={vm_ip(index)}", f"HARK_PEER_IPS={peers}",
             f"HARK_BOOT={boot}", f"HARK_BOOTS={meta['boots']}",
             # The kernel build (for in-tree modules such as the reference C DRBD).
-            f"HARK_KBUILD={os.path.realpath(os.path.join(os.path.dirname(kernel), '../../..'))}",
+            f"HARK_KBUILD={os.path.realpath(os.path.join(os.path.dirname(scn.kernel), '../../..'))}",
             meta["cmdline"],
         ]).split()
         # No 5-level paging: with it, 7.3's KASAN reports a wild access in an interrupt that
@@ -133,38 +149,41 @@ class Vm:
         accel = (["-accel", "kvm", "-cpu", "host"] if kvm_usable()
                  else ["-accel", "tcg", "-cpu", "max,la57=off"])
         args = [
-            "qemu-system-x86_64", *accel, "-m", str(meta["mem"]), "-smp", "2",
+            "qemu-system-x86_64", *accel, "-m", str(meta["mem"]), "-smp", str(meta["smp"]),
             "-nographic", "-no-reboot", "-monitor", "none", "-serial", f"file:{self.console}",
-            "-kernel", kernel, "-initrd", initrd, "-append", " ".join(cmdline),
+            "-kernel", scn.kernel, "-initrd", scn.initrd, "-append", " ".join(cmdline),
             "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
             "-virtfs", f"local,path={share},mount_tag=harkout,security_model=none,multidevs=remap",
             "-device", "virtio-rng-pci",
+            # The channel to the harness (power switch, link faults, shared keys): ctl.py.
+            "-chardev", f"socket,id=ctl,path={scn.ctl.path(index)}",
+            "-device", "virtio-serial-pci,id=vser",
+            "-device", "virtserialport,bus=vser.0,chardev=ctl,name=hark.ctl",
         ]
         if meta["disk"]:
-            disk = os.path.join(outdir, f"vm{index}.disk.qcow2")
-            if boot == 1:
-                make_disk(disk, meta["disk"], str(index) in meta["disk-random"].split())
-            args += ["-drive", f"file={disk},if=virtio,format=qcow2,cache=unsafe"]
-        if nvm == 2:
-            mode = "listen" if index == 0 else "connect"
-            args += ["-netdev", f"socket,id=n0,{mode}=127.0.0.1:{port}",
-                     "-device", f"virtio-net-pci,netdev=n0,mac=52:54:00:77:00:{index + 1:02x}"]
+            args += ["-drive", f"file={scn.disk_path(index)},if=virtio,format=qcow2,cache=unsafe"]
+        if scn.switch:
+            args += ["-netdev", f"stream,id=n0,server=off,addr.type=unix,addr.path={scn.switch.ports[index].path}",
+                     "-device", f"virtio-net-pci,netdev=n0,mac={vm_mac(index)}"]
         else:
             args += ["-nic", "none"]
         self.args = args
-        self.port = port
         self.proc = None
 
     def start(self):
+        self.started = time.time()
         with open(os.path.join(self.outdir, f"vm{self.index}.qemu.cmd"), "a", encoding="utf-8") as f:
             f.write(" ".join(self.args) + "\n")
-        self.stderr = open(os.path.join(self.outdir, f"vm{self.index}.qemu.err"), "a", encoding="utf-8")
-        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
-                                     stdout=self.stderr, stderr=self.stderr)
+        with open(os.path.join(self.outdir, f"vm{self.index}.qemu.err"), "a", encoding="utf-8") as err:
+            self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
 
     def kill(self):
-        if self.proc and self.proc.poll() is None:
+        if self.running():
             self.proc.kill()
+        if self.proc is not None:
             self.proc.wait()
 
     def log(self):
@@ -175,86 +194,183 @@ class Vm:
             return ""
 
 
-def run_scenario(name, kernel, initrd, artifacts):
-    path = os.path.join(SCENARIO_DIR, name + ".sh")
-    meta = parse_header(path)
-    outdir = os.path.join(artifacts, name)
-    shutil.rmtree(outdir, ignore_errors=True)
-    os.makedirs(outdir)
-    start = time.monotonic()
-    deadline = start + meta["timeout"]
+def judge_boot(tag, text, timed_out, crash_planned=False, killed=False):
+    """The problems of one VM boot, from its console text and how it ended.
+
+    A boot must end with `HARK-RESULT ... rc=0`, except one powered off on purpose (`killed`:
+    a VM asked the harness's power switch for it) and one that asked for its planned crash
+    (`crash_planned`: every boot but the last of a `boots: N` scenario). Any splat fails,
+    however the boot ended."""
     problems = []
-    for boot in range(1, meta["boots"] + 1):
-        last = boot == meta["boots"]
-        port = free_port()
-        vms = [Vm(i, meta["vms"], name, meta, kernel, initrd, outdir, port, boot)
-               for i in range(meta["vms"])]
-        timed_out = run_boot(vms, meta, deadline, crash=not last)
-        problems += judge(vms, timed_out, meta, crash=not last)
-        if problems:
-            break
-    return problems, time.monotonic() - start, outdir
+    results = RESULT_RE.findall(text)
+    if crash_planned:
+        if results:
+            problems.append(f"{tag}: exit {results[-1][1]} before the planned crash")
+        elif CRASH_MARK not in text and not timed_out and not killed:
+            problems.append(f"{tag}: ended without asking for the crash")
+    elif killed:
+        if results and results[-1][1] != "0":
+            problems.append(f"{tag}: exit {results[-1][1]} before it was powered off")
+    elif not results:
+        if not timed_out:
+            problems.append(f"{tag}: no result line (crashed or killed early)")
+    elif results[-1][1] != "0":
+        problems.append(f"{tag}: exit {results[-1][1]}")
+    splats = logscan.scan(text)
+    if splats:
+        problems.append(f"{tag}: {logscan.summary(splats)}")
+    return problems
 
 
-def run_boot(vms, meta, deadline, crash):
-    """Runs one boot of all VMs; with `crash`, kills each VM as soon as it asks for it.
-    Returns whether the deadline passed."""
-    try:
-        for vm in vms:
+class Scenario:
+    """One scenario run: its VMs (each may be powered off and on again while the others run),
+    the network switch between them and the harness's control channel."""
+
+    def __init__(self, name, kernel, initrd, artifacts):
+        self.name = name
+        self.kernel = kernel
+        self.initrd = initrd
+        self.meta = parse_header(os.path.join(SCENARIO_DIR, name + ".sh"))
+        self.loglevel = int(os.environ.get("HARK_LOGLEVEL", "7"))
+        self.outdir = os.path.join(artifacts, name)
+        shutil.rmtree(self.outdir, ignore_errors=True)
+        os.makedirs(self.outdir)
+        # Unix socket paths are limited to 107 bytes: sockets go to a short private folder.
+        self.sockdir = tempfile.mkdtemp(prefix=f"hark-{name[:20]}-")
+        self.lock = threading.RLock()
+        self.current = [None] * self.meta["vms"]  # the VmBoot of each VM, or None when off
+        self.boots = []  # every VmBoot, in start order
+        self.boot_count = [0] * self.meta["vms"]
+        self.switch = None
+        if self.meta["vms"] > 1:
+            self.switch = netswitch.Switch(self.sockdir, self.meta["vms"])
+        self.ctl = ctl.Server(self.sockdir, self.meta["vms"], self)
+        self.events = open(os.path.join(self.outdir, "harness.log"), "a", encoding="utf-8")
+        self.t0 = time.monotonic()
+
+    def note(self, text):
+        self.events.write(f"[{time.monotonic() - self.t0:7.1f} s] {text}\n")
+        self.events.flush()
+
+    def disk_path(self, index):
+        return os.path.join(self.outdir, f"vm{index}.disk.qcow2")
+
+    # --- the power switch (also used by ctl.py on a VM's request) ---
+
+    def power_on(self, index):
+        with self.lock:
+            if self.current[index] is not None and self.current[index].running():
+                return False
+            if self.meta["disk"] and not os.path.exists(self.disk_path(index)):
+                make_disk(self.disk_path(index), self.meta["disk"],
+                          str(index) in self.meta["disk-random"].split())
+            self.boot_count[index] += 1
+            vm = VmBoot(self, index, self.boot_count[index])
             vm.start()
-            if meta["vms"] > 1 and vm.index == 0:
-                # The connecting VM needs the listener to exist already.
-                for _ in range(50):
-                    if vm.proc.poll() is not None:
-                        break
-                    try:
-                        socket.create_connection(("127.0.0.1", vm.port), timeout=0.2).close()
-                        break
-                    except OSError:
-                        time.sleep(0.1)
-        while any(vm.proc.poll() is None for vm in vms):
+            self.current[index] = vm
+            self.boots.append(vm)
+            self.note(f"vm{index}: power on (boot {vm.boot})")
+            return True
+
+    def power_off(self, index, on_purpose=True):
+        with self.lock:
+            vm = self.current[index]
+            if vm is None or not vm.running():
+                return False
+            vm.killed = on_purpose
+            vm.kill()  # SIGKILL: nothing in the guest gets to flush or unmount
+            self.note(f"vm{index}: power off")
+            return True
+
+    def power_state(self, index):
+        with self.lock:
+            vm = self.current[index]
+            return "on" if vm is not None and vm.running() else "off"
+
+    def dmesg(self, vm):
+        """The kernel log the VM's last boot saved at its end (run.sh): all of it, also what the
+        console's log level left out."""
+        path = os.path.join(self.outdir, f"vm{vm.index}.share", "dmesg.log")
+        try:
+            if os.path.getmtime(path) < vm.started:
+                return ""
+            with open(path, encoding="utf-8", errors="replace") as f:
+                return "\n" + f.read()
+        except OSError:
+            return ""
+
+    # --- running ---
+
+    def run(self):
+        """Runs every boot of the scenario; returns the list of problems."""
+        problems = []
+        deadline = self.t0 + self.meta["timeout"]
+        try:
+            if self.switch:
+                self.switch.start()
+            self.ctl.start()
+            for boot in range(1, self.meta["boots"] + 1):
+                crash = boot < self.meta["boots"]
+                first = len(self.boots)
+                for i in range(self.meta["vms"]):
+                    self.power_on(i)
+                timed_out = self.run_boot(deadline, crash)
+                for vm in self.boots[first:]:
+                    text = vm.log()
+                    if vm is self.current[vm.index]:
+                        text += self.dmesg(vm)
+                    problems += judge_boot(vm.tag, text, timed_out, crash_planned=crash and vm.boot == boot,
+                                           killed=vm.killed)
+                if timed_out:
+                    problems.insert(0, f"timeout after {self.meta['timeout']} s")
+                if problems:
+                    break
+        finally:
+            with self.lock:
+                for vm in self.current:
+                    if vm is not None:
+                        vm.kill()
+            self.ctl.stop()
+            if self.switch:
+                self.switch.stop()
+                self.note("switch: " + ", ".join(f"vm{i} {self.switch.stats(i)}"
+                                                 for i in range(self.meta["vms"])))
+            shutil.rmtree(self.sockdir, ignore_errors=True)
+            self.events.close()
+        return problems
+
+    def run_boot(self, deadline, crash):
+        """Runs until every VM is off; with `crash`, kills each VM as soon as it asks for it.
+        Returns whether the deadline passed."""
+        while True:
+            with self.lock:
+                live = [vm for vm in self.current if vm is not None and vm.running()]
+                if not live:
+                    return False
+                if crash:
+                    for vm in live:
+                        if CRASH_MARK in vm.log():
+                            vm.kill()
+                # One VM ending early with a failure ends the boot.
+                for vm in self.current:
+                    if vm is not None and not vm.running() and not vm.killed and not vm_passed(vm) \
+                            and not asked_crash(vm):
+                        self.note(f"vm{vm.index}: ended without passing; stopping the scenario")
+                        return False
             if time.monotonic() > deadline:
                 return True
-            if crash:
-                for vm in vms:
-                    if vm.proc.poll() is None and CRASH_MARK in vm.log():
-                        vm.kill()  # SIGKILL: nothing in the guest gets to flush or unmount
-            # One VM finishing early with a failure ends the boot.
-            if any(vm.proc.poll() is not None and not vm_passed(vm) and not asked_crash(vm)
-                   for vm in vms):
-                break
             time.sleep(0.2)
-    finally:
-        for vm in vms:
-            vm.kill()
-    return False
 
 
-def judge(vms, timed_out, meta, crash):
-    problems = []
-
-    def tag(vm):
-        return f"vm{vm.index}" + (f" boot {vm.boot}" if meta["boots"] > 1 else "")
-
-    if timed_out:
-        problems.append(f"timeout after {meta['timeout']} s")
-    for vm in vms:
-        text = vm.log()
-        results = RESULT_RE.findall(text)
-        if crash:
-            if results:
-                problems.append(f"{tag(vm)}: exit {results[-1][1]} before the planned crash")
-            elif CRASH_MARK not in text and not timed_out:
-                problems.append(f"{tag(vm)}: ended without asking for the crash")
-        elif not results:
-            if not timed_out:
-                problems.append(f"{tag(vm)}: no result line (crashed or killed early)")
-        elif results[-1][1] != "0":
-            problems.append(f"{tag(vm)}: exit {results[-1][1]}")
-        splats = logscan.scan(text)
-        if splats:
-            problems.append(f"{tag(vm)}: {logscan.summary(splats)}")
-    return problems
+def run_scenario(name, kernel, initrd, artifacts):
+    """Returns (problems, seconds, artifacts folder); a harness error is a problem too."""
+    start = time.monotonic()
+    outdir = os.path.join(artifacts, name)
+    try:
+        problems = Scenario(name, kernel, initrd, artifacts).run()
+    except Exception:  # noqa: BLE001 - one scenario's harness error must not end the run
+        problems = ["harness error: " + traceback.format_exc().strip().replace("\n", " | ")]
+    return problems, time.monotonic() - start, outdir
 
 
 def asked_crash(vm):
@@ -264,6 +380,15 @@ def asked_crash(vm):
 def vm_passed(vm):
     results = RESULT_RE.findall(vm.log())
     return bool(results) and results[-1][1] == "0"
+
+
+def summary_lines(times, wall):
+    """Each scenario's time, longest first, and the total."""
+    lines = ["scenario times (s):"]
+    for name, secs, ok in sorted(times, key=lambda t: -t[1]):
+        lines.append(f"  {secs:7.0f}  {'ok  ' if ok else 'FAIL'}  {name}")
+    lines.append(f"  {sum(t[1] for t in times):7.0f}  total scenario time; {wall:.0f} s wall clock")
+    return lines
 
 
 def find_kernel():
@@ -277,13 +402,14 @@ def find_kernel():
 
 def main():
     ap = argparse.ArgumentParser(description="Run hark's QEMU scenarios.")
-    ap.add_argument("names", nargs="*", help="scenarios to run (default: all)")
+    ap.add_argument("names", nargs="*", help="scenarios to run (default: every one of the suite)")
     ap.add_argument("--list", action="store_true", help="list scenarios and exit")
+    ap.add_argument("--suite", default="test", choices=SUITES,
+                    help="which scenarios run by default: 'test' (make test) or 'soak' (make soak)")
     ap.add_argument("--dir", help="folder of scenario files (default: tests-qemu/scenarios)")
     ap.add_argument("-j", "--jobs", type=int,
                     default=int(os.environ.get("HARK_JOBS", "0")) or os.cpu_count() or 1,
-                    help="scenarios run at once (default: HARK_JOBS or the number of CPUs; "
-                         "a TCG VM keeps about one CPU busy)")
+                    help="scenarios run at once (default: HARK_JOBS or the number of CPUs)")
     ap.add_argument("--artifacts", default=os.environ.get("HARK_ARTIFACTS", os.path.join(TOP, "artifacts")),
                     help="folder for consoles and shared files (default: ./artifacts)")
     args = ap.parse_args()
@@ -292,19 +418,23 @@ def main():
         SCENARIO_DIR = os.path.abspath(args.dir)
     available = scenarios()
     if args.list:
-        print("\n".join(available))
+        print("\n".join(f"{n}\t{parse_header(os.path.join(SCENARIO_DIR, n + '.sh'))['suite']}"
+                        for n in available))
         return 0
-    names = args.names or available
+    names = args.names or scenarios(args.suite)
     unknown = [n for n in names if n not in available]
     if unknown:
         sys.exit(f"harness: unknown scenario(s) {', '.join(unknown)}; known: {', '.join(available)}")
-    if shutil.which("qemu-system-x86_64") is None:
-        sys.exit("harness: qemu-system-x86_64 missing: run scripts/setup.sh")
+    for tool, package in (("qemu-system-x86_64", "qemu-system-x86"), ("qemu-img", "qemu-utils")):
+        if shutil.which(tool) is None:
+            sys.exit(f"harness: {tool} missing (package {package}): run scripts/setup.sh")
     kernel = find_kernel()
     os.makedirs(args.artifacts, exist_ok=True)
     initrd = initramfs.build(os.path.join(args.artifacts, "initramfs.cpio.gz"),
                              os.path.join(HERE, "guest", "init"))
     passed = failed = 0
+    times = []
+    wall = time.monotonic()
     # Longest first (the header's timeout is the estimate), so parallel runs end together.
     order = sorted(names, key=lambda n: -parse_header(os.path.join(SCENARIO_DIR, n + ".sh"))["timeout"])
     jobs = max(1, min(args.jobs, len(order)))
@@ -313,12 +443,14 @@ def main():
         for fut in concurrent.futures.as_completed(futures):
             name = futures[fut]
             problems, elapsed, outdir = fut.result()
+            times.append((name, elapsed, not problems))
             if problems:
                 failed += 1
                 print(f"FAIL {name} ({elapsed:.0f} s): {'; '.join(problems)} [logs: {outdir}]", flush=True)
             else:
                 passed += 1
                 print(f"ok   {name} ({elapsed:.0f} s)", flush=True)
+    print("\n".join(summary_lines(times, time.monotonic() - wall)))
     print(f"vm: {passed} passed, {failed} failed")
     return 0 if failed == 0 else 1
 

@@ -38,6 +38,37 @@ until_ok() {
 	done
 }
 
+# harkctl REQUEST...: ask the harness (tests-qemu/ctl.py lists the requests: power on|off|cycle|
+# status VM, link up|down VM, link delay VM MS, link loss VM PERCENT, set KEY VALUE, get KEY,
+# wait KEY SECONDS, vms). Prints the answer's value; fails with the harness's error message on
+# stderr. Bash builtins only: the port is opened for one request (a fence agent in another
+# process may use it too; a second opener gets EBUSY and retries).
+HARK_CTL_SEQ=0
+harkctl() {
+	local fd reply id tries=0
+	[ -n "${HARK_CTL:-}" ] || { echo "harkctl: no harness channel" >&2; return 2; }
+	while ! exec {fd}<>"$HARK_CTL"; do
+		tries=$((tries + 1))
+		[ "$tries" -lt 100 ] || { echo "harkctl: $HARK_CTL stays busy" >&2; return 2; }
+		nap 0.1
+	done 2>/dev/null
+	HARK_CTL_SEQ=$((HARK_CTL_SEQ + 1))
+	id="$$.$HARK_CTL_SEQ"
+	printf '%s %s\n' "$id" "$*" >&"$fd"
+	while read -r -t "${HARKCTL_TIMEOUT:-900}" -u "$fd" reply; do
+		[[ $reply == "$id "* ]] && break
+		reply=
+	done
+	exec {fd}>&-
+	reply=${reply#"$id "}
+	case "$reply" in
+	ok) return 0 ;;
+	"ok "*) echo "${reply#ok }" ;;
+	"err "*) echo "harkctl $*: ${reply#err }" >&2; return 1 ;;
+	*) echo "harkctl $*: no answer" >&2; return 2 ;;
+	esac
+}
+
 # The kernel log matches the extended regex $1.
 dmesg_has() { dmesg | grep -Eq "$1"; }
 # Something accepts TCP connections on 127.0.0.1:$1 (bash's /dev/tcp: no process started).

@@ -20,6 +20,12 @@ if [ "${HARK_NVM:-1}" -gt 1 ]; then
   ip link set eth0 up && ip addr add "$HARK_IP/24" dev eth0
 fi
 export HARK_PEER_IPS=${HARK_PEER_IPS//,/ }
+# The virtio-serial port to the harness (tests-qemu/ctl.py; lib.sh's harkctl uses it).
+for f in /sys/class/virtio-ports/*/name; do
+  [ -r "$f" ] && read -r n < "$f" && [ "$n" = hark.ctl ] || continue
+  f=${f%/name}
+  export HARK_CTL=/dev/${f##*/}
+done
 echo "hark-vm$HARK_VM: running scenario $HARK_SCENARIO (ip ${HARK_IP}, peers ${HARK_PEER_IPS:-none})"
 bash "$HARK_SCENARIO_DIR/$HARK_SCENARIO.sh" 2>&1 | tee "$HARK_OUT/scenario.log"
 rc=${PIPESTATUS[0]}
