@@ -2,9 +2,11 @@
 # SPDX-License-Identifier: GPL-2.0
 # Checks that every program hark's build and test suite runs is on PATH (host and guests: the
 # guests run the host's binaries over 9p). Prints each missing one with the package that has it;
-# exits 1 if any is missing.
+# exits 1 if any is missing. --packages: only the tools from Debian packages (not Rust/bindgen).
 set -uo pipefail
 . "$(dirname "$0")/common.sh"
+only_pkgs=0
+[ "${1:-}" = --packages ] && only_pkgs=1
 # program:package
 tools=(
   qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils busybox:busybox-static
@@ -16,6 +18,7 @@ tools=(
 missing=0
 for t in "${tools[@]}"; do
   prog=${t%%:*} pkg=${t#*:}
+  [ "$only_pkgs" = 1 ] && case "$pkg" in rustup|bindgen-cli) continue ;; esac
   if ! command -v "$prog" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$prog" ] && ! [ -x "/sbin/$prog" ]; then
     log "missing: $prog (package $pkg)"
     missing=1

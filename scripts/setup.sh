@@ -3,6 +3,8 @@
 # Install everything hark needs on a Debian bookworm machine. Idempotent; prints progress.
 # Only bookworm is used from the system's apt sources; the kernel source comes through a
 # private apt configuration (scripts/fetch-kernel.sh), never through the system's sources.
+# HARK_SETUP_PACKAGES_ONLY=1 stops after the Debian packages and QEMU and checks only the tools
+# that come from packages (no rustup, bindgen or kernel source): for testing on a bare machine.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -48,6 +50,12 @@ if [ -z "$(qemu_ver qemu-system-x86)" ] || [ "$(qemu_ver qemu-system-x86)" != "$
   apt_install "qemu-system-x86=$want" "qemu-utils=$want"
 else
   log "QEMU $(qemu_ver qemu-utils): system and utils match"
+fi
+
+if [ "${HARK_SETUP_PACKAGES_ONLY:-0}" = 1 ]; then
+  "$HARK_TOP/scripts/check-tools.sh" --packages || die "tools missing after setup (see above)"
+  log "setup complete (packages only: Rust, bindgen and the kernel source skipped)"
+  exit 0
 fi
 
 command -v rustup >/dev/null || die "rustup not found: install Rust with rustup (stable) first"
