@@ -317,7 +317,8 @@ pub struct Features {
 }
 
 impl Features {
-    /// What we offer: 86..=101 and no optional features yet.
+    /// What we offer: 86..=101 and no feature flags (drbd_rs implements none of `DRBD_FF_TRIM`,
+    /// `THIN_RESYNC`, `WSAME`, `WZEROES`).
     pub const OURS: Features = Features {
         protocol_min: PRO_VERSION_MIN,
         feature_flags: 0,
