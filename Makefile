@@ -114,7 +114,7 @@ uninstall: ## Remove what `make install` installed (same DESTDIR=, KDIR=).
 	$(if $(DESTDIR),,depmod -a $(KRELEASE))
 
 clean:
-	-@$(call kmake,clean) 2>/dev/null
+	-@{ $(call kmake,clean); } 2>/dev/null
 	cd userspace && cargo clean
 	rm -rf artifacts
 
