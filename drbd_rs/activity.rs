@@ -6,8 +6,10 @@
 //! Rules (DRBD 8.4's, see `drbd_actlog.c`):
 //! - A write to a 4 MiB extent that is not in the activity log first commits an AL
 //!   transaction naming it (FUA), then the write is submitted.
-//! - Every application write marks its 4 KiB blocks out of sync in the in-memory bitmap: there
-//!   is no peer yet, so no peer has the data.
+//! - An application write that the peer does not receive (no connection, or only announced
+//!   with `P_OUT_OF_SYNC` while our bitmap is sent) marks its 4 KiB blocks out of sync in the
+//!   in-memory bitmap; a replicated write is marked only if the peer does not acknowledge it
+//!   (`conn.rs`). The resync clears the bits.
 //! - An extent leaving the log gets its bitmap block written first; so the on-disk bitmap is
 //!   exact for every extent outside the log, and after a crash marking every extent of the
 //!   log out of sync covers every write that may have been lost in memory.

@@ -453,7 +453,7 @@ extern "C" fn drbd_rs_rust_queue_rq(
 ) -> c_int {
     // SAFETY: The C side passes the cookie of a live disk with one of its requests.
     let dev = unsafe { owner_device(owner) };
-    // Plain writes are replicated while connected (discards and write-zeroes not yet); while
+    // Plain writes are replicated while connected (discards and write-zeroes are not); while
     // our bitmap is on its way to the peer they are only marked, and the peer is told.
     let (conn, oos_to) = if op == REQ_OP_WRITE && bytes > 0 {
         match dev.connection() {
@@ -470,7 +470,7 @@ extern "C" fn drbd_rs_rust_queue_rq(
         return EROFS.to_errno();
     }
     let Some(backing) = st.backing.as_mut() else {
-        // Diskless and (for now) no peer: nowhere to read from or write to.
+        // Diskless: I/O is not served from the peer (as DRBD would), so it fails.
         return EIO.to_errno();
     };
     // SAFETY: `rq` is a started request that C passed to us; we return 0 below, so it is ours.

@@ -2,8 +2,9 @@
 /*
  * C helpers linked into drbd_rs.ko: the block-layer and netlink plumbing that Rust cannot
  * reach through kernel::bindings (static inlines, macros, BLK_MQ_F_BLOCKING queues, queue
- * limits). drbd_rs/glue.rs declares the same signatures in its extern "C" blocks; keep the
- * two in step.
+ * limits; drbd_rs_glue.c), and kernel TCP sockets and the HMAC of peer authentication
+ * (drbd_rs_net.c). drbd_rs/glue.rs and drbd_rs/net.rs declare the same signatures in their
+ * extern "C" blocks; keep them in step.
  *
  * Policy lives in Rust: the C side never decides whether an I/O is allowed, it only moves it.
  */
@@ -107,7 +108,7 @@ void drbd_rs_sock_release(struct socket *sock);
 int drbd_rs_hmac(const char *alg, const u8 *key, unsigned int keylen, const u8 *data,
 		 unsigned int len, u8 *out, unsigned int *outlen);
 
-/* Implemented in Rust (drbd_rs/glue.rs): the device's policy. */
+/* Implemented in Rust (drbd_rs/device.rs): the device's policy. */
 int drbd_rs_rust_open(void *owner, bool write);
 void drbd_rs_rust_release(void *owner);
 /*

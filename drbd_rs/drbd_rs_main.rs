@@ -3,13 +3,16 @@
 //! drbd_rs: hark's DRBD-style replicated block device.
 //!
 //! The module registers the `drbd_rs` generic netlink family; its commands create
-//! `/dev/rdrbdN` devices on lower block devices with DRBD 8.4 internal metadata and switch
-//! their roles. Replication arrives with later work. Files:
+//! `/dev/rdrbdN` devices on lower block devices with DRBD 8.4 internal metadata, switch their
+//! roles, and connect a resource to its peer (another drbd_rs node or the C DRBD 8.4 driver),
+//! which replicates writes and resyncs after a disconnect. Files:
 //! - `genl.rs`: the netlink family and command handlers;
 //! - `device.rs`: devices, roles, disk states, the I/O policy;
 //! - `md.rs`: reading and writing the on-disk metadata;
 //! - `activity.rs`: the activity log and the quick-sync bitmap;
-//! - `glue.rs` + `drbd_rs_glue.c`: the block-layer and netlink plumbing in C.
+//! - `conn.rs`: the connection to the peer: handshakes, the write path, the resync;
+//! - `net.rs` + `drbd_rs_net.c`: kernel TCP sockets (threads: `kcommon/kthread.rs`);
+//! - `glue.rs` + `drbd_rs_glue.c`: the block-layer, netlink and crypto plumbing in C.
 
 use kernel::prelude::*;
 

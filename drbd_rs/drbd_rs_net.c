@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * C part of drbd_rs's networking: kernel TCP sockets with timeouts (kernel threads are in
- * kcommon/kthread.rs). Socket options are macros or inlines that kernel::bindings does not
- * carry. Policy (what to send, when to give up) lives in Rust (drbd_rs/net.rs, conn.rs).
+ * kcommon/kthread.rs), and the HMAC of CRAM-HMAC peer authentication (crypto API). Socket
+ * options are macros or inlines that kernel::bindings does not carry. Policy (what to send,
+ * when to give up) lives in Rust (drbd_rs/net.rs, conn.rs).
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 

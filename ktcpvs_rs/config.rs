@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The configuration of the virtual services, as the configfs tree builds it and as the data
-//! path will read it.
+//! path (`relay.rs`) reads it.
 //!
 //! Each [`Service`] keeps its configuration ([`ServiceCfg`]: attributes, servers, rules) under a
 //! mutex. Writers validate a new value before changing anything, so a rejected write leaves the

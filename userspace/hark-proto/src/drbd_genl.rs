@@ -3,8 +3,8 @@
 //! Names and numbers of the `drbd_rs` generic netlink family.
 //!
 //! The single source of truth for the family: the kernel module registers exactly these, and
-//! `rdrbdadm` speaks exactly these. The commands are implemented by later work; the numbering
-//! is fixed here so that it never changes under a user.
+//! `rdrbdadm` speaks exactly these. The numbering is fixed here so that it never changes under
+//! a user.
 
 /// Generic netlink family name.
 pub const FAMILY_NAME: &str = "drbd_rs";

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! DRBD 8.4's wire protocol (versions 86..=101): packet numbers, the three packet headers and
-//! the feature handshake. Facts from `drivers/block/drbd/drbd_protocol.h` and
+//! DRBD 8.4's wire protocol (versions 86..=101): packet numbers, the three packet headers, the
+//! feature handshake, the payloads drbd_rs exchanges (protocol and sync parameters, sizes,
+//! UUIDs, state, data, acks, barriers, resync requests) and the plain and RLE/VLI-compressed
+//! bitmap. Facts from `drivers/block/drbd/drbd_protocol.h` and
 //! `drbd_receiver.c` (`decode_header`, `drbd_do_features`) of the 7.3 source.
 //!
 //! Everything on the wire is big-endian. Which header a packet carries depends on the agreed
@@ -9,7 +11,7 @@
 //! bytes: `p_header80` (16-bit length) or, from 95 on and for payloads over 32 KiB,
 //! `p_header95` (16-bit magic, 32-bit length). Before the handshake the agreed version is 80.
 //!
-//! State: the codec layer for replication (issue 4); no packet is sent by the module yet.
+//! `drbd_rs/conn.rs` encodes and decodes every packet of a connection with this module.
 
 /// Lowest protocol version we speak (`PRO_VERSION_MIN`).
 pub const PRO_VERSION_MIN: u32 = 86;
@@ -315,7 +317,8 @@ pub struct Features {
 }
 
 impl Features {
-    /// What we offer: 86..=101 and no optional features yet.
+    /// What we offer: 86..=101 and no feature flags (drbd_rs implements none of `DRBD_FF_TRIM`,
+    /// `THIN_RESYNC`, `WSAME`, `WZEROES`).
     pub const OURS: Features = Features {
         protocol_min: PRO_VERSION_MIN,
         feature_flags: 0,

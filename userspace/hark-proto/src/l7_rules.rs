@@ -7,7 +7,8 @@
 //! most 64 servers per service). Rules are evaluated in order, the first match wins, else the
 //! service's default target applies ([`select`]).
 //!
-//! Text syntax (the configfs `match` attribute and the config file): matchers separated by
+//! Text syntax (the configfs `pattern` attribute, `rtcpvsadm --match` and the config file's
+//! `match` strings): matchers separated by
 //! spaces or tabs, each `key=value`:
 //!
 //! | key | value | matches when |

@@ -16,6 +16,9 @@
 mod conf;
 #[allow(dead_code)]
 mod genl;
+#[cfg(test)]
+#[path = "../../man_check.rs"]
+mod man_check;
 mod md;
 mod net;
 
@@ -622,5 +625,20 @@ mod tests {
             sync_line(0, 0, 0),
             "sync: done:100.0% total:0KiB left:0KiB rate:0KiB/s eta:?"
         );
+    }
+
+    #[test]
+    fn man_page_documents_every_command_and_option() {
+        use clap::CommandFactory;
+        let page = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../Documentation/man/rdrbdadm.8"
+        );
+        let roff = std::fs::read_to_string(page).unwrap_or_else(|e| panic!("{page}: {e}"));
+        let problems = man_check::check(&Cli::command(), &roff);
+        assert!(problems.is_empty(), "{page} is stale: {problems:#?}");
+        // The check notices a command whose entry is gone.
+        let renamed = roff.replace("create\\-md", "renamed");
+        assert!(!man_check::check(&Cli::command(), &renamed).is_empty());
     }
 }

@@ -6,6 +6,9 @@
 //! one, and this tool reports which file failed with which errno.
 
 mod conf;
+#[cfg(test)]
+#[path = "../../man_check.rs"]
+mod man_check;
 mod tree;
 
 use clap::{Args, Parser, Subcommand};
@@ -476,5 +479,20 @@ mod tests {
         };
         let names: Vec<&str> = all.pairs(v().as_ref()).iter().map(|p| p.0).collect();
         assert_eq!(names, conf::SETTABLE[..14]);
+    }
+
+    #[test]
+    fn man_page_documents_every_command_and_option() {
+        use clap::CommandFactory;
+        let page = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../Documentation/man/rtcpvsadm.8"
+        );
+        let roff = std::fs::read_to_string(page).unwrap_or_else(|e| panic!("{page}: {e}"));
+        let problems = man_check::check(&Cli::command(), &roff);
+        assert!(problems.is_empty(), "{page} is stale: {problems:#?}");
+        // The check notices a command whose entry is gone.
+        let renamed = roff.replace("add\\-rule", "renamed");
+        assert!(!man_check::check(&Cli::command(), &renamed).is_empty());
     }
 }
