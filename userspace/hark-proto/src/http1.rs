@@ -1037,7 +1037,12 @@ impl ChunkedDecoder {
                         Chunk::TrailerStart
                     }
                     b'\n' => {
-                        self.body += self.size;
+                        // A total past u64::MAX is no length at all: a malformed body (400
+                        // from a client, 502 from a server), not one over the limit.
+                        self.body = self
+                            .body
+                            .checked_add(self.size)
+                            .ok_or(HttpError::BadChunk)?;
                         if self.body > self.limits.max_body {
                             return Err(HttpError::ContentTooLarge);
                         }
@@ -1877,6 +1882,39 @@ mod tests {
         assert!(ChunkedDecoder::new(ChunkLimits::DEFAULT)
             .feed(b"10000000000000000\r\n")
             .is_err());
+    }
+
+    /// A small chunk, then a size that fits 64 bits but not added to the total so far.
+    const OVERFLOWING_CHUNKS: &[u8] = b"1\r\na\r\nFFFFFFFFFFFFFFFF\r\n";
+
+    #[test]
+    fn chunked_size_overflow_is_400() {
+        let mut r = BodyRelay::new(Framing::Chunked, ChunkLimits::DEFAULT);
+        let e = r.feed(OVERFLOWING_CHUNKS).unwrap_err();
+        assert_eq!(e, HttpError::BadChunk);
+        assert_eq!(e.status(), 400);
+        // Byte by byte, as a slow client sends it.
+        let mut d = ChunkedDecoder::new(ChunkLimits::DEFAULT);
+        let mut last = prog(1, false);
+        for b in OVERFLOWING_CHUNKS {
+            last = d.feed(core::slice::from_ref(b));
+        }
+        assert_eq!(last, Err(HttpError::BadChunk));
+    }
+
+    #[test]
+    fn chunked_response_size_overflow_is_error() {
+        // The switch relays responses without a body limit.
+        let unlimited = ChunkLimits {
+            max_body: u64::MAX,
+            ..ChunkLimits::DEFAULT
+        };
+        let mut r = BodyRelay::new(Framing::Chunked, unlimited);
+        assert_eq!(r.feed(OVERFLOWING_CHUNKS), Err(HttpError::BadChunk));
+        // The largest total is still accepted.
+        let mut d = ChunkedDecoder::new(unlimited);
+        assert_eq!(d.feed(b"1\r\na\r\nFFFFFFFFFFFFFFFE\r\n"), prog(24, false));
+        assert_eq!(d.body_bytes(), u64::MAX);
     }
 
     #[test]
