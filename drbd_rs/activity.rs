@@ -198,17 +198,25 @@ impl Activity {
     }
 
     /// Marks `nr_sectors` from `sector` out of sync.
+    /// A range past the bitmap (or past sector `u64::MAX`) marks nothing.
     pub(crate) fn mark(&mut self, sector: u64, nr_sectors: u64) {
-        if let Ok(n) = bm_set_sectors(&mut self.bm, sector, nr_sectors) {
-            self.oos += n;
-        }
-        let per_block = (MD_BLOCK_SIZE as u64) * 8 * fmt::BM_SECT_PER_BIT;
-        let last = sector + nr_sectors.max(1) - 1;
-        for b in sector / per_block..=last / per_block {
-            if let Some(d) = usize::try_from(b).ok().and_then(|b| self.dirty.get_mut(b)) {
-                *d = true;
-            }
-        }
+        let Ok(n) = bm_set_sectors(&mut self.bm, sector, nr_sectors) else {
+            return;
+        };
+        // `oos` counts set bits of `bm` and `n` newly set ones: never saturates.
+        self.oos = self.oos.saturating_add(n);
+        self.set_dirty(sector, nr_sectors);
+    }
+
+    /// Marks the bitmap blocks of `nr_sectors` from `sector` dirty (those within the bitmap).
+    fn set_dirty(&mut self, sector: u64, nr_sectors: u64) {
+        let Some(blocks) = fmt::bm_blocks(sector, nr_sectors) else {
+            return;
+        };
+        let len = self.dirty.len();
+        let end = usize::try_from(*blocks.end()).map_or(len, |e| e.saturating_add(1).min(len));
+        let start = usize::try_from(*blocks.start()).map_or(end, |s| s.min(end));
+        self.dirty[start..end].fill(true);
     }
 
     /// Out-of-sync bits.
@@ -228,14 +236,9 @@ impl Activity {
     pub(crate) fn clear(&mut self, sector: u64, nr_sectors: u64) -> u64 {
         let n = drbd_resync::clear_sectors(&mut self.bm, sector, nr_sectors).unwrap_or(0);
         if n > 0 {
-            self.oos -= n;
-            let per_block = (MD_BLOCK_SIZE as u64) * 8 * fmt::BM_SECT_PER_BIT;
-            let last = sector + nr_sectors.max(1) - 1;
-            for b in sector / per_block..=last / per_block {
-                if let Some(d) = usize::try_from(b).ok().and_then(|b| self.dirty.get_mut(b)) {
-                    *d = true;
-                }
-            }
+            // `n` bits were set, and `oos` counts them: never saturates.
+            self.oos = self.oos.saturating_sub(n);
+            self.set_dirty(sector, nr_sectors);
         }
         n
     }

@@ -305,6 +305,12 @@ impl Connection {
         core::str::from_utf8(&self.resource).unwrap_or("?")
     }
 
+    /// The sequence number of our next ack. DRBD's sequence numbers wrap (the C driver
+    /// compares them with `seq_greater`): so do ours, after 2^32 acks.
+    fn next_ack_seq(&self) -> u32 {
+        self.ack_seq.fetch_add(1, Ordering::Relaxed).wrapping_add(1)
+    }
+
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::SeqCst) || net::thread_should_stop()
     }
@@ -1351,7 +1357,16 @@ fn receive_data(
         ack(Packet::RecvAck)?;
     }
     write_payload(c, sock, dev, rx, d.sector, len)?;
-    rx.epoch_writes += 1;
+    // Zero-length writes count too, and cost the peer next to nothing: a peer that never
+    // closes its epoch (DRBD closes them after max-epoch-size writes) is dropped.
+    rx.epoch_writes = rx.epoch_writes.checked_add(1).ok_or_else(|| {
+        pr_err!(
+            "resource {}: epoch of more than {} writes\n",
+            c.name(),
+            u32::MAX
+        );
+        EPROTO
+    })?;
     if d.dp_flags & w::DP_SEND_WRITE_ACK != 0 {
         ack(Packet::WriteAck)?;
     }
@@ -2070,7 +2085,7 @@ fn serve_rs_request(
             sector: r.sector,
             block_id: r.block_id,
             blksize: len,
-            seq_num: c.ack_seq.fetch_add(1, Ordering::Relaxed) + 1,
+            seq_num: c.next_ack_seq(),
         };
         return c
             .send(true, Packet::NegRsDReply, &a.encode())
@@ -2148,7 +2163,7 @@ fn receive_rs_data(
         sector: d.sector,
         block_id: d.block_id,
         blksize: len,
-        seq_num: c.ack_seq.fetch_add(1, Ordering::Relaxed) + 1,
+        seq_num: c.next_ack_seq(),
     };
     c.send(true, Packet::RsWriteAck, &a.encode())
 }

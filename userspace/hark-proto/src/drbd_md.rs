@@ -1054,6 +1054,16 @@ pub fn bm_set_sectors(bm: &mut [u8], sector: u64, nr_sectors: u64) -> Result<u64
     Ok(set_bits(bm, first_bit, last_bit + 1))
 }
 
+/// Sectors whose bits share one on-disk bitmap block ([`MD_BLOCK_SIZE`] bytes).
+pub const BM_SECT_PER_BLOCK: u64 = MD_BLOCK_SIZE as u64 * 8 * BM_SECT_PER_BIT;
+
+/// Indexes of the on-disk bitmap blocks holding the bits of `nr_sectors` from `sector` (at
+/// least the block of `sector`); `None` when the range ends past sector `u64::MAX`.
+pub fn bm_blocks(sector: u64, nr_sectors: u64) -> Option<core::ops::RangeInclusive<u64>> {
+    let last = sector.checked_add(nr_sectors.saturating_sub(1))?;
+    Some(sector / BM_SECT_PER_BLOCK..=last / BM_SECT_PER_BLOCK)
+}
+
 /// Number of set bits.
 pub fn bm_count(bm: &[u8]) -> u64 {
     bm.iter().map(|b| u64::from(b.count_ones())).sum()
@@ -1707,6 +1717,20 @@ mod tests {
         assert_eq!(bm_bits_for_sectors(130_992), 16_374);
         assert_eq!(bm_bits_for_sectors(9), 2);
         assert_eq!(bm_bytes_for_sectors(9), 8);
+    }
+
+    #[test]
+    fn bitmap_blocks_past_sector_max_are_none() {
+        // One block holds 32768 bits of 8 sectors.
+        assert_eq!(BM_SECT_PER_BLOCK, 262_144);
+        assert_eq!(bm_blocks(0, 0), Some(0..=0));
+        assert_eq!(bm_blocks(262_143, 2), Some(0..=1));
+        assert_eq!(
+            bm_blocks(u64::MAX, 1),
+            Some(u64::MAX / 262_144..=u64::MAX / 262_144)
+        );
+        assert_eq!(bm_blocks(u64::MAX, 2), None);
+        assert_eq!(bm_blocks(2, u64::MAX), None);
     }
 
     #[test]
