@@ -1768,17 +1768,21 @@ fn receive_bitmap(
                 rx.bm_word = off / 64;
                 r
             } else {
-                let n = w::bitmap_plain_words(agreed, words - rx.bm_word);
-                if p.len() != n * 8 {
+                // `bm_word` is at most `words` (a compressed packet's clear runs may end past
+                // the bitmap: nothing is left then).
+                let n = w::bitmap_plain_words(agreed, words.saturating_sub(rx.bm_word));
+                if p.len() != n.saturating_mul(8) {
                     return Err(WireError::BadLength);
                 }
-                let b0 = (rx.bm_word * 8) as usize;
-                let dst = bm.get_mut(b0..b0 + n * 8).ok_or(WireError::BadLength)?;
+                let dst = usize::try_from(rx.bm_word.saturating_mul(8))
+                    .ok()
+                    .and_then(|b0| bm.get_mut(b0..)?.get_mut(..p.len()))
+                    .ok_or(WireError::BadLength)?;
                 for (d, s) in dst.iter_mut().zip(p) {
                     *d |= *s;
                 }
-                rx.bm_word += n as u64;
-                rx.bm_bit = (rx.bm_word * 64).min(bm_bits);
+                rx.bm_word = rx.bm_word.saturating_add(n as u64);
+                rx.bm_bit = rx.bm_word.saturating_mul(64).min(bm_bits);
                 Ok(n != 0)
             }
         })

@@ -241,7 +241,7 @@ fn worker_main(arg: &Arc<WorkerArg>) {
     let waker = &relay.wakers[arg.idx];
     let mut conns: KVec<KBox<Conn>> = KVec::new();
     let mut fresh: KVec<(Sock, Arc<Service>)> = KVec::new();
-    let mut next_sweep = net::now_ms() + SWEEP_MS;
+    let mut next_sweep = net::now_ms().saturating_add(SWEEP_MS);
     let mut more = false;
     loop {
         if !more {
@@ -261,7 +261,7 @@ fn worker_main(arg: &Arc<WorkerArg>) {
         }
         let sweep = now >= next_sweep;
         if sweep {
-            next_sweep = now + SWEEP_MS;
+            next_sweep = now.saturating_add(SWEEP_MS);
             if arg.idx == 0 {
                 relay.pool.expire(now);
             }
@@ -581,7 +581,7 @@ impl Conn {
         unsafe { client.attach(&ev) };
         svc.stats.add(Stat::ActiveConns, 1);
         let mode = cfg.mode;
-        let deadline = now + u64::from(cfg.client_header_timeout_ms);
+        let deadline = now.saturating_add(u64::from(cfg.client_header_timeout_ms));
         let mut c = KBox::new(
             Conn {
                 client,
@@ -697,7 +697,7 @@ impl Conn {
                     d.set(r);
                 }
                 self.phase = Phase::Closing;
-                self.deadline = now + LINGER_MS;
+                self.deadline = now.saturating_add(LINGER_MS);
             }
             _ => self.phase = Phase::Done,
         }
@@ -824,7 +824,7 @@ impl Conn {
             .and_then(|h| h.windows(2).position(|w| w == b"\r\n"))
             .map(|i| req.start + i + 2)
             .unwrap_or(head_len);
-        let size = BUF.max(max_head + HEAD_EXTRA);
+        let size = BUF.max(max_head.saturating_add(HEAD_EXTRA));
         // The buffers of the previous request on the connection are reused.
         let (mut up, mut down) = match (
             Buf::reuse(self.up.take(), size),
@@ -1025,7 +1025,7 @@ impl Conn {
             Ok(done) => {
                 self.server = Some(sock);
                 self.reused = false;
-                self.deadline = now + u64::from(self.cfg.connect_timeout_ms);
+                self.deadline = now.saturating_add(u64::from(self.cfg.connect_timeout_ms));
                 if done {
                     self.connected(true, now);
                 }
@@ -1060,7 +1060,7 @@ impl Conn {
             self.svc.stats.add(Stat::Requests, 1);
         }
         self.phase = Phase::Relay;
-        self.deadline = now + u64::from(self.cfg.idle_timeout_ms);
+        self.deadline = now.saturating_add(u64::from(self.cfg.idle_timeout_ms));
     }
 
     fn connect_step(&mut self, now: u64) -> Step {
@@ -1194,7 +1194,7 @@ impl Conn {
                 Ok(Io::Done(n)) => {
                     down.consume(n);
                     cst.add(Stat::BytesOut, n as u64);
-                    self.sent_down += n as u64;
+                    self.sent_down = self.sent_down.saturating_add(n as u64);
                     moved = true;
                 }
                 Ok(_) => {}
@@ -1292,7 +1292,7 @@ impl Conn {
                 // `closing_step`).
                 self.release_server();
                 self.phase = Phase::Closing;
-                self.deadline = now + LINGER_MS;
+                self.deadline = now.saturating_add(LINGER_MS);
                 return Step::Again;
             }
         } else if self.server_eof && self.down.as_ref().is_none_or(|d| d.is_empty()) {
@@ -1306,7 +1306,7 @@ impl Conn {
             }
         }
         if moved {
-            self.deadline = now + u64::from(self.cfg.idle_timeout_ms);
+            self.deadline = now.saturating_add(u64::from(self.cfg.idle_timeout_ms));
             Step::Again
         } else if now >= self.deadline {
             // Idle: 504 if the server never answered, else just close.
@@ -1436,7 +1436,7 @@ impl Conn {
             return;
         }
         if let (Some(sock), Some(key)) = (self.server.take(), self.key) {
-            let expires = now + u64::from(self.cfg.idle_timeout_ms);
+            let expires = now.saturating_add(u64::from(self.cfg.idle_timeout_ms));
             // Detaches `sock` from `self.ev` (type invariant).
             self.pool.put(key, sock, self.cfg.pool_idle, expires);
         }
@@ -1510,7 +1510,7 @@ impl Conn {
         self.counted = 0;
         self.server_keep = false;
         self.phase = Phase::Head;
-        self.deadline = now + u64::from(self.cfg.client_header_timeout_ms);
+        self.deadline = now.saturating_add(u64::from(self.cfg.client_header_timeout_ms));
         if self.head.end > 0 {
             self.parse_head(now);
         }
@@ -1541,7 +1541,7 @@ impl Conn {
                     Ok(Io::Done(n)) => {
                         down.consume(n);
                         self.svc.stats.add(Stat::BytesOut, n as u64);
-                        self.sent_down += n as u64;
+                        self.sent_down = self.sent_down.saturating_add(n as u64);
                         Step::Again
                     }
                     Ok(_) => Step::Wait,
