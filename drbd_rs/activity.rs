@@ -27,6 +27,8 @@ use kernel::prelude::*;
 
 /// Bitmap bytes per AL extent (1024 bits of 4 KiB).
 const BM_BYTES_PER_EXTENT: u64 = fmt::BM_BITS_PER_AL_EXTENT / 8;
+/// [`MD_BLOCK_SIZE`] as a `u64` divisor.
+const BLOCK_BYTES: u64 = MD_BLOCK_SIZE as u64;
 
 /// What attach found in the activity log.
 pub(crate) struct Replay {
@@ -66,8 +68,9 @@ impl Activity {
         io: &mut KVec<u8>,
     ) -> Result<(Self, Option<Replay>)> {
         let blocks = usize::try_from(geo.bm_bytes().div_ceil(MD_BLOCK_SIZE as u64))?;
-        let mut bm = KVVec::with_capacity(blocks * MD_BLOCK_SIZE, GFP_KERNEL)?;
-        bm.resize(blocks * MD_BLOCK_SIZE, 0, GFP_KERNEL)?;
+        let bytes = blocks.checked_mul(MD_BLOCK_SIZE).ok_or(EINVAL)?;
+        let mut bm = KVVec::with_capacity(bytes, GFP_KERNEL)?;
+        bm.resize(bytes, 0, GFP_KERNEL)?;
         let mut dirty = KVVec::with_capacity(blocks, GFP_KERNEL)?;
         dirty.resize(blocks, false, GFP_KERNEL)?;
         for (i, chunk) in bm.chunks_mut(MD_BLOCK_SIZE).enumerate() {
@@ -114,7 +117,8 @@ impl Activity {
         let ring_len = usize::try_from(geo.al_size_4k())?;
         let mut ring: KVVec<[u8; MD_BLOCK_SIZE]> = KVVec::with_capacity(ring_len, GFP_KERNEL)?;
         for i in 0..geo.al_size_4k() {
-            lower.read(geo.al_sector() + u64::from(i) * u64::from(MD_4KB_SECT), io)?;
+            let block = u64::from(i).saturating_mul(u64::from(MD_4KB_SECT));
+            lower.read(geo.al_sector().checked_add(block).ok_or(EINVAL)?, io)?;
             let blk: [u8; MD_BLOCK_SIZE] = io.as_slice().try_into().map_err(|_| EINVAL)?;
             ring.push(blk, GFP_KERNEL)?;
         }
@@ -127,10 +131,12 @@ impl Activity {
                     new_bits: 0,
                     whole_device: false,
                 };
+                // At most AL_EXTENTS_MAX extents, and bits of `bm`: nothing saturates.
                 for e in al_active_extents(&slots) {
-                    out.extents += 1;
+                    out.extents = out.extents.saturating_add(1);
                     // Extents past the device (a corrupt or foreign log) mark nothing.
-                    out.new_bits += bm_mark_al_extent(bm, e).unwrap_or(0);
+                    let n = bm_mark_al_extent(bm, e).unwrap_or(0);
+                    out.new_bits = out.new_bits.saturating_add(n);
                 }
                 clear_bits_from(bm, geo.bm_bits());
                 let next = r.newest.map_or(0, |p| p.tr_number.wrapping_add(1));
@@ -147,7 +153,7 @@ impl Activity {
                 clear_bits_from(bm, geo.bm_bits());
                 let out = Replay {
                     extents: 0,
-                    new_bits: bm_count(bm) - before,
+                    new_bits: bm_count(bm).saturating_sub(before),
                     whole_device: true,
                 };
                 Ok((out, 0))
@@ -192,8 +198,12 @@ impl Activity {
         if !self.dirty.get(i).copied().unwrap_or(false) {
             return false;
         }
+        // `i` < `dirty.len()` and `bm.len() == dirty.len() * MD_BLOCK_SIZE`.
+        let Some(block) = self.bm.chunks(MD_BLOCK_SIZE).nth(i) else {
+            return false;
+        };
         self.dirty[i] = false;
-        io.copy_from_slice(&self.bm[i * MD_BLOCK_SIZE..(i + 1) * MD_BLOCK_SIZE]);
+        io.copy_from_slice(block);
         true
     }
 
@@ -295,7 +305,9 @@ pub(crate) fn flush_bitmap(
 
 /// Sector of bitmap block `i`.
 fn bm_block_sector(geo: &InternalGeometry, i: usize) -> u64 {
-    geo.bm_sector() + i as u64 * u64::from(MD_4KB_SECT)
+    // Block `i` of a validated geometry's bitmap area: no saturation.
+    geo.bm_sector()
+        .saturating_add((i as u64).saturating_mul(u64::from(MD_4KB_SECT)))
 }
 
 /// Sector of transaction number `n`.
@@ -312,7 +324,7 @@ fn clear_bits_from(bm: &mut [u8], bit: u64) {
         return;
     }
     bm[byte] &= (1u8 << (bit % 8)).wrapping_sub(1);
-    bm[byte + 1..].fill(0);
+    bm[byte..][1..].fill(0);
 }
 
 /// The activity-log step of a write request (process context, may sleep): takes references on
@@ -365,8 +377,9 @@ pub(crate) fn begin_write(
     // transaction. The lock is dropped around each write; completions may run meanwhile.
     let mut res = Ok(());
     for &e in &evicted.evicted[..evicted.n_evicted] {
-        let Ok(i) = usize::try_from(u64::from(e) * BM_BYTES_PER_EXTENT / MD_BLOCK_SIZE as u64)
-        else {
+        // A u32 extent times 128 bytes: no saturation.
+        let byte = u64::from(e).saturating_mul(BM_BYTES_PER_EXTENT);
+        let Ok(i) = usize::try_from(byte / BLOCK_BYTES) else {
             continue;
         };
         let Some(act) = (*g).as_mut() else {

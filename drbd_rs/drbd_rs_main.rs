@@ -11,6 +11,10 @@
 //! - `activity.rs`: the activity log and the quick-sync bitmap;
 //! - `glue.rs` + `drbd_rs_glue.c`: the block-layer and netlink plumbing in C.
 
+// Overflow checks are on in the kernel (`CONFIG_RUST_OVERFLOW_CHECKS`): an overflow is an
+// oops, so `make clippy` refuses unchecked arithmetic here and in the shared files.
+#![deny(clippy::arithmetic_side_effects)]
+
 use kernel::prelude::*;
 
 #[path = "../userspace/hark-proto/src/crc32c.rs"]
