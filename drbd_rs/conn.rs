@@ -677,7 +677,10 @@ pub(crate) fn genl_disk(d: ws::Disk) -> Option<DiskState> {
 /// Sends one packet whose payload is the concatenation of `parts`.
 fn send_packet(sock: &Socket, agreed: u32, cmd: Packet, parts: &[&[u8]]) -> Result {
     let mut h = [0u8; 16];
-    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let total = parts
+        .iter()
+        .try_fold(0usize, |n, p| n.checked_add(p.len()))
+        .ok_or(EINVAL)?;
     let len = u32::try_from(total).map_err(|_| EINVAL)?;
     let n = w::encode_header(agreed, cmd as u16, 0, len, &mut h).map_err(|_| EINVAL)?;
     sock.send(&h[..n], total != 0)?;

@@ -503,7 +503,7 @@ pub fn sync_handshake(me: &Side, peer: &Side, link: &Link, policy: &Policy) -> D
     let (mine, theirs) = (me.disk as u32, peer.disk as u32);
     let inc = Disk::Inconsistent as u32;
     if (mine == inc && theirs > inc) || (theirs == inc && mine > inc) {
-        let full = hg == -100 || hg.abs() == 2;
+        let full = hg == -100 || hg.unsigned_abs() == 2;
         hg = match (mine > inc, full) {
             (true, false) => 1,
             (true, true) => 2,
@@ -511,7 +511,7 @@ pub fn sync_handshake(me: &Side, peer: &Side, link: &Link, policy: &Policy) -> D
             (false, true) => -2,
         };
     }
-    let split_brain = hg.abs() == 100;
+    let split_brain = hg.unsigned_abs() == 100;
 
     if hg == 100 || (hg == -100 && policy.always_asbp) {
         let forced = hg == -100;
@@ -524,7 +524,7 @@ pub fn sync_handshake(me: &Side, peer: &Side, link: &Link, policy: &Policy) -> D
             link.resolve_conflicts,
         )
         .hg();
-        if hg.abs() < 100 && forced {
+        if hg.unsigned_abs() < 100 && forced {
             // Below 100: exact.
             hg = hg.saturating_mul(2);
         }
