@@ -29,6 +29,8 @@ use kernel::prelude::*;
 
 /// Bitmap bytes per AL extent (1024 bits of 4 KiB).
 const BM_BYTES_PER_EXTENT: u64 = fmt::BM_BITS_PER_AL_EXTENT / 8;
+/// [`MD_BLOCK_SIZE`] as a `u64` divisor.
+const BLOCK_BYTES: u64 = MD_BLOCK_SIZE as u64;
 
 /// What attach found in the activity log.
 pub(crate) struct Replay {
@@ -68,8 +70,9 @@ impl Activity {
         io: &mut KVec<u8>,
     ) -> Result<(Self, Option<Replay>)> {
         let blocks = usize::try_from(geo.bm_bytes().div_ceil(MD_BLOCK_SIZE as u64))?;
-        let mut bm = KVVec::with_capacity(blocks * MD_BLOCK_SIZE, GFP_KERNEL)?;
-        bm.resize(blocks * MD_BLOCK_SIZE, 0, GFP_KERNEL)?;
+        let bytes = blocks.checked_mul(MD_BLOCK_SIZE).ok_or(EINVAL)?;
+        let mut bm = KVVec::with_capacity(bytes, GFP_KERNEL)?;
+        bm.resize(bytes, 0, GFP_KERNEL)?;
         let mut dirty = KVVec::with_capacity(blocks, GFP_KERNEL)?;
         dirty.resize(blocks, false, GFP_KERNEL)?;
         for (i, chunk) in bm.chunks_mut(MD_BLOCK_SIZE).enumerate() {
@@ -116,7 +119,8 @@ impl Activity {
         let ring_len = usize::try_from(geo.al_size_4k())?;
         let mut ring: KVVec<[u8; MD_BLOCK_SIZE]> = KVVec::with_capacity(ring_len, GFP_KERNEL)?;
         for i in 0..geo.al_size_4k() {
-            lower.read(geo.al_sector() + u64::from(i) * u64::from(MD_4KB_SECT), io)?;
+            let block = u64::from(i).saturating_mul(u64::from(MD_4KB_SECT));
+            lower.read(geo.al_sector().checked_add(block).ok_or(EINVAL)?, io)?;
             let blk: [u8; MD_BLOCK_SIZE] = io.as_slice().try_into().map_err(|_| EINVAL)?;
             ring.push(blk, GFP_KERNEL)?;
         }
@@ -129,10 +133,12 @@ impl Activity {
                     new_bits: 0,
                     whole_device: false,
                 };
+                // At most AL_EXTENTS_MAX extents, and bits of `bm`: nothing saturates.
                 for e in al_active_extents(&slots) {
-                    out.extents += 1;
+                    out.extents = out.extents.saturating_add(1);
                     // Extents past the device (a corrupt or foreign log) mark nothing.
-                    out.new_bits += bm_mark_al_extent(bm, e).unwrap_or(0);
+                    let n = bm_mark_al_extent(bm, e).unwrap_or(0);
+                    out.new_bits = out.new_bits.saturating_add(n);
                 }
                 clear_bits_from(bm, geo.bm_bits());
                 let next = r.newest.map_or(0, |p| p.tr_number.wrapping_add(1));
@@ -149,7 +155,7 @@ impl Activity {
                 clear_bits_from(bm, geo.bm_bits());
                 let out = Replay {
                     extents: 0,
-                    new_bits: bm_count(bm) - before,
+                    new_bits: bm_count(bm).saturating_sub(before),
                     whole_device: true,
                 };
                 Ok((out, 0))
@@ -194,23 +200,35 @@ impl Activity {
         if !self.dirty.get(i).copied().unwrap_or(false) {
             return false;
         }
+        // `i` < `dirty.len()` and `bm.len() == dirty.len() * MD_BLOCK_SIZE`.
+        let Some(block) = self.bm.chunks(MD_BLOCK_SIZE).nth(i) else {
+            return false;
+        };
         self.dirty[i] = false;
-        io.copy_from_slice(&self.bm[i * MD_BLOCK_SIZE..(i + 1) * MD_BLOCK_SIZE]);
+        io.copy_from_slice(block);
         true
     }
 
     /// Marks `nr_sectors` from `sector` out of sync.
+    /// A range past the bitmap (or past sector `u64::MAX`) marks nothing.
     pub(crate) fn mark(&mut self, sector: u64, nr_sectors: u64) {
-        if let Ok(n) = bm_set_sectors(&mut self.bm, sector, nr_sectors) {
-            self.oos += n;
-        }
-        let per_block = (MD_BLOCK_SIZE as u64) * 8 * fmt::BM_SECT_PER_BIT;
-        let last = sector + nr_sectors.max(1) - 1;
-        for b in sector / per_block..=last / per_block {
-            if let Some(d) = usize::try_from(b).ok().and_then(|b| self.dirty.get_mut(b)) {
-                *d = true;
-            }
-        }
+        let Ok(n) = bm_set_sectors(&mut self.bm, sector, nr_sectors) else {
+            return;
+        };
+        // `oos` counts set bits of `bm` and `n` newly set ones: never saturates.
+        self.oos = self.oos.saturating_add(n);
+        self.set_dirty(sector, nr_sectors);
+    }
+
+    /// Marks the bitmap blocks of `nr_sectors` from `sector` dirty (those within the bitmap).
+    fn set_dirty(&mut self, sector: u64, nr_sectors: u64) {
+        let Some(blocks) = fmt::bm_blocks(sector, nr_sectors) else {
+            return;
+        };
+        let len = self.dirty.len();
+        let end = usize::try_from(*blocks.end()).map_or(len, |e| e.saturating_add(1).min(len));
+        let start = usize::try_from(*blocks.start()).map_or(end, |s| s.min(end));
+        self.dirty[start..end].fill(true);
     }
 
     /// Out-of-sync bits.
@@ -230,14 +248,9 @@ impl Activity {
     pub(crate) fn clear(&mut self, sector: u64, nr_sectors: u64) -> u64 {
         let n = drbd_resync::clear_sectors(&mut self.bm, sector, nr_sectors).unwrap_or(0);
         if n > 0 {
-            self.oos -= n;
-            let per_block = (MD_BLOCK_SIZE as u64) * 8 * fmt::BM_SECT_PER_BIT;
-            let last = sector + nr_sectors.max(1) - 1;
-            for b in sector / per_block..=last / per_block {
-                if let Some(d) = usize::try_from(b).ok().and_then(|b| self.dirty.get_mut(b)) {
-                    *d = true;
-                }
-            }
+            // `n` bits were set, and `oos` counts them: never saturates.
+            self.oos = self.oos.saturating_sub(n);
+            self.set_dirty(sector, nr_sectors);
         }
         n
     }
@@ -294,7 +307,9 @@ pub(crate) fn flush_bitmap(
 
 /// Sector of bitmap block `i`.
 fn bm_block_sector(geo: &InternalGeometry, i: usize) -> u64 {
-    geo.bm_sector() + i as u64 * u64::from(MD_4KB_SECT)
+    // Block `i` of a validated geometry's bitmap area: no saturation.
+    geo.bm_sector()
+        .saturating_add((i as u64).saturating_mul(u64::from(MD_4KB_SECT)))
 }
 
 /// Sector of transaction number `n`.
@@ -311,7 +326,7 @@ fn clear_bits_from(bm: &mut [u8], bit: u64) {
         return;
     }
     bm[byte] &= (1u8 << (bit % 8)).wrapping_sub(1);
-    bm[byte + 1..].fill(0);
+    bm[byte..][1..].fill(0);
 }
 
 /// The activity-log step of a write request (process context, may sleep): takes references on
@@ -364,8 +379,9 @@ pub(crate) fn begin_write(
     // transaction. The lock is dropped around each write; completions may run meanwhile.
     let mut res = Ok(());
     for &e in &evicted.evicted[..evicted.n_evicted] {
-        let Ok(i) = usize::try_from(u64::from(e) * BM_BYTES_PER_EXTENT / MD_BLOCK_SIZE as u64)
-        else {
+        // A u32 extent times 128 bytes: no saturation.
+        let byte = u64::from(e).saturating_mul(BM_BYTES_PER_EXTENT);
+        let Ok(i) = usize::try_from(byte / BLOCK_BYTES) else {
             continue;
         };
         let Some(act) = (*g).as_mut() else {

@@ -93,8 +93,22 @@ pub(crate) struct NetConf {
 }
 
 impl NetConf {
+    // The times are bounded by the netlink policy (`genl::net_conf`); the conversions
+    // saturate all the same.
     fn ping_timeout_ms(&self) -> u32 {
-        self.ping_timeout_ds * 100
+        self.ping_timeout_ds.saturating_mul(100)
+    }
+
+    fn ping_int_ms(&self) -> u32 {
+        self.ping_int_s.saturating_mul(1000)
+    }
+
+    fn timeout_ms(&self) -> u32 {
+        self.timeout_ds.saturating_mul(100)
+    }
+
+    fn connect_int_ms(&self) -> u32 {
+        self.connect_int_s.saturating_mul(1000)
     }
 
     /// The rate the sync target paces its requests at, KiB/s. DRBD's dynamic controller
@@ -285,9 +299,11 @@ impl Connection {
         )?;
         let mut tname = [0u8; 16];
         let prefix = b"drbd_r_";
-        let n = (prefix.len() + resource.len()).min(tname.len() - 1);
+        // The resource name, cut to fit with the prefix and a NUL.
+        let room = tname.len().saturating_sub(prefix.len()).saturating_sub(1);
+        let name = &resource[..resource.len().min(room)];
         tname[..prefix.len()].copy_from_slice(prefix);
-        tname[prefix.len()..n].copy_from_slice(&resource[..n - prefix.len()]);
+        tname[prefix.len()..][..name.len()].copy_from_slice(name);
         let tname = CStr::from_bytes_until_nul(&tname).map_err(|_| EINVAL)?;
         let thread = KThread::spawn(tname, conn.clone(), receiver)?;
         Ok(ConnHandle {
@@ -303,6 +319,12 @@ impl Connection {
 
     fn name(&self) -> &str {
         core::str::from_utf8(&self.resource).unwrap_or("?")
+    }
+
+    /// The sequence number of our next ack. DRBD's sequence numbers wrap (the C driver
+    /// compares them with `seq_greater`): so do ours, after 2^32 acks.
+    fn next_ack_seq(&self) -> u32 {
+        self.ack_seq.fetch_add(1, Ordering::Relaxed).wrapping_add(1)
     }
 
     fn stopping(&self) -> bool {
@@ -404,9 +426,10 @@ impl Connection {
         sock.send(head, len != 0)?;
         let mut off = 0u32;
         while off < len {
-            let k = (len - off).min(chunk.len() as u32) as usize;
+            // `off` < `len`, and grows by at most `len - off`.
+            let k = len.saturating_sub(off).min(chunk.len() as u32) as usize;
             fill(off, &mut chunk[..k])?;
-            off += k as u32;
+            off = off.saturating_add(k as u32);
             sock.send(&chunk[..k], off < len)?;
         }
         Ok(())
@@ -452,7 +475,7 @@ impl Connection {
         if !is_sync(self.view().cstate) {
             return None;
         }
-        let total = self.rs.total_bits.load(Ordering::Relaxed) * 4;
+        let total = self.rs.total_bits.load(Ordering::Relaxed).saturating_mul(4);
         let elapsed = now_ms().saturating_sub(self.rs.start_ms.load(Ordering::Relaxed));
         let p = rs::progress(total, left_kib, elapsed);
         Some((total, p.rate_kib))
@@ -525,7 +548,8 @@ impl Connection {
         };
         let last = self.writers.fetch_sub(1, Ordering::SeqCst) == 1;
         if sent {
-            ep.writes += 1;
+            // At most MAX_EPOCH_WRITES: the epoch is closed then.
+            ep.writes = ep.writes.saturating_add(1);
             if fua || last || ep.writes >= MAX_EPOCH_WRITES {
                 let b = w::Barrier {
                     barrier: ep.number,
@@ -653,13 +677,17 @@ pub(crate) fn genl_disk(d: ws::Disk) -> Option<DiskState> {
 /// Sends one packet whose payload is the concatenation of `parts`.
 fn send_packet(sock: &Socket, agreed: u32, cmd: Packet, parts: &[&[u8]]) -> Result {
     let mut h = [0u8; 16];
-    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let total = parts
+        .iter()
+        .try_fold(0usize, |n, p| n.checked_add(p.len()))
+        .ok_or(EINVAL)?;
     let len = u32::try_from(total).map_err(|_| EINVAL)?;
     let n = w::encode_header(agreed, cmd as u16, 0, len, &mut h).map_err(|_| EINVAL)?;
     sock.send(&h[..n], total != 0)?;
     let mut left = total;
     for p in parts.iter().filter(|p| !p.is_empty()) {
-        left -= p.len();
+        // `left` is the sum of the lengths not sent yet.
+        left = left.saturating_sub(p.len());
         sock.send(p, left != 0)?;
     }
     Ok(())
@@ -777,7 +805,8 @@ fn send_first(s: &Socket, cmd: Packet) -> Result {
 
 /// `receive_first_packet()`: which socket the peer meant this one to be.
 fn receive_first(c: &Connection, s: &Socket) -> Result<u16> {
-    s.setup(c.conf.ping_timeout_ms() * 4, c.conf.ping_timeout_ms() * 4);
+    let to = c.conf.ping_timeout_ms().saturating_mul(4);
+    s.setup(to, to);
     let h = recv_header(s, w::PRO_VERSION_INITIAL)?;
     if h.length != 0 {
         return Err(EPROTO);
@@ -828,7 +857,7 @@ fn establish(c: &Connection) -> Result<(Socket, Socket, bool)> {
                 if c.stopping() {
                     return Err(EINTR);
                 }
-                net::sleep_interruptible(c.conf.connect_int_s * 1000);
+                net::sleep_interruptible(c.conf.connect_int_ms());
             }
         }
     };
@@ -854,19 +883,19 @@ fn establish(c: &Connection) -> Result<(Socket, Socket, bool)> {
         }
         // Wait for the peer's connection: connect-int with DRBD's +-1/7 jitter, in slices
         // so that `disconnect` is noticed.
-        let total = c.conf.connect_int_s * 1000;
+        let total = c.conf.connect_int_ms();
         let total = if coin() {
-            total + total / 7
+            total.saturating_add(total / 7)
         } else {
-            total - total / 7
+            total.saturating_sub(total / 7)
         };
-        let mut waited = 0;
+        let mut waited = 0u32;
         'retry: while waited < total && !c.stopping() {
-            let slice = (total - waited).min(500);
+            let slice = total.saturating_sub(waited).min(500);
             let s = match listener.accept(slice) {
                 Ok(s) => s,
                 Err(_) => {
-                    waited += slice;
+                    waited = waited.saturating_add(slice);
                     continue;
                 }
             };
@@ -1083,9 +1112,9 @@ fn send_volume_params(c: &Connection, agreed: u32, dev: &Device) -> Result {
 
 /// One connected session: handshake, then the receive loop on the data socket.
 fn session(c: &Arc<Connection>, data: Socket, meta: Socket, resolve_conflicts: bool) -> End {
-    let ping_to = c.conf.ping_timeout_ms() * 4;
+    let ping_to = c.conf.ping_timeout_ms().saturating_mul(4);
     data.setup(ping_to, ping_to);
-    meta.setup(c.conf.ping_int_s * 1000, c.conf.timeout_ds * 100);
+    meta.setup(c.conf.ping_int_ms(), c.conf.timeout_ms());
     let agreed = match features(c, &data) {
         Ok(a) => a,
         Err(e) => return e,
@@ -1095,7 +1124,7 @@ fn session(c: &Arc<Connection>, data: Socket, meta: Socket, resolve_conflicts: b
             return e;
         }
     }
-    data.setup(0, c.conf.timeout_ds * 100);
+    data.setup(0, c.conf.timeout_ms());
     let (data, meta) = match (Arc::new(data, GFP_KERNEL), Arc::new(meta, GFP_KERNEL)) {
         (Ok(d), Ok(m)) => (d, m),
         _ => return End::Retry,
@@ -1290,16 +1319,21 @@ fn write_payload(
 ) -> Result {
     let mut off = 0u32;
     while off < len {
-        let n = (len - off).min(RX_CHUNK as u32) as usize;
+        let n = len.saturating_sub(off).min(RX_CHUNK as u32) as usize;
         sock.recv(&mut rx.chunk[..n])?;
         let st = dev.lock();
         let b = st.backing.as_ref().ok_or(EIO)?;
+        // The caller checked `sector + len` against the capacity (`check_data`).
         b.lower
-            .write(sector + u64::from(off >> 9), &mut rx.chunk[..n], true)
+            .write(
+                sector.saturating_add(u64::from(off >> 9)),
+                &mut rx.chunk[..n],
+                true,
+            )
             .inspect_err(|e| {
                 pr_err!("resource {}: local write failed: {:?}\n", c.name(), e);
             })?;
-        off += n as u32;
+        off = off.saturating_add(n as u32);
     }
     Ok(())
 }
@@ -1351,7 +1385,16 @@ fn receive_data(
         ack(Packet::RecvAck)?;
     }
     write_payload(c, sock, dev, rx, d.sector, len)?;
-    rx.epoch_writes += 1;
+    // Zero-length writes count too, and cost the peer next to nothing: a peer that never
+    // closes its epoch (DRBD closes them after max-epoch-size writes) is dropped.
+    rx.epoch_writes = rx.epoch_writes.checked_add(1).ok_or_else(|| {
+        pr_err!(
+            "resource {}: epoch of more than {} writes\n",
+            c.name(),
+            u32::MAX
+        );
+        EPROTO
+    })?;
     if d.dp_flags & w::DP_SEND_WRITE_ACK != 0 {
         ack(Packet::WriteAck)?;
     }
@@ -1676,30 +1719,36 @@ fn send_bitmap(c: &Connection, agreed: u32, dev: &Device) -> Result {
             let g = dev.activity().lock();
             let bm = (*g).as_ref().ok_or(EIO)?.bitmap();
             let mut off = bit;
-            match w::rle_encode(bm, bm_bits, &mut off, &mut pkt[1..1 + code_max]) {
+            // Positions in our own bitmap (of `words` words): nothing saturates.
+            match w::rle_encode(bm, bm_bits, &mut off, &mut pkt[1..][..code_max]) {
                 Some((enc, n)) => {
                     pkt[0] = enc;
                     bit = off;
                     word = bit / 64;
-                    (Packet::CompressedBitmap, n + 1, bit >= bm_bits)
+                    (
+                        Packet::CompressedBitmap,
+                        n.saturating_add(1),
+                        bit >= bm_bits,
+                    )
                 }
                 None => {
-                    let n = w::bitmap_plain_words(agreed, words - word);
-                    let b0 = usize::try_from(word * 8)?;
-                    let src = bm.get(b0..b0 + n * 8).ok_or(EIO)?;
+                    let n = w::bitmap_plain_words(agreed, words.saturating_sub(word));
+                    let len = n.saturating_mul(8);
+                    let b0 = usize::try_from(word.saturating_mul(8))?;
+                    let src = bm.get(b0..).and_then(|b| b.get(..len)).ok_or(EIO)?;
                     for (d, s) in pkt.iter_mut().zip(src) {
                         *d = *s;
                     }
-                    word += n as u64;
-                    bit = (word * 64).min(bm_bits);
-                    (Packet::Bitmap, n * 8, n == 0)
+                    word = word.saturating_add(n as u64);
+                    bit = word.saturating_mul(64).min(bm_bits);
+                    (Packet::Bitmap, len, n == 0)
                 }
             }
         };
         if cmd == Packet::Bitmap {
-            plain += 1;
+            plain = plain.saturating_add(1);
         } else {
-            compressed += 1;
+            compressed = compressed.saturating_add(1);
         }
         c.send(false, cmd, &pkt[..len])?;
         if done {
@@ -1753,17 +1802,21 @@ fn receive_bitmap(
                 rx.bm_word = off / 64;
                 r
             } else {
-                let n = w::bitmap_plain_words(agreed, words - rx.bm_word);
-                if p.len() != n * 8 {
+                // `bm_word` is at most `words` (a compressed packet's clear runs may end past
+                // the bitmap: nothing is left then).
+                let n = w::bitmap_plain_words(agreed, words.saturating_sub(rx.bm_word));
+                if p.len() != n.saturating_mul(8) {
                     return Err(WireError::BadLength);
                 }
-                let b0 = (rx.bm_word * 8) as usize;
-                let dst = bm.get_mut(b0..b0 + n * 8).ok_or(WireError::BadLength)?;
+                let dst = usize::try_from(rx.bm_word.saturating_mul(8))
+                    .ok()
+                    .and_then(|b0| bm.get_mut(b0..)?.get_mut(..p.len()))
+                    .ok_or(WireError::BadLength)?;
                 for (d, s) in dst.iter_mut().zip(p) {
                     *d |= *s;
                 }
-                rx.bm_word += n as u64;
-                rx.bm_bit = (rx.bm_word * 64).min(bm_bits);
+                rx.bm_word = rx.bm_word.saturating_add(n as u64);
+                rx.bm_bit = rx.bm_word.saturating_mul(64).min(bm_bits);
                 Ok(n != 0)
             }
         })
@@ -1853,7 +1906,7 @@ fn begin_resync(
         "resource {}: began resync as {} (will sync {} KiB [{} bits set])\n",
         c.name(),
         side.name(),
-        bits * 4,
+        bits.saturating_mul(4),
         bits
     );
     crate::genl::notify(dev, crate::drbd_genl::EventType::Change);
@@ -1923,10 +1976,15 @@ fn resync_worker(c: &Arc<Connection>) {
             net::sleep_interruptible(10);
             continue;
         };
-        let sector = first * 8;
-        let bytes = (n * 4096).min(cap.saturating_sub(sector) * 512) as u32;
+        // Bits of our bitmap (below 2^48) and `n` <= `max_bits`: nothing saturates, and the
+        // size is at most `max_bytes` (a u32).
+        let sector = first.saturating_mul(8);
+        let bytes = n
+            .saturating_mul(4096)
+            .min(cap.saturating_sub(sector).saturating_mul(512)) as u32;
+        let next = first.saturating_add(n);
         if bytes == 0 {
-            cursor = first + n;
+            cursor = next;
             continue;
         }
         if !pacer.take(u64::from(bytes), now_ms()) {
@@ -1943,7 +2001,7 @@ fn resync_worker(c: &Arc<Connection>) {
         if c.send(false, Packet::RsDataRequest, &req.encode()).is_err() {
             return;
         }
-        cursor = first + n;
+        cursor = next;
     }
 }
 
@@ -1999,8 +2057,8 @@ fn finish_resync(c: &Connection, dev: &Device, side: Conn) {
         c.name(),
         side.name(),
         secs,
-        total * 4 / secs,
-        failed * 4
+        total.saturating_mul(4).checked_div(secs).unwrap_or(0),
+        failed.saturating_mul(4)
     );
     if let Some(d) = volume0(c) {
         crate::genl::notify(&d, crate::drbd_genl::EventType::Change);
@@ -2046,7 +2104,7 @@ fn serve_rs_request(
         );
         return Err(End::Retry);
     }
-    let deadline = now_ms() + 30_000;
+    let deadline = now_ms().saturating_add(30_000);
     while (*dev.activity().lock())
         .as_ref()
         .is_some_and(|a| a.writes_in_flight() > 0)
@@ -2070,7 +2128,7 @@ fn serve_rs_request(
             sector: r.sector,
             block_id: r.block_id,
             blksize: len,
-            seq_num: c.ack_seq.fetch_add(1, Ordering::Relaxed) + 1,
+            seq_num: c.next_ack_seq(),
         };
         return c
             .send(true, Packet::NegRsDReply, &a.encode())
@@ -2092,7 +2150,9 @@ fn serve_rs_request(
                 // Read above.
                 return Ok(());
             }
-            b.lower.read_into(r.sector + u64::from(off >> 9), buf)
+            // Checked against the capacity above.
+            b.lower
+                .read_into(r.sector.saturating_add(u64::from(off >> 9)), buf)
         },
     )
     .map_err(|e| {
@@ -2148,7 +2208,7 @@ fn receive_rs_data(
         sector: d.sector,
         block_id: d.block_id,
         blksize: len,
-        seq_num: c.ack_seq.fetch_add(1, Ordering::Relaxed) + 1,
+        seq_num: c.next_ack_seq(),
     };
     c.send(true, Packet::RsWriteAck, &a.encode())
 }
@@ -2355,7 +2415,7 @@ fn asender(c: &Arc<Connection>) {
     };
     let agreed = c.view().agreed;
     let dev = volume0(c);
-    let ping_int = c.conf.ping_int_s * 1000;
+    let ping_int = c.conf.ping_int_ms();
     let mut ping_pending = false;
     let mut buf = [0u8; 64];
     loop {
@@ -2384,7 +2444,7 @@ fn asender(c: &Arc<Connection>) {
                     break;
                 }
                 ping_pending = true;
-                meta.setup(c.conf.ping_timeout_ms(), c.conf.timeout_ds * 100);
+                meta.setup(c.conf.ping_timeout_ms(), c.conf.timeout_ms());
             }
             Err(e) => {
                 if !c.stopping() {
@@ -2402,7 +2462,7 @@ fn asender(c: &Arc<Connection>) {
                     Some(Packet::PingAck) => {
                         if ping_pending {
                             ping_pending = false;
-                            meta.setup(ping_int, c.conf.timeout_ds * 100);
+                            meta.setup(ping_int, c.conf.timeout_ms());
                         }
                         true
                     }

@@ -202,7 +202,7 @@ impl Device {
                     self.minor,
                     if md.was_primary() { " of a Primary" } else { "" },
                     r.extents,
-                    r.new_bits * 4
+                    r.new_bits.saturating_mul(4)
                 );
             }
         }
@@ -374,7 +374,10 @@ impl Device {
 
     /// Out-of-sync amount in KiB (4 KiB per bitmap bit), 0 when detached.
     pub(crate) fn out_of_sync_kib(&self) -> u64 {
-        self.act.lock().as_ref().map_or(0, |a| a.oos_bits() * 4)
+        self.act
+            .lock()
+            .as_ref()
+            .map_or(0, |a| a.oos_bits().saturating_mul(4))
     }
 
     /// Statistics: completed application writes and failed application I/O.
@@ -420,10 +423,14 @@ extern "C" fn drbd_rs_rust_open(owner: *mut c_void, write: bool) -> c_int {
     if st.role != Role::Primary {
         return if write { EROFS } else { EMEDIUMTYPE }.to_errno();
     }
-    st.open_count += 1;
-    if write {
-        st.open_writers += 1;
-    }
+    let (Some(opens), Some(writers)) = (
+        st.open_count.checked_add(1),
+        st.open_writers.checked_add(u32::from(write)),
+    ) else {
+        return EMFILE.to_errno();
+    };
+    st.open_count = opens;
+    st.open_writers = writers;
     0
 }
 

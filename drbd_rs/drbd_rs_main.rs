@@ -14,6 +14,10 @@
 //! - `net.rs` + `drbd_rs_net.c`: kernel TCP sockets (threads: `kcommon/kthread.rs`);
 //! - `glue.rs` + `drbd_rs_glue.c`: the block-layer, netlink and crypto plumbing in C.
 
+// Overflow checks are on in the kernel (`CONFIG_RUST_OVERFLOW_CHECKS`): an overflow is an
+// oops, so `make clippy` refuses unchecked arithmetic here and in the shared files.
+#![deny(clippy::arithmetic_side_effects)]
+
 use kernel::prelude::*;
 
 #[path = "../userspace/hark-proto/src/crc32c.rs"]

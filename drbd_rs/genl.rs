@@ -41,7 +41,7 @@ const fn policy() -> [bindings::nla_policy; NATTR] {
             p[i].type_ = t as u8;
             p[i].len = len;
         }
-        i += 1;
+        i = i.saturating_add(1);
     }
     p
 }
@@ -248,7 +248,8 @@ impl Msg {
 
     fn put_str(&mut self, a: Attr, s: &[u8]) -> Result {
         let mut buf = [0u8; 256];
-        let n = s.len().min(buf.len() - 1);
+        // Room for the NUL.
+        let n = s.len().min(buf.len().saturating_sub(1));
         buf[..n].copy_from_slice(&s[..n]);
         self.put(a, &buf[..=n])
     }
@@ -413,7 +414,7 @@ fn net_conf_of(req: &Req) -> core::result::Result<NetConf, c_int> {
         c_max_rate: opt_u32(req, Attr::CMaxRate, 250, 4_194_304, 102_400)?,
         c_plan_ahead_ds: opt_u32(req, Attr::CPlanAheadDs, 0, 300, 20)?,
     };
-    if conf.timeout_ds >= conf.ping_int_s * 10 {
+    if conf.timeout_ds >= conf.ping_int_s.saturating_mul(10) {
         return Err(req.fail(EINVAL, c"timeout must be below ping-int"));
     }
     Ok(conf)

@@ -128,7 +128,8 @@ impl Registry {
         }
         let svc = Service::new(name, g.next_id)?;
         g.list.push(svc.clone(), GFP_KERNEL)?;
-        g.next_id += 1;
+        // u64: never saturates.
+        g.next_id = g.next_id.saturating_add(1);
         Ok(svc)
     }
 
@@ -578,7 +579,7 @@ impl EntryAttr {
         let i = self as usize;
         SERVER_ATTRS
             .get(i)
-            .or_else(|| RULE_ATTRS.get(i - SERVER_ATTRS.len()))
+            .or_else(|| RULE_ATTRS.get(i.checked_sub(SERVER_ATTRS.len())?))
             .copied()
             .unwrap_or("?")
     }

@@ -483,7 +483,8 @@ impl Service {
                 },
             )
             .map_err(|_| Why::NoMem)?;
-        inner.next_id += 1;
+        // u64: never saturates.
+        inner.next_id = inner.next_id.saturating_add(1);
         inner.snapshot = None;
         self.server_stats[usize::from(slot)].reset();
         self.health.lock()[usize::from(slot)] = PassiveHealth::new();
@@ -557,7 +558,8 @@ impl Service {
                 },
             )
             .map_err(|_| Why::NoMem)?;
-        inner.next_id += 1;
+        // u64: never saturates.
+        inner.next_id = inner.next_id.saturating_add(1);
         inner.snapshot = None;
         Ok(id)
     }

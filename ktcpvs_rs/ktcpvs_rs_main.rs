@@ -8,6 +8,10 @@
 //! `Documentation/ktcpvs-relay.md`): listening sockets of the enabled services and a small pool
 //! of worker threads relaying client connections to the real servers.
 
+// Overflow checks are on in the kernel (`CONFIG_RUST_OVERFLOW_CHECKS`): an overflow is an
+// oops, so `make clippy` refuses unchecked arithmetic here and in the shared files.
+#![deny(clippy::arithmetic_side_effects)]
+
 use kernel::configfs;
 use kernel::prelude::*;
 

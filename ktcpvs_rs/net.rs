@@ -248,7 +248,7 @@ fn io(rv: c_int) -> Result<Io> {
         Ok(Io::Done(rv as usize))
     } else if rv == 0 {
         Ok(Io::Eof)
-    } else if rv == -(bindings::EAGAIN as c_int) {
+    } else if rv == EAGAIN.to_errno() {
         Ok(Io::Again)
     } else {
         Err(Error::from_errno(rv))
@@ -319,7 +319,7 @@ impl Sock {
         let rv = unsafe { ffi::ktcpvs_rs_sock_connect(self.sock.as_ptr(), &a) };
         if rv == 0 {
             Ok(true)
-        } else if rv == -(bindings::EINPROGRESS as c_int) {
+        } else if rv == EINPROGRESS.to_errno() {
             Ok(false)
         } else {
             Err(Error::from_errno(rv))

@@ -225,7 +225,7 @@ impl Relay {
             let mut n = 0;
             while n < ACCEPT_BATCH {
                 let Ok(s) = l.sock.accept() else { break };
-                n += 1;
+                n = n.saturating_add(1);
                 // On allocation failure the connection is closed at once.
                 let _ = out.push((s, l.svc.clone()), GFP_KERNEL);
             }
@@ -241,7 +241,7 @@ fn worker_main(arg: &Arc<WorkerArg>) {
     let waker = &relay.wakers[arg.idx];
     let mut conns: KVec<KBox<Conn>> = KVec::new();
     let mut fresh: KVec<(Sock, Arc<Service>)> = KVec::new();
-    let mut next_sweep = net::now_ms() + SWEEP_MS;
+    let mut next_sweep = net::now_ms().saturating_add(SWEEP_MS);
     let mut more = false;
     loop {
         if !more {
@@ -261,7 +261,7 @@ fn worker_main(arg: &Arc<WorkerArg>) {
         }
         let sweep = now >= next_sweep;
         if sweep {
-            next_sweep = now + SWEEP_MS;
+            next_sweep = now.saturating_add(SWEEP_MS);
             if arg.idx == 0 {
                 relay.pool.expire(now);
             }
@@ -581,7 +581,7 @@ impl Conn {
         unsafe { client.attach(&ev) };
         svc.stats.add(Stat::ActiveConns, 1);
         let mode = cfg.mode;
-        let deadline = now + u64::from(cfg.client_header_timeout_ms);
+        let deadline = now.saturating_add(u64::from(cfg.client_header_timeout_ms));
         let mut c = KBox::new(
             Conn {
                 client,
@@ -697,7 +697,7 @@ impl Conn {
                     d.set(r);
                 }
                 self.phase = Phase::Closing;
-                self.deadline = now + LINGER_MS;
+                self.deadline = now.saturating_add(LINGER_MS);
             }
             _ => self.phase = Phase::Done,
         }
@@ -812,19 +812,20 @@ impl Conn {
         let path = req.path();
         let base = buf.as_ptr() as usize;
         let p = path.as_ptr() as usize;
-        let path_range = if p >= base && p - base + path.len() <= buf.len() {
-            (p - base, p - base + path.len())
-        } else {
-            (0, 0)
-        };
+        // Where the path lies in `buf` (it is a part of it).
+        let path_range = p
+            .checked_sub(base)
+            .and_then(|s| Some((s, s.checked_add(path.len())?)))
+            .filter(|&(_, e)| e <= buf.len())
+            .unwrap_or((0, 0));
         let framing = req.framing;
         let head_len = req.head_len;
         let line_end = buf
             .get(req.start..head_len)
             .and_then(|h| h.windows(2).position(|w| w == b"\r\n"))
-            .map(|i| req.start + i + 2)
+            .map(|i| req.start.saturating_add(i).saturating_add(2))
             .unwrap_or(head_len);
-        let size = BUF.max(max_head + HEAD_EXTRA);
+        let size = BUF.max(max_head.saturating_add(HEAD_EXTRA));
         // The buffers of the previous request on the connection are reused.
         let (mut up, mut down) = match (
             Buf::reuse(self.up.take(), size),
@@ -1025,7 +1026,7 @@ impl Conn {
             Ok(done) => {
                 self.server = Some(sock);
                 self.reused = false;
-                self.deadline = now + u64::from(self.cfg.connect_timeout_ms);
+                self.deadline = now.saturating_add(u64::from(self.cfg.connect_timeout_ms));
                 if done {
                     self.connected(true, now);
                 }
@@ -1060,7 +1061,7 @@ impl Conn {
             self.svc.stats.add(Stat::Requests, 1);
         }
         self.phase = Phase::Relay;
-        self.deadline = now + u64::from(self.cfg.idle_timeout_ms);
+        self.deadline = now.saturating_add(u64::from(self.cfg.idle_timeout_ms));
     }
 
     fn connect_step(&mut self, now: u64) -> Step {
@@ -1137,7 +1138,7 @@ impl Conn {
                             self.req_done = p.done;
                             // Bytes after the body: the next (pipelined) request, kept in
                             // `head` for later.
-                            let extra = n - used;
+                            let extra = n.saturating_sub(used);
                             if extra > 0 {
                                 if from_head {
                                     // They are still in `head`: give them back.
@@ -1194,7 +1195,7 @@ impl Conn {
                 Ok(Io::Done(n)) => {
                     down.consume(n);
                     cst.add(Stat::BytesOut, n as u64);
-                    self.sent_down += n as u64;
+                    self.sent_down = self.sent_down.saturating_add(n as u64);
                     moved = true;
                 }
                 Ok(_) => {}
@@ -1210,7 +1211,7 @@ impl Conn {
                 let (h, e) = (self.hold.min(down.end), down.end);
                 down.data.copy_within(h..e, 0);
                 down.start = 0;
-                down.end = e - h;
+                down.end = e.saturating_sub(h);
                 self.hold = 0;
                 let cap = down.data.len().saturating_sub(RESPONSE_RESERVE);
                 match down.data.get_mut(down.end..cap) {
@@ -1292,7 +1293,7 @@ impl Conn {
                 // `closing_step`).
                 self.release_server();
                 self.phase = Phase::Closing;
-                self.deadline = now + LINGER_MS;
+                self.deadline = now.saturating_add(LINGER_MS);
                 return Step::Again;
             }
         } else if self.server_eof && self.down.as_ref().is_none_or(|d| d.is_empty()) {
@@ -1306,7 +1307,7 @@ impl Conn {
             }
         }
         if moved {
-            self.deadline = now + u64::from(self.cfg.idle_timeout_ms);
+            self.deadline = now.saturating_add(u64::from(self.cfg.idle_timeout_ms));
             Step::Again
         } else if now >= self.deadline {
             // Idle: 504 if the server never answered, else just close.
@@ -1355,7 +1356,7 @@ impl Conn {
                 };
             if interim {
                 // Relayed as it is (`100 Continue`); the final head follows.
-                self.hold = hold + head_len;
+                self.hold = hold.saturating_add(head_len);
                 continue;
             }
             let framed = matches!(
@@ -1390,20 +1391,26 @@ impl Conn {
                 }
             }
             let extra = line.get(..cookie_len).unwrap_or(&[]);
-            let Ok(new_head) =
-                http1::rewrite_response_head(buf, end - hold, head_len, self.keep, extra)
-            else {
+            let Ok(new_head) = http1::rewrite_response_head(
+                buf,
+                end.saturating_sub(hold),
+                head_len,
+                self.keep,
+                extra,
+            ) else {
                 return false;
             };
-            let body_start = hold + new_head;
-            let body_end = body_start + (end - hold - head_len);
+            // `hold` <= `end`, and the head (`head_len` bytes) lay within them.
+            let body_start = hold.saturating_add(new_head);
+            let body_end =
+                body_start.saturating_add(end.saturating_sub(hold).saturating_sub(head_len));
             self.resp_body = BodyRelay::new(framing, RESPONSE_CHUNKS);
             let rest = down.data.get(body_start..body_end).unwrap_or(&[]);
             match self.resp_body.feed(rest) {
                 Ok(p) => {
                     // Bytes after the response are dropped (the server was asked to close); the
                     // connection is not pooled.
-                    down.end = body_start + p.consumed.min(rest.len());
+                    down.end = body_start.saturating_add(p.consumed.min(rest.len()));
                     self.server_keep &= p.consumed >= rest.len();
                     self.resp = if p.done { Resp::Done } else { Resp::Body };
                 }
@@ -1436,7 +1443,7 @@ impl Conn {
             return;
         }
         if let (Some(sock), Some(key)) = (self.server.take(), self.key) {
-            let expires = now + u64::from(self.cfg.idle_timeout_ms);
+            let expires = now.saturating_add(u64::from(self.cfg.idle_timeout_ms));
             // Detaches `sock` from `self.ev` (type invariant).
             self.pool.put(key, sock, self.cfg.pool_idle, expires);
         }
@@ -1481,7 +1488,7 @@ impl Conn {
         let (s, e) = (self.head.start.min(self.head.end), self.head.end);
         self.head.data.copy_within(s..e, 0);
         self.head.start = 0;
-        self.head.end = e - s;
+        self.head.end = e.saturating_sub(s);
         if let Some(b) = &mut self.up {
             b.clear();
         }
@@ -1510,7 +1517,7 @@ impl Conn {
         self.counted = 0;
         self.server_keep = false;
         self.phase = Phase::Head;
-        self.deadline = now + u64::from(self.cfg.client_header_timeout_ms);
+        self.deadline = now.saturating_add(u64::from(self.cfg.client_header_timeout_ms));
         if self.head.end > 0 {
             self.parse_head(now);
         }
@@ -1541,7 +1548,7 @@ impl Conn {
                     Ok(Io::Done(n)) => {
                         down.consume(n);
                         self.svc.stats.add(Stat::BytesOut, n as u64);
-                        self.sent_down += n as u64;
+                        self.sent_down = self.sent_down.saturating_add(n as u64);
                         Step::Again
                     }
                     Ok(_) => Step::Wait,

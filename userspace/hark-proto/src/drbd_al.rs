@@ -22,6 +22,8 @@
 //! window of [`AL_CONTEXT_PER_TRANSACTION`] slots of context that rotates over all slots, so
 //! that the last `ceil(nr_slots / 919)` transactions describe the whole set.
 
+#![deny(clippy::arithmetic_side_effects)]
+
 use core::ops::DerefMut;
 
 use super::drbd_md::{
@@ -163,12 +165,14 @@ impl<S: DerefMut<Target = [AlSlot]>> ActivityLog<S> {
     /// Takes a reference on (and touches) each of `first..=last` that holds a slot; returns
     /// whether one of them is not committed yet.
     fn reference_present(&mut self, first: u32, last: u32) -> bool {
-        self.tick += 1;
+        // One tick a write: u64 does not saturate; references are writes in flight (bounded by
+        // the device's queue depth), far from u32::MAX.
+        self.tick = self.tick.saturating_add(1);
         let mut uncommitted = false;
         for e in first..=last {
             if let Some(i) = self.find(e) {
                 let s = &mut self.slots[i];
-                s.refs += 1;
+                s.refs = s.refs.saturating_add(1);
                 s.last_use = self.tick;
                 uncommitted |= !s.committed;
             }
@@ -188,9 +192,10 @@ impl<S: DerefMut<Target = [AlSlot]>> ActivityLog<S> {
             n_evicted: 0,
             needs_commit: false,
         };
-        let n = u64::from(last.wrapping_sub(first)) + 1;
+        // A u32 difference plus 1, plus at most 64 pending: no saturation in u64.
+        let n = u64::from(last.wrapping_sub(first)).saturating_add(1);
         if last < first
-            || n + self.n_pending as u64 > AL_UPDATES_PER_TRANSACTION as u64
+            || n.saturating_add(self.n_pending as u64) > AL_UPDATES_PER_TRANSACTION as u64
             || n > self.slots.len() as u64
         {
             return Err(AlBusy::TooManyExtents);
@@ -208,7 +213,8 @@ impl<S: DerefMut<Target = [AlSlot]>> ActivityLog<S> {
             .filter_map(|e| self.find(e))
             .filter(|&i| self.slots[i].refs == 0 && self.slots[i].committed)
             .count();
-        if victims < cold + own_idle {
+        // Both count slots.
+        if victims < cold.saturating_add(own_idle) {
             return Err(AlBusy::NoFreeSlot);
         }
         // Reference the extents already present first, so that eviction cannot pick them.
@@ -221,7 +227,8 @@ impl<S: DerefMut<Target = [AlSlot]>> ActivityLog<S> {
             let s = &mut self.slots[victim];
             if s.extent != LC_FREE {
                 out.evicted[out.n_evicted] = s.extent;
-                out.n_evicted += 1;
+                // Below AL_UPDATES_PER_TRANSACTION (n checked above).
+                out.n_evicted = out.n_evicted.saturating_add(1);
             }
             *s = AlSlot {
                 extent: e,
@@ -231,7 +238,7 @@ impl<S: DerefMut<Target = [AlSlot]>> ActivityLog<S> {
             };
             // `victim < slots.len() <= AL_EXTENTS_MAX < u16::MAX`.
             self.pending[self.n_pending] = victim as u16;
-            self.n_pending += 1;
+            self.n_pending = self.n_pending.saturating_add(1);
             out.needs_commit = true;
         }
         Ok(out)
@@ -284,7 +291,9 @@ impl<S: DerefMut<Target = [AlSlot]>> ActivityLog<S> {
             };
         }
         let start = self.tr_cycle as usize;
-        let end = (start + AL_CONTEXT_PER_TRANSACTION).min(self.slots.len());
+        let end = start
+            .saturating_add(AL_CONTEXT_PER_TRANSACTION)
+            .min(self.slots.len());
         let mut context = [LC_FREE; AL_CONTEXT_PER_TRANSACTION];
         for (c, s) in context.iter_mut().zip(&self.slots[start..end]) {
             *c = s.extent;
@@ -300,7 +309,7 @@ impl<S: DerefMut<Target = [AlSlot]>> ActivityLog<S> {
         let _ = AlTransaction::encode(
             &header,
             &updates[..self.n_pending],
-            &context[..end - start],
+            &context[..end.saturating_sub(start)],
             block,
         );
         let n = self.tr_number;
@@ -336,7 +345,8 @@ impl<S: DerefMut<Target = [AlSlot]>> ActivityLog<S> {
                 // Still referenced (cannot happen while prepare/commit are serialised): keep it
                 // pending so that the next transaction carries it.
                 self.pending[kept] = slot;
-                kept += 1;
+                // At most n_pending.
+                kept = kept.saturating_add(1);
             }
         }
         self.n_pending = kept;
@@ -357,6 +367,8 @@ impl<S: DerefMut<Target = [AlSlot]>> ActivityLog<S> {
 }
 
 #[cfg(test)]
+// Host tests: their arithmetic is on known values, and an overflow fails the test.
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::super::drbd_md::{al_replay, al_tr_block};
     use super::*;

@@ -6,6 +6,8 @@
 //! `rdrbdadm` speaks exactly these. The numbering is fixed here so that it never changes under
 //! a user.
 
+#![deny(clippy::arithmetic_side_effects)]
+
 /// Generic netlink family name.
 pub const FAMILY_NAME: &str = "drbd_rs";
 /// Family version; bumped on any incompatible change of commands or attributes.
@@ -212,7 +214,7 @@ impl Attr {
             return None;
         }
         // `ALL` is in numeric order without gaps (checked by a test).
-        Some(Self::ALL[v as usize - 1])
+        Some(Self::ALL[v.saturating_sub(1) as usize])
     }
 
     /// The payload type, which is also what the kernel's policy enforces.
@@ -295,7 +297,7 @@ pub fn encode_addr(family: u16, port: u16, addr: &[u8]) -> Option<[u8; ADDR_SIZE
     let mut b = [0u8; ADDR_SIZE];
     b[0..2].copy_from_slice(&family.to_ne_bytes());
     b[2..4].copy_from_slice(&port.to_ne_bytes());
-    b[4..4 + want].copy_from_slice(addr);
+    b[4..][..want].copy_from_slice(addr);
     Some(b)
 }
 
@@ -449,6 +451,8 @@ impl EventType {
 pub const DEVICE_PREFIX: &str = "rdrbd";
 
 #[cfg(test)]
+// Host tests: their arithmetic is on known values, and an overflow fails the test.
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     #[test]
     fn resource_names() {

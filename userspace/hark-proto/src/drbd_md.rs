@@ -20,7 +20,10 @@
 //! `drbdmeta apply-al`, and edits the on-disk bitmap. All multi-byte integers of the superblock
 //! and of the activity log are big-endian; the bitmap is a little-endian bit string.
 //!
-//! Everything is `core`-only, allocation-free and panic-free on any input.
+//! Everything is `core`-only, allocation-free and panic-free on any input: the superblock and
+//! the log come from a disk that may be corrupt or foreign, so all arithmetic is checked.
+
+#![deny(clippy::arithmetic_side_effects)]
 
 use super::crc32c;
 
@@ -225,7 +228,8 @@ pub fn al_striping(al_stripes: u32, al_stripe_size_4k: u32) -> Result<(u32, u32,
     if stripes == 0 || size == 0 {
         return Err(MdError::BadAlStripes);
     }
-    let total = u64::from(stripes) * u64::from(size);
+    // Two u32: the product fits u64.
+    let total = u64::from(stripes).saturating_mul(u64::from(size));
     if total < u64::from(AL_MIN_SIZE_4K) || total > u64::from(AL_MAX_SIZE_4K) {
         return Err(MdError::BadAlStripes);
     }
@@ -239,12 +243,21 @@ pub fn al_striping(al_stripes: u32, al_stripe_size_4k: u32) -> Result<(u32, u32,
 /// `(t % stripes) * size + t / stripes`. Returns `None` for invalid striping.
 pub fn al_tr_block(tr_number: u32, al_stripes: u32, al_stripe_size_4k: u32) -> Option<u32> {
     let (stripes, size, total) = al_striping(al_stripes, al_stripe_size_4k).ok()?;
-    ring_block(tr_number % total, stripes, size)
+    ring_block(tr_number.checked_rem(total)?, stripes, size)
 }
 
-/// Logical ring position `t < stripes * size` to on-disk block; `None` only on overflow.
+/// Logical ring position `t < stripes * size` to on-disk block; `None` on overflow or zero
+/// stripes.
 fn ring_block(t: u32, stripes: u32, size: u32) -> Option<u32> {
-    (t % stripes).checked_mul(size)?.checked_add(t / stripes)
+    t.checked_rem(stripes)?
+        .checked_mul(size)?
+        .checked_add(t.checked_div(stripes)?)
+}
+
+/// Offset of entry `i` of `width` bytes in an array at `base` of a 4 KiB block (`i` is below
+/// the array's length, so this is far from saturating).
+fn entry(base: usize, width: usize, i: usize) -> usize {
+    base.saturating_add(width.saturating_mul(i))
 }
 
 // ---- superblock -------------------------------------------------------------------------------
@@ -329,10 +342,8 @@ impl Superblock {
     pub fn decode(block: &[u8; MD_BLOCK_SIZE]) -> Result<Superblock, MdError> {
         let b = &block[..];
         let mut uuids = [0u64; UI_SIZE];
-        let mut off = SB_UUID;
-        for u in uuids.iter_mut() {
-            *u = rd_u64(b, off);
-            off += 8;
+        for (i, u) in uuids.iter_mut().enumerate() {
+            *u = rd_u64(b, entry(SB_UUID, 8, i));
         }
         let sb = Superblock {
             la_size_sect: rd_u64(b, SB_LA_SIZE_SECT),
@@ -358,10 +369,8 @@ impl Superblock {
         block.fill(0);
         let b = &mut block[..];
         wr(b, SB_LA_SIZE_SECT, &self.la_size_sect.to_be_bytes());
-        let mut off = SB_UUID;
-        for u in self.uuids.iter() {
-            wr(b, off, &u.to_be_bytes());
-            off += 8;
+        for (i, u) in self.uuids.iter().enumerate() {
+            wr(b, entry(SB_UUID, 8, i), &u.to_be_bytes());
         }
         wr(b, SB_DEVICE_UUID, &self.device_uuid.to_be_bytes());
         wr(b, SB_FLAGS, &self.flags.to_be_bytes());
@@ -397,8 +406,9 @@ impl Superblock {
 
     /// Sectors of the on-disk bitmap area: `al_offset - bm_offset`.
     pub fn bm_sectors(&self) -> Result<u32, MdError> {
-        let s = i64::from(self.al_offset) - i64::from(self.bm_offset);
-        u32::try_from(s).map_err(|_| MdError::BadOffsets)
+        let s = self.al_offset.checked_sub(self.bm_offset);
+        s.and_then(|s| u32::try_from(s).ok())
+            .ok_or(MdError::BadOffsets)
     }
 
     /// Checks everything but the device size, in this order: magic, `bm_bytes_per_bit`,
@@ -422,20 +432,21 @@ impl Superblock {
         if al_offset >= 0 || bm_offset > al_offset {
             return Err(MdError::BadOffsets);
         }
-        let al_sect = -al_offset;
+        // i32 and u32 values in i64: these cannot saturate.
+        let al_sect = al_offset.saturating_neg();
         if al_sect & 7 != 0
             || al_sect < i64::from(MD_32KB_SECT)
-            || al_sect != i64::from(al_size_4k) * i64::from(MD_4KB_SECT)
+            || al_sect != i64::from(al_size_4k).saturating_mul(i64::from(MD_4KB_SECT))
         {
             return Err(MdError::BadOffsets);
         }
         if bm_offset & 7 != 0 {
             return Err(MdError::BadOffsets);
         }
-        if i64::from(self.md_size_sect) != i64::from(MD_4KB_SECT) - bm_offset {
+        if i64::from(self.md_size_sect) != i64::from(MD_4KB_SECT).saturating_sub(bm_offset) {
             return Err(MdError::BadOffsets);
         }
-        let bm_sect = (al_offset - bm_offset).unsigned_abs();
+        let bm_sect = al_offset.saturating_sub(bm_offset).unsigned_abs();
         if bm_sect < self.la_size_sect.div_ceil(8) / (8 * 512) {
             return Err(MdError::BadOffsets);
         }
@@ -535,17 +546,24 @@ impl InternalGeometry {
         al_stripe_size_4k: u32,
     ) -> Result<InternalGeometry, MdError> {
         let (stripes, size, al_size_4k) = al_striping(al_stripes, al_stripe_size_4k)?;
-        let al_sect = u64::from(al_size_4k) * u64::from(MD_4KB_SECT);
+        // At most 4 Mi blocks of 8 sectors (al_striping).
+        let al_sect = u64::from(al_size_4k).saturating_mul(u64::from(MD_4KB_SECT));
         let md_offset = md_offset(dev_sectors)?;
-        let bm_sect = dev_sectors.div_ceil(BM_SECT_PER_EXT).div_ceil(8) * 8;
+        // dev_sectors / 2^15 rounded up to 8: far below u64::MAX.
+        let bm_sect = dev_sectors
+            .div_ceil(BM_SECT_PER_EXT)
+            .div_ceil(8)
+            .saturating_mul(8);
         let md_size = bm_sect
-            .checked_add(u64::from(MD_4KB_SECT) + al_sect)
+            .checked_add(al_sect)
+            .and_then(|s| s.checked_add(u64::from(MD_4KB_SECT)))
             .ok_or(MdError::TooLarge)?;
         let md_size_sect = i32::try_from(md_size).map_err(|_| MdError::TooLarge)?;
         let al_offset = i32::try_from(al_sect).map_err(|_| MdError::TooLarge)?;
         let bm_sectors = u32::try_from(bm_sect).map_err(|_| MdError::TooLarge)?;
+        // Bitmap and log: md_size less the superblock's 8 sectors.
         let first = md_offset
-            .checked_sub(md_size - u64::from(MD_4KB_SECT))
+            .checked_sub(bm_sect.saturating_add(al_sect))
             .ok_or(MdError::TooSmall)?;
         if first == 0 {
             return Err(MdError::TooSmall);
@@ -554,8 +572,9 @@ impl InternalGeometry {
             dev_sectors,
             md_offset,
             md_size_sect: md_size_sect.unsigned_abs(),
-            al_offset: -al_offset,
-            bm_offset: 8 - md_size_sect,
+            // Both fit i32 (checked above) and are positive: no overflow.
+            al_offset: al_offset.saturating_neg(),
+            bm_offset: 8i32.saturating_sub(md_size_sect),
             al_stripes: stripes,
             al_stripe_size_4k: size,
             bm_sectors,
@@ -585,7 +604,7 @@ impl InternalGeometry {
     pub fn al_tr_sector(&self, tr_number: u32) -> Option<u64> {
         let blk = al_tr_block(tr_number, self.al_stripes, self.al_stripe_size_4k)?;
         self.al_sector()
-            .checked_add(u64::from(blk) * u64::from(MD_4KB_SECT))
+            .checked_add(u64::from(blk).checked_mul(u64::from(MD_4KB_SECT))?)
     }
 
     /// Bits tracking the usable data: `ceil(max_capacity / 8)` (`drbd_bm_resize()`).
@@ -724,12 +743,12 @@ impl<'a> AlTransaction<'a> {
                 slot: AL_SLOT_UNUSED,
                 extent: LC_FREE,
             });
-            wr(b, AL_UPDATE_SLOT + 2 * i, &u.slot.to_be_bytes());
-            wr(b, AL_UPDATE_EXTENT + 4 * i, &u.extent.to_be_bytes());
+            wr(b, entry(AL_UPDATE_SLOT, 2, i), &u.slot.to_be_bytes());
+            wr(b, entry(AL_UPDATE_EXTENT, 4, i), &u.extent.to_be_bytes());
         }
         for i in 0..AL_CONTEXT_PER_TRANSACTION {
             let e = context.get(i).copied().unwrap_or(LC_FREE);
-            wr(b, AL_CONTEXT + 4 * i, &e.to_be_bytes());
+            wr(b, entry(AL_CONTEXT, 4, i), &e.to_be_bytes());
         }
         let crc = al_crc32c(block);
         wr(&mut block[..], AL_CRC32C, &crc.to_be_bytes());
@@ -762,8 +781,8 @@ impl<'a> AlTransaction<'a> {
             return None;
         }
         Some(AlUpdate {
-            slot: rd_u16(self.block, AL_UPDATE_SLOT + 2 * i),
-            extent: rd_u32(self.block, AL_UPDATE_EXTENT + 4 * i),
+            slot: rd_u16(self.block, entry(AL_UPDATE_SLOT, 2, i)),
+            extent: rd_u32(self.block, entry(AL_UPDATE_EXTENT, 4, i)),
         })
     }
 
@@ -777,7 +796,7 @@ impl<'a> AlTransaction<'a> {
         if i >= AL_CONTEXT_PER_TRANSACTION {
             return None;
         }
-        Some(rd_u32(self.block, AL_CONTEXT + 4 * i))
+        Some(rd_u32(self.block, entry(AL_CONTEXT, 4, i)))
     }
 }
 
@@ -854,19 +873,20 @@ pub fn al_replay(
         skipped: 0,
     };
     let mut first_valid = false;
+    // The counts stay at most `mx` (a u32).
     for b in 0..mx {
         let Some((o, t)) = decode_at(b) else {
-            out.corrupt += 1;
+            out.corrupt = out.corrupt.saturating_add(1);
             continue;
         };
-        out.valid += 1;
+        out.valid = out.valid.saturating_add(1);
         if b == 0 {
             first_valid = true;
         }
         if t.header.transaction_type != AL_TR_UPDATE {
             continue;
         }
-        out.valid_updates += 1;
+        out.valid_updates = out.valid_updates.saturating_add(1);
         let pos = AlPos {
             index: b,
             block: o,
@@ -895,20 +915,46 @@ pub fn al_replay(
     let (Some(oldest), Some(newest)) = (out.oldest, out.newest) else {
         // No update transaction: fine if all blocks are valid INITIALIZED ones, or only the
         // very first write failed.
-        if out.valid == mx || (!first_valid && out.valid + 1 == mx) {
+        if out.valid == mx || (!first_valid && out.valid.saturating_add(1) == mx) {
             return Ok(out);
         }
         return Err(MdError::InconsistentLog);
     };
 
-    let span = if newest.index >= oldest.index {
-        newest.index - oldest.index
+    replay_span(
+        ring,
+        (stripes, size, mx),
+        oldest.index,
+        newest.index,
+        slots,
+        &mut out.skipped,
+    )?;
+    Ok(out)
+}
+
+/// Applies the update transactions of ring positions `oldest..=newest` (cyclically, both
+/// below `mx`) to `slots`.
+fn replay_span(
+    ring: &[[u8; MD_BLOCK_SIZE]],
+    (stripes, size, mx): (u32, u32, u32),
+    oldest: u32,
+    newest: u32,
+    slots: &mut [u32],
+    skipped: &mut u32,
+) -> Result<(), MdError> {
+    // Both indexes are below `mx`: the positions `oldest..` then `..=newest` of the ring.
+    let wrapped = if newest >= oldest {
+        0..0
     } else {
-        mx - oldest.index + newest.index
+        0..newest.saturating_add(1)
     };
-    for k in 0..=span {
-        let b = (oldest.index + k) % mx;
-        let Some((_, t)) = decode_at(b) else {
+    let tail = if newest >= oldest {
+        oldest..newest.saturating_add(1)
+    } else {
+        oldest..mx
+    };
+    for b in tail.chain(wrapped) {
+        let Some((_, t)) = decode_ring_pos(ring, b, stripes, size) else {
             continue;
         };
         if t.header.transaction_type != AL_TR_UPDATE {
@@ -918,22 +964,22 @@ pub fn al_replay(
         let ctx_size = u32::from(t.header.context_size);
         for i in 0..AL_CONTEXT_PER_TRANSACTION {
             let e = t.context(i).unwrap_or(LC_FREE);
-            // i < 919, so the sum cannot overflow.
-            let slot = start + i as u32;
+            // A u16 plus i < 919: no saturation.
+            let slot = start.saturating_add(i as u32);
             if e == LC_FREE && slot >= ctx_size {
                 continue;
             }
-            put_slot(slots, slot, e, &mut out.skipped)?;
+            put_slot(slots, slot, e, skipped)?;
         }
         for i in 0..AL_UPDATES_PER_TRANSACTION {
             let Some(u) = t.update(i) else { continue };
             if i >= usize::from(t.n_updates) && u.slot == AL_SLOT_UNUSED {
                 continue;
             }
-            put_slot(slots, u32::from(u.slot), u.extent, &mut out.skipped)?;
+            put_slot(slots, u32::from(u.slot), u.extent, skipped)?;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Decodes logical ring position `b`; returns its on-disk block and the transaction if valid.
@@ -978,7 +1024,8 @@ pub fn bm_bits_for_sectors(sectors: u64) -> u64 {
 
 /// Bitmap bytes in use for `sectors` of data: bits rounded up to 64-bit words, times 8.
 pub fn bm_bytes_for_sectors(sectors: u64) -> u64 {
-    bm_bits_for_sectors(sectors).div_ceil(64) * 8
+    // At most 2^58 words of 8 bytes.
+    bm_bits_for_sectors(sectors).div_ceil(64).saturating_mul(8)
 }
 
 /// Byte index and mask of `bit` in a little-endian bit string, if inside `len` bytes.
@@ -1028,12 +1075,14 @@ fn set_bits(bm: &mut [u8], first: u64, end: u64) -> u64 {
         };
         let Some(v) = bm.get_mut(byte) else { break };
         let lo = bit % 8;
-        let hi = (end - bit + lo).min(8);
+        // bit < end, lo < 8: hi = lo + (end - bit) capped at 8.
+        let hi = end.saturating_sub(bit).saturating_add(lo).min(8);
         // lo < hi <= 8: the bits lo..hi of this byte.
-        let m = ((0xffu16 << lo) & (0xffu16 >> (8 - hi))) as u8;
-        newly += u64::from((m & !*v).count_ones());
+        let m = ((0xffu16 << lo) & (0xffu16 >> 8u64.saturating_sub(hi))) as u8;
+        // At most 8 a byte of a slice: no saturation.
+        newly = newly.saturating_add(u64::from((m & !*v).count_ones()));
         *v |= m;
-        bit += hi - lo;
+        bit = bit.saturating_add(hi.saturating_sub(lo));
     }
     newly
 }
@@ -1046,12 +1095,23 @@ pub fn bm_set_sectors(bm: &mut [u8], sector: u64, nr_sectors: u64) -> Result<u64
         return Ok(0);
     }
     let last = sector
-        .checked_add(nr_sectors - 1)
+        .checked_add(nr_sectors.saturating_sub(1))
         .ok_or(MdError::OutOfRange)?;
     let first_bit = sector / BM_SECT_PER_BIT;
     let last_bit = last / BM_SECT_PER_BIT;
     bit_pos(bm.len(), last_bit)?;
-    Ok(set_bits(bm, first_bit, last_bit + 1))
+    // last_bit is below 2^61.
+    Ok(set_bits(bm, first_bit, last_bit.saturating_add(1)))
+}
+
+/// Sectors whose bits share one on-disk bitmap block ([`MD_BLOCK_SIZE`] bytes).
+pub const BM_SECT_PER_BLOCK: u64 = MD_BLOCK_SIZE as u64 * 8 * BM_SECT_PER_BIT;
+
+/// Indexes of the on-disk bitmap blocks holding the bits of `nr_sectors` from `sector` (at
+/// least the block of `sector`); `None` when the range ends past sector `u64::MAX`.
+pub fn bm_blocks(sector: u64, nr_sectors: u64) -> Option<core::ops::RangeInclusive<u64>> {
+    let last = sector.checked_add(nr_sectors.saturating_sub(1))?;
+    Some(sector / BM_SECT_PER_BLOCK..=last / BM_SECT_PER_BLOCK)
 }
 
 /// Number of set bits.
@@ -1072,6 +1132,8 @@ pub fn bm_mark_al_extent(bm: &mut [u8], extent: u32) -> Result<u64, MdError> {
 }
 
 #[cfg(test)]
+// Host tests: their arithmetic is on known values, and an overflow fails the test.
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 
@@ -1707,6 +1769,20 @@ mod tests {
         assert_eq!(bm_bits_for_sectors(130_992), 16_374);
         assert_eq!(bm_bits_for_sectors(9), 2);
         assert_eq!(bm_bytes_for_sectors(9), 8);
+    }
+
+    #[test]
+    fn bitmap_blocks_past_sector_max_are_none() {
+        // One block holds 32768 bits of 8 sectors.
+        assert_eq!(BM_SECT_PER_BLOCK, 262_144);
+        assert_eq!(bm_blocks(0, 0), Some(0..=0));
+        assert_eq!(bm_blocks(262_143, 2), Some(0..=1));
+        assert_eq!(
+            bm_blocks(u64::MAX, 1),
+            Some(u64::MAX / 262_144..=u64::MAX / 262_144)
+        );
+        assert_eq!(bm_blocks(u64::MAX, 2), None);
+        assert_eq!(bm_blocks(2, u64::MAX), None);
     }
 
     #[test]

@@ -6,6 +6,12 @@
 //!
 //! The UUID array is the metadata's: `[current, bitmap, history start, history end]`. Bit 0 of
 //! the current UUID says "Primary" (`UUID_PRIMARY`) and follows the role.
+//!
+//! Sector numbers and counts come from the peer, rates and times from the configuration and
+//! the clock: all arithmetic is checked or saturating (an overflow in the kernel module is an
+//! oops).
+
+#![deny(clippy::arithmetic_side_effects)]
 
 use super::drbd_md::{BM_SECT_PER_BIT, UI_BITMAP, UI_CURRENT, UI_HISTORY_END, UI_HISTORY_START};
 use super::drbd_sync::{UUID_JUST_CREATED, UUID_NEW_BM_OFFSET};
@@ -103,31 +109,29 @@ pub fn finish_source(u: &mut GenUuids) {
 /// `bm_bits`) and the run of set bits after it, at most `max_bits` long. Returns
 /// `(first_bit, nr_bits)`.
 pub fn next_request(bm: &[u8], bm_bits: u64, from: u64, max_bits: u64) -> Option<(u64, u64)> {
-    let end = bm_bits.min(bm.len() as u64 * 8);
+    // Bits of a slice: below 2^64; the positions below stay at most `end` + 7.
+    let end = bm_bits.min((bm.len() as u64).saturating_mul(8));
+    let bit = |i: u64| bm[(i / 8) as usize] & (1 << (i % 8)) != 0;
     let mut i = from;
     while i < end {
-        let byte = bm[(i / 8) as usize];
-        if i % 8 == 0 && byte == 0 {
-            i += 8;
+        if i % 8 == 0 && bm[(i / 8) as usize] == 0 {
+            i = i.saturating_add(8);
             continue;
         }
-        if byte & (1 << (i % 8)) != 0 {
+        if bit(i) {
             break;
         }
-        i += 1;
+        i = i.saturating_add(1);
     }
     if i >= end || max_bits == 0 {
         return None;
     }
     let first = i;
-    let mut n = 0;
-    while first + n < end
-        && n < max_bits
-        && bm[((first + n) / 8) as usize] & (1 << ((first + n) % 8)) != 0
-    {
-        n += 1;
+    let mut last = first;
+    while last < end && last.saturating_sub(first) < max_bits && bit(last) {
+        last = last.saturating_add(1);
     }
-    Some((first, n))
+    Some((first, last.saturating_sub(first)))
 }
 
 /// Clears the bits of the 4 KiB blocks that lie wholly within `nr_sectors` from `sector`
@@ -137,16 +141,17 @@ pub fn clear_sectors(bm: &mut [u8], sector: u64, nr_sectors: u64) -> Option<u64>
     let end = sector.checked_add(nr_sectors)?;
     let first = sector.div_ceil(BM_SECT_PER_BIT);
     let last = end / BM_SECT_PER_BIT; // exclusive
-    if end.div_ceil(BM_SECT_PER_BIT) > bm.len() as u64 * 8 {
+    if end.div_ceil(BM_SECT_PER_BIT) > (bm.len() as u64).saturating_mul(8) {
         return None;
     }
-    let mut cleared = 0;
+    let mut cleared = 0u64;
     for bit in first..last {
         let b = &mut bm[(bit / 8) as usize];
         let m = 1u8 << (bit % 8);
         if *b & m != 0 {
             *b &= !m;
-            cleared += 1;
+            // At most the bits of `bm`.
+            cleared = cleared.saturating_add(1);
         }
     }
     Some(cleared)
@@ -154,11 +159,12 @@ pub fn clear_sectors(bm: &mut [u8], sector: u64, nr_sectors: u64) -> Option<u64>
 
 /// Sets every bit below `bm_bits` (a full sync); returns the number of bits set afterwards.
 pub fn set_all(bm: &mut [u8], bm_bits: u64) -> u64 {
-    let bits = bm_bits.min(bm.len() as u64 * 8);
+    let bits = bm_bits.min((bm.len() as u64).saturating_mul(8));
     let full = (bits / 8) as usize;
     bm[..full].fill(0xff);
     if bits % 8 != 0 {
-        bm[full] |= ((1u16 << (bits % 8)) - 1) as u8;
+        // The low `bits % 8` bits.
+        bm[full] |= !(0xffu8 << (bits % 8));
     }
     bits
 }
@@ -177,18 +183,26 @@ pub struct Progress {
 /// Progress from the total and the remaining amount (KiB) and the elapsed milliseconds.
 pub fn progress(total_kib: u64, left_kib: u64, elapsed_ms: u64) -> Progress {
     let left = left_kib.min(total_kib);
-    let done = total_kib - left;
+    let done = total_kib.saturating_sub(left);
     let permille = done
         .saturating_mul(1000)
         .checked_div(total_kib)
         .map_or(1000, |v| v as u32);
-    let rate_kib = done.saturating_mul(1000) / elapsed_ms.max(1);
+    let rate_kib = done
+        .saturating_mul(1000)
+        .checked_div(elapsed_ms.max(1))
+        .unwrap_or(0);
     let eta_s = (rate_kib > 0).then(|| left.div_ceil(rate_kib));
     Progress {
         permille,
         rate_kib,
         eta_s,
     }
+}
+
+/// Bytes of 100 ms at `rate_kib` KiB/s (a u32 rate: no saturation).
+fn burst(rate_kib: u64) -> i64 {
+    (rate_kib.saturating_mul(1024) / 10).min(i64::MAX as u64) as i64
 }
 
 /// A token bucket pacing resync requests at `rate_kib` KiB/s with bursts of 100 ms. A request
@@ -208,17 +222,19 @@ impl Pacer {
         let rate_kib = u64::from(rate_kib.max(1));
         Pacer {
             rate_kib,
-            tokens: (rate_kib * 1024 / 10) as i64,
+            tokens: burst(rate_kib),
             last_ms: now_ms,
         }
     }
 
     /// Whether `bytes` may be requested at `now_ms`; takes them if so.
     pub fn take(&mut self, bytes: u64, now_ms: u64) -> bool {
-        let burst = (self.rate_kib * 1024 / 10).max(1) as i64;
+        let burst = burst(self.rate_kib).max(1);
         let dt = now_ms.saturating_sub(self.last_ms);
         self.last_ms = now_ms.max(self.last_ms);
-        let refill = (dt.saturating_mul(self.rate_kib) * 1024 / 1000).min(i64::MAX as u64 / 2);
+        // A long pause (or a clock jump) refills at most a burst: saturate, never overflow.
+        let refill =
+            (dt.saturating_mul(self.rate_kib).saturating_mul(1024) / 1000).min(i64::MAX as u64 / 2);
         self.tokens = self.tokens.saturating_add(refill as i64).min(burst);
         if self.tokens > 0 {
             self.tokens = self
@@ -232,6 +248,8 @@ impl Pacer {
 }
 
 #[cfg(test)]
+// Host tests: their arithmetic is on known values, and an overflow fails the test.
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 
@@ -364,5 +382,19 @@ mod tests {
         assert!(p.take(1 << 20, 0));
         assert!(!p.take(1 << 20, 5000));
         assert!(p.take(1 << 20, 10_300));
+    }
+
+    #[test]
+    fn pacer_long_pause_does_not_overflow() {
+        // The highest resync-rate (4 GiB/s) after a pause of 2^33 ms (99 days): the refill
+        // was dt * rate * 1024 > 2^64.
+        let mut p = Pacer::new(4_194_304, 0);
+        assert!(p.take(1 << 40, 0));
+        assert!(!p.take(1, 1));
+        assert!(p.take(1 << 40, 1 << 33));
+        // The bucket was refilled to one burst, not more: the debt holds the next request.
+        assert!(!p.take(1, 1 << 33));
+        let mut p = Pacer::new(u32::MAX, 0);
+        assert!(p.take(4096, u64::MAX));
     }
 }

@@ -10,6 +10,8 @@
 //! peer_isp:1, user_isp:1, susp_nod:1, susp_fen:1, 9 unused bits. (Big-endian hosts swap the
 //! field order so that the word value is the same.)
 
+#![deny(clippy::arithmetic_side_effects)]
+
 use super::drbd_wire::{named_enum, WireError};
 
 named_enum! {
@@ -203,12 +205,12 @@ const SUSP_FEN: (u32, u32) = (22, 1);
 
 /// The field mask `(shift, width)` covers, in place.
 const fn mask_of((shift, width): (u32, u32)) -> u32 {
-    ((1 << width) - 1) << shift
+    !(u32::MAX << width) << shift
 }
 
 /// Reads a field out of a word.
 const fn get((shift, width): (u32, u32), word: u32) -> u32 {
-    (word >> shift) & ((1 << width) - 1)
+    (word >> shift) & !(u32::MAX << width)
 }
 
 /// Writes a field into a word (the value truncated to the field's width, as C bitfields do).
@@ -386,6 +388,8 @@ pub const fn convert_peer(w: u32) -> u32 {
 }
 
 #[cfg(test)]
+// Host tests: their arithmetic is on known values, and an overflow fails the test.
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 

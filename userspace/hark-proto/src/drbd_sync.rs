@@ -9,6 +9,8 @@
 //! in every comparison; the bitmap UUID is the current UUID when the bitmap started to record
 //! changes; history UUIDs are former bitmap UUIDs.
 
+#![deny(clippy::arithmetic_side_effects)]
+
 use super::drbd_state::{Disk, Role};
 use super::drbd_wire::{self, AfterSb, FF_WSAME, PRO_VERSION_MAX};
 
@@ -195,14 +197,15 @@ pub fn uuid_compare(
 
         // Roles at crash time: bit 0 we, bit 1 the peer.
         let rct = u32::from(me.flags & UUID_FLAG_CRASHED_PRIMARY != 0)
-            + (peer.flags & UUID_FLAG_CRASHED_PRIMARY) as u32;
+            | (peer.flags & UUID_FLAG_CRASHED_PRIMARY) as u32;
         if rct == 0 {
             return r(0, 40);
         }
         if my_role == Role::Primary || peer_role == Role::Primary {
             if link.features & FF_WSAME == 0 {
                 let need = 0x10000 | PRO_VERSION_MAX | (FF_WSAME << 8);
-                return r(-(need as i32), 41);
+                // A small constant: the negation is exact.
+                return r((need as i32).saturating_neg(), 41);
             }
             if my_role == Role::Primary && peer_role == Role::Primary {
                 return r(-100, 41);
@@ -371,7 +374,8 @@ pub fn resolve_split_brain(
     use SbResolution::*;
     let as0p = || recover_0p(after_sb[0], me, peer, resolve_conflicts);
     let i_am_primary = my_role == Role::Primary;
-    let primaries = usize::from(i_am_primary) + usize::from(peer_role == Role::Primary);
+    let primaries =
+        usize::from(i_am_primary).saturating_add(usize::from(peer_role == Role::Primary));
     let call_helper = |discard_primary: bool| match as0p() {
         DiscardLocal if discard_primary => Disconnect,
         v => v,
@@ -480,7 +484,7 @@ pub fn sync_handshake(me: &Side, peer: &Side, link: &Link, policy: &Policy) -> D
         return done(Outcome::Unrelated, false);
     }
     if hg < -0x10000 {
-        let need = (-hg) as u32;
+        let need = hg.unsigned_abs();
         return done(
             Outcome::NeedsFeatures {
                 protocol: need & 0xff,
@@ -490,19 +494,24 @@ pub fn sync_handshake(me: &Side, peer: &Side, link: &Link, policy: &Policy) -> D
         );
     }
     if hg < -1000 {
-        return done(Outcome::NeedsProtocol((-hg - 1000) as u32), false);
+        return done(
+            Outcome::NeedsProtocol(hg.unsigned_abs().saturating_sub(1000)),
+            false,
+        );
     }
 
     let (mine, theirs) = (me.disk as u32, peer.disk as u32);
     let inc = Disk::Inconsistent as u32;
     if (mine == inc && theirs > inc) || (theirs == inc && mine > inc) {
-        let full = hg == -100 || hg.abs() == 2;
-        hg = if mine > inc { 1 } else { -1 };
-        if full {
-            hg *= 2;
-        }
+        let full = hg == -100 || hg.unsigned_abs() == 2;
+        hg = match (mine > inc, full) {
+            (true, false) => 1,
+            (true, true) => 2,
+            (false, false) => -1,
+            (false, true) => -2,
+        };
     }
-    let split_brain = hg.abs() == 100;
+    let split_brain = hg.unsigned_abs() == 100;
 
     if hg == 100 || (hg == -100 && policy.always_asbp) {
         let forced = hg == -100;
@@ -515,8 +524,9 @@ pub fn sync_handshake(me: &Side, peer: &Side, link: &Link, policy: &Policy) -> D
             link.resolve_conflicts,
         )
         .hg();
-        if hg.abs() < 100 && forced {
-            hg *= 2;
+        if hg.unsigned_abs() < 100 && forced {
+            // Below 100: exact.
+            hg = hg.saturating_mul(2);
         }
     }
 
@@ -559,6 +569,8 @@ pub fn sync_handshake(me: &Side, peer: &Side, link: &Link, policy: &Policy) -> D
 }
 
 #[cfg(test)]
+// Host tests: their arithmetic is on known values, and an overflow fails the test.
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 

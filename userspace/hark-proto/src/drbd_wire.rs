@@ -12,6 +12,12 @@
 //! `p_header95` (16-bit magic, 32-bit length). Before the handshake the agreed version is 80.
 //!
 //! `drbd_rs/conn.rs` encodes and decodes every packet of a connection with this module.
+//!
+//! Every length, offset and count here may come from the peer: arithmetic is checked (an
+//! overflow in the kernel module is an oops). Offsets within a buffer use `saturating_add`,
+//! which cannot saturate as a buffer is at most `isize::MAX` bytes long.
+
+#![deny(clippy::arithmetic_side_effects)]
 
 /// Lowest protocol version we speak (`PRO_VERSION_MIN`).
 pub const PRO_VERSION_MIN: u32 = 86;
@@ -237,8 +243,8 @@ pub const fn header_size(agreed: u32) -> usize {
 pub fn decode_header(agreed: u32, buf: &[u8]) -> Result<Header, WireError> {
     let size = header_size(agreed);
     let b = buf.get(..size).ok_or(WireError::Short)?;
-    let be16 = |o: usize| u16::from_be_bytes([b[o], b[o + 1]]);
-    let be32 = |o: usize| u32::from_be_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+    let be16 = |o: usize| u16::from_be_bytes([b[o], b[o..][1]]);
+    let be32 = |o: usize| be32_at(b, o);
     if size == 16 && be32(0) == MAGIC_100 {
         if be32(12) != 0 {
             return Err(WireError::BadPadding);
@@ -339,7 +345,7 @@ impl Features {
         if p.len() != FEATURES_SIZE {
             return Err(WireError::BadLength);
         }
-        let be32 = |o: usize| u32::from_be_bytes([p[o], p[o + 1], p[o + 2], p[o + 3]]);
+        let be32 = |o: usize| be32_at(p, o);
         Ok(Features {
             protocol_min: be32(0),
             feature_flags: be32(4),
@@ -388,14 +394,15 @@ pub fn vli_encode(v: u64) -> Option<(u64, u32)> {
     if v == 0 {
         return None;
     }
+    // Over the constant levels: `max` stays below 2^57, `adj` <= `v` when used.
     let mut max = 0u64;
     let mut adj = 1u64;
     for &(t, b, prefix) in &VLI_LEVELS {
-        max += 1u64 << (t - b);
+        max = max.saturating_add(1u64 << t.saturating_sub(b));
         if v <= max {
-            return Some((((v - adj) << b) | prefix, t));
+            return Some(((v.saturating_sub(adj) << b) | prefix, t));
         }
-        adj = max + 1;
+        adj = max.saturating_add(1);
     }
     None
 }
@@ -403,13 +410,14 @@ pub fn vli_encode(v: u64) -> Option<(u64, u32)> {
 /// Decodes the VLI code in the low bits of `input`: `(value, bits consumed)`
 /// (`vli_decode_bits`; every bit pattern decodes).
 pub fn vli_decode(input: u64) -> (u64, u32) {
+    // Over the constant levels: `adj` and the value stay below 2^57.
     let mut adj = 1u64;
     for &(t, b, prefix) in &VLI_LEVELS {
-        if input & ((1u64 << b) - 1) == prefix {
-            let mask = u64::MAX >> (64 - t);
-            return (((input & mask) >> b) + adj, t);
+        if input & !(u64::MAX << b) == prefix {
+            let mask = u64::MAX.checked_shl(t).map_or(u64::MAX, |m| !m);
+            return (((input & mask) >> b).saturating_add(adj), t);
         }
-        adj += 1u64 << (t - b);
+        adj = adj.saturating_add(1u64 << t.saturating_sub(b));
     }
     // The last level's prefix is 0xff and the others cover every other 8-bit prefix.
     unreachable!("VLI levels cover every prefix")
@@ -425,17 +433,18 @@ fn bm_bit(bm: &[u8], i: u64) -> bool {
 fn bm_find(bm: &[u8], from: u64, end: u64, want: bool) -> u64 {
     let mut i = from;
     while i < end {
-        if i % 8 == 0 && end - i >= 8 {
+        // `i` < `end`: the steps below stay within `end`.
+        if i % 8 == 0 && end.saturating_sub(i) >= 8 {
             let byte = bm.get((i / 8) as usize).copied().unwrap_or(0);
             if (want && byte == 0) || (!want && byte == 0xff) {
-                i += 8;
+                i = i.saturating_add(8);
                 continue;
             }
         }
         if bm_bit(bm, i) == want {
             return i;
         }
-        i += 1;
+        i = i.saturating_add(1);
     }
     end
 }
@@ -462,25 +471,28 @@ pub fn rle_encode(
     let mut want_set = !first_set; // the run ends where the polarity flips
     while at < bm_bits {
         let end = bm_find(bm, at, bm_bits, want_set);
-        let (code, bits) = vli_encode(end - at)?;
-        if pos + bits as usize > out.len() * 8 {
+        // `end` >= `at`; `pos` counts bits of `out`.
+        let (code, bits) = vli_encode(end.saturating_sub(at))?;
+        let next = pos.saturating_add(bits as usize);
+        if next > out.len().saturating_mul(8) {
             break;
         }
-        for k in 0..bits as usize {
+        for (k, p) in (pos..next).enumerate() {
             if code >> k & 1 != 0 {
-                out[(pos + k) / 8] |= 1 << ((pos + k) % 8);
+                out[p / 8] |= 1 << (p % 8);
             }
         }
-        pos += bits as usize;
+        pos = next;
         at = end;
         want_set = !want_set;
     }
     let len = pos.div_ceil(8);
-    if at - start < (len as u64) * 8 || at == start {
+    // `at` >= `start`; the code is shorter than `out`.
+    if at.saturating_sub(start) < (len as u64).saturating_mul(8) || at == start {
         return None;
     }
     *offset = at;
-    let pad = ((8 - pos % 8) % 8) as u8;
+    let pad = (len.saturating_mul(8).saturating_sub(pos)) as u8;
     Some(((u8::from(first_set) << 7) | (pad << 4) | RLE_VLI_BITS, len))
 }
 
@@ -500,8 +512,9 @@ pub fn rle_decode(
         return Err(WireError::BadEncoding);
     }
     let pad = u64::from((encoding >> 4) & 7);
-    let total = (code.len() as u64 * 8)
-        .checked_sub(pad)
+    let total = (code.len() as u64)
+        .checked_mul(8)
+        .and_then(|t| t.checked_sub(pad))
         .ok_or(WireError::BadLength)?;
     let get = |pos: u64| code[(pos / 8) as usize] >> (pos % 8) & 1 != 0;
     let mut pos = 0u64;
@@ -509,17 +522,19 @@ pub fn rle_decode(
     let mut at = *offset;
     while pos < total {
         // Up to 64 bits of look-ahead; missing bits past the end read as 0.
+        // `pos` < `total`.
+        let left = total.saturating_sub(pos);
         let mut look = 0u64;
-        for k in 0..64.min(total - pos) {
-            if get(pos + k) {
+        for k in 0..64.min(left) {
+            if get(pos.saturating_add(k)) {
                 look |= 1 << k;
             }
         }
         let (rl, bits) = vli_decode(look);
-        if u64::from(bits) > total - pos {
+        if u64::from(bits) > left {
             return Err(WireError::BadLength);
         }
-        pos += u64::from(bits);
+        pos = pos.saturating_add(u64::from(bits));
         let end = at.checked_add(rl).ok_or(WireError::TooLong)?;
         if set {
             if end > bm_bits {
@@ -573,11 +588,12 @@ macro_rules! fixed_payloads {
                 /// Encodes the payload.
                 pub fn encode(&self) -> [u8; Self::SIZE] {
                     let mut b = [0u8; Self::SIZE];
-                    let mut _o = 0;
+                    let mut _rest = &mut b[..];
                     $(
                         let v = self.$field.to_be_bytes();
-                        b[_o.._o + v.len()].copy_from_slice(&v);
-                        _o += v.len();
+                        let (f, r) = core::mem::take(&mut _rest).split_at_mut(v.len());
+                        f.copy_from_slice(&v);
+                        _rest = r;
                     )*
                     b
                 }
@@ -587,13 +603,13 @@ macro_rules! fixed_payloads {
                     if p.len() != Self::SIZE {
                         return Err(WireError::BadLength);
                     }
-                    let mut _o = 0;
+                    let mut _rest = p;
                     $(
-                        let n = core::mem::size_of::<$ty>();
                         let mut a = [0u8; core::mem::size_of::<$ty>()];
-                        a.copy_from_slice(&p[_o.._o + n]);
+                        let (f, r) = _rest.split_at(a.len());
+                        a.copy_from_slice(f);
                         let $field = $ty::from_be_bytes(a);
-                        _o += n;
+                        _rest = r;
                     )*
                     Ok($name { $($field,)* })
                 }
@@ -840,14 +856,19 @@ fn sendable_name(buf: &[u8; SHARED_SECRET_MAX]) -> Result<usize, WireError> {
     Ok(n)
 }
 
+/// The big-endian word at `p[o..o + 4]` (panics if `p` is shorter, like indexing).
 fn be32_at(p: &[u8], o: usize) -> u32 {
-    u32::from_be_bytes([p[o], p[o + 1], p[o + 2], p[o + 3]])
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&p[o..][..4]);
+    u32::from_be_bytes(a)
 }
 
 /// Writes big-endian words at the start of `out`.
-fn put_be32s(out: &mut [u8], words: &[u32]) {
-    for (i, w) in words.iter().enumerate() {
-        out[i * 4..i * 4 + 4].copy_from_slice(&w.to_be_bytes());
+fn put_be32s(mut out: &mut [u8], words: &[u32]) {
+    for w in words {
+        let (f, rest) = core::mem::take(&mut out).split_at_mut(4);
+        f.copy_from_slice(&w.to_be_bytes());
+        out = rest;
     }
 }
 
@@ -882,12 +903,16 @@ impl Protocol {
     /// Payload size for the agreed version: the integrity algorithm with its NUL follows from
     /// 87 on.
     pub fn size(&self, agreed: u32) -> usize {
+        // At most SHARED_SECRET_MAX bytes of name and NUL.
         let alg = if agreed >= 87 {
-            self.integrity_alg_str().len().min(SHARED_SECRET_MAX - 1) + 1
+            self.integrity_alg_str()
+                .len()
+                .min(SHARED_SECRET_MAX - 1)
+                .saturating_add(1)
         } else {
             0
         };
-        PROTOCOL_FIXED_SIZE + alg
+        PROTOCOL_FIXED_SIZE.saturating_add(alg)
     }
 
     /// Encodes the payload into `out` like `__drbd_send_protocol`; returns its size.
@@ -915,9 +940,9 @@ impl Protocol {
             ],
         );
         if agreed >= 87 {
-            out[PROTOCOL_FIXED_SIZE..PROTOCOL_FIXED_SIZE + alg]
-                .copy_from_slice(&self.integrity_alg[..alg]);
-            out[PROTOCOL_FIXED_SIZE + alg] = 0;
+            let name = &mut out[PROTOCOL_FIXED_SIZE..];
+            name[..alg].copy_from_slice(&self.integrity_alg[..alg]);
+            name[alg] = 0;
         }
         Ok(size)
     }
@@ -1002,7 +1027,11 @@ impl SyncParam {
     /// follows the rate, otherwise the size is fixed by the version.
     pub fn size(&self, agreed: u32) -> usize {
         if agreed == 88 {
-            4 + c_str(&self.verify_alg).len().min(SHARED_SECRET_MAX - 1) + 1
+            // The rate, at most SHARED_SECRET_MAX bytes of name and NUL.
+            c_str(&self.verify_alg)
+                .len()
+                .min(SHARED_SECRET_MAX - 1)
+                .saturating_add(5)
         } else {
             Self::max_size(agreed)
         }
@@ -1018,11 +1047,11 @@ impl SyncParam {
         out.fill(0);
         put_be32s(out, &[self.resync_rate]);
         if agreed >= 88 {
-            out[4..4 + verify].copy_from_slice(&self.verify_alg[..verify]);
+            out[4..][..verify].copy_from_slice(&self.verify_alg[..verify]);
         }
         if agreed >= 89 {
             let c = 4 + SHARED_SECRET_MAX;
-            out[c..c + csums].copy_from_slice(&self.csums_alg[..csums]);
+            out[c..][..csums].copy_from_slice(&self.csums_alg[..csums]);
         }
         if agreed >= 95 {
             put_be32s(
@@ -1064,7 +1093,8 @@ impl SyncParam {
         };
         if agreed == 88 {
             // The NUL is forced over the last byte received.
-            s.verify_alg = received_name(&p[4..], p.len() - 5);
+            // 5 or more bytes (checked above).
+            s.verify_alg = received_name(&p[4..], p.len().saturating_sub(5));
         }
         if agreed >= 89 {
             let last = SHARED_SECRET_MAX - 1;
@@ -1086,7 +1116,7 @@ impl SyncParam {
 /// fit into [`SOCKET_BUFFER_SIZE`] after the header (`send_bitmap_rle_or_plain`,
 /// `receive_bitmap_plain`; DRBD's words are `unsigned long`, 64 bits on the hosts we meet).
 pub fn bitmap_plain_words(agreed: u32, words_left: u64) -> usize {
-    let fit = (SOCKET_BUFFER_SIZE - header_size(agreed)) / 8;
+    let fit = SOCKET_BUFFER_SIZE.saturating_sub(header_size(agreed)) / 8;
     // `fit` is at most 511: the minimum fits usize.
     words_left.min(fit as u64) as usize
 }
@@ -1115,13 +1145,17 @@ pub fn encode_bitmap_plain(agreed: u32, words: &[u64], out: &mut [u8]) -> Result
     if words.len() > bitmap_plain_words(agreed, u64::MAX) {
         return Err(WireError::TooLong);
     }
-    let out = out.get_mut(..words.len() * 8).ok_or(WireError::Short)?;
-    // Index loops: zipped `chunks_exact` iterators compile to code objtool flags in the
-    // kernel module ("falls through to next function").
-    for (i, w) in words.iter().enumerate() {
-        out[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+    // At most 511 words (checked above).
+    let len = words.len().saturating_mul(8);
+    let mut out = out.get_mut(..len).ok_or(WireError::Short)?;
+    // No zipped `chunks_exact` iterators: they compile to code objtool flags in the kernel
+    // module ("falls through to next function").
+    for w in words {
+        let (f, rest) = core::mem::take(&mut out).split_at_mut(8);
+        f.copy_from_slice(&w.to_le_bytes());
+        out = rest;
     }
-    Ok(words.len() * 8)
+    Ok(len)
 }
 
 /// Decodes a plain `P_BITMAP` payload into `out` when `words_left` words remain: the payload
@@ -1135,14 +1169,18 @@ pub fn decode_bitmap_plain(
     out: &mut [u64],
 ) -> Result<usize, WireError> {
     let n = bitmap_plain_words(agreed, words_left);
-    if p.len() != n * 8 {
+    // `n` is at most 511.
+    if p.len() != n.saturating_mul(8) {
         return Err(WireError::BadLength);
     }
     let out = out.get_mut(..n).ok_or(WireError::TooLong)?;
-    for (i, w) in out.iter_mut().enumerate() {
+    let mut p = p;
+    for w in out.iter_mut() {
+        let (f, rest) = p.split_at(8);
         let mut a = [0u8; 8];
-        a.copy_from_slice(&p[i * 8..i * 8 + 8]);
+        a.copy_from_slice(f);
         *w = u64::from_le_bytes(a);
+        p = rest;
     }
     Ok(n)
 }
@@ -1150,7 +1188,9 @@ pub fn decode_bitmap_plain(
 /// Largest RLE+VLI code in one `P_COMPRESSED_BITMAP` (the `out` size for [`rle_encode`]):
 /// the socket buffer less the header and the encoding byte.
 pub fn compressed_bitmap_code_max(agreed: u32) -> usize {
-    SOCKET_BUFFER_SIZE - header_size(agreed) - 1
+    SOCKET_BUFFER_SIZE
+        .saturating_sub(header_size(agreed))
+        .saturating_sub(1)
 }
 
 /// Applies a whole `P_COMPRESSED_BITMAP` payload (encoding byte, then the code) like
@@ -1163,7 +1203,7 @@ pub fn decode_compressed_bitmap(
     bm_bits: u64,
     offset: &mut u64,
 ) -> Result<bool, WireError> {
-    if p.len() > SOCKET_BUFFER_SIZE - header_size(agreed) {
+    if p.len() > SOCKET_BUFFER_SIZE.saturating_sub(header_size(agreed)) {
         return Err(WireError::TooLong);
     }
     match p.split_first() {
@@ -1173,6 +1213,8 @@ pub fn decode_compressed_bitmap(
 }
 
 #[cfg(test)]
+// Host tests: their arithmetic is on known values, and an overflow fails the test.
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 
@@ -1471,6 +1513,8 @@ mod tests {
 }
 
 #[cfg(test)]
+// Host tests: their arithmetic is on known values, and an overflow fails the test.
+#[allow(clippy::arithmetic_side_effects)]
 mod handshake_payload_tests {
     use super::*;
 

@@ -15,6 +15,12 @@
 //! Incremental use: call [`parse_request`] again on the grown buffer whenever bytes arrive; it
 //! answers [`Status::Partial`] until the head is complete. Every check runs in byte order, so an
 //! answer other than `Partial` on a prefix of a message is the answer on the whole message.
+//!
+//! All arithmetic is checked (the bytes come from clients and servers; an overflow in the
+//! kernel module is an oops): positions within a buffer use `saturating_add`, which cannot
+//! saturate below `usize::MAX` since a buffer is at most `isize::MAX` bytes long.
+
+#![deny(clippy::arithmetic_side_effects)]
 
 /// Limits applied while parsing a head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -317,7 +323,7 @@ impl<'a> Request<'a, '_> {
         let t = match self.form {
             TargetForm::Origin => self.target,
             TargetForm::Absolute => {
-                let rest = &self.target[scheme_len(self.target).unwrap_or(0) + 3..];
+                let rest = after_scheme(self.target);
                 let a = rest
                     .iter()
                     .position(|&b| b == b'/' || b == b'?')
@@ -433,13 +439,25 @@ fn scheme_len(t: &[u8]) -> Option<usize> {
     ok.then_some(n)
 }
 
+/// The part of an absolute URI after `scheme://` (empty if `t` is not one).
+fn after_scheme(t: &[u8]) -> &[u8] {
+    scheme_len(t)
+        .and_then(|n| t[n..].strip_prefix(b"://"))
+        .unwrap_or(&[])
+}
+
+/// The value of an ASCII decimal digit.
+fn digit(b: u8) -> Option<u8> {
+    b.is_ascii_digit().then_some(b & 0x0f)
+}
+
 /// Checks `host [":" port]` (RFC 3986 §3.2.2; an empty host is accepted).
 fn valid_authority(a: &[u8]) -> bool {
     let (host, port) = if let Some(rest) = a.strip_prefix(b"[") {
         let Some(e) = rest.iter().position(|&b| b == b']') else {
             return false;
         };
-        let lit = &rest[..e];
+        let (lit, port) = rest.split_at(e);
         if lit.is_empty()
             || !lit
                 .iter()
@@ -447,7 +465,7 @@ fn valid_authority(a: &[u8]) -> bool {
         {
             return false;
         }
-        (&b""[..], &rest[e + 1..])
+        (&b""[..], &port[1..])
     } else {
         let e = a.iter().position(|&b| b == b':').unwrap_or(a.len());
         (&a[..e], &a[e..])
@@ -477,14 +495,12 @@ fn scan_version(buf: &[u8], i: usize, limits: &Limits) -> Result<Option<Version>
     const PAT: &[u8; 8] = b"HTTP/9.9";
     let mut digits = [0u8; 2];
     for (k, &p) in PAT.iter().enumerate() {
-        let Some(b) = byte_at(buf, i + k, limits)? else {
+        let Some(b) = byte_at(buf, i.saturating_add(k), limits)? else {
             return Ok(None);
         };
         if p == b'9' {
-            if !b.is_ascii_digit() {
-                return Err(HttpError::BadVersion);
-            }
-            digits[k / 7] = b - b'0';
+            // The digits are at k = 5 and 7.
+            digits[usize::from(k == 7)] = digit(b).ok_or(HttpError::BadVersion)?;
         } else if b != p {
             return Err(HttpError::BadVersion);
         }
@@ -504,7 +520,7 @@ fn scan_crlf(buf: &[u8], i: usize, limits: &Limits) -> Result<bool, HttpError> {
         Some(b'\n') => return Err(HttpError::BareLf),
         Some(_) => return Err(HttpError::BadStartLine),
     }
-    match byte_at(buf, i + 1, limits)? {
+    match byte_at(buf, i.saturating_add(1), limits)? {
         None => Ok(false),
         Some(b'\n') => Ok(true),
         Some(_) => Err(HttpError::BareCr),
@@ -536,7 +552,7 @@ impl<'a> Facts<'a> {
             return Ok(());
         }
         if is(b"host") {
-            self.hosts += 1;
+            self.hosts = self.hosts.saturating_add(1);
             if !valid_authority(value) {
                 return Err(HttpError::BadHost);
             }
@@ -604,10 +620,7 @@ fn parse_decimal(d: &[u8]) -> Option<u64> {
         return None;
     }
     d.iter().try_fold(0u64, |acc, &b| {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        acc.checked_mul(10)?.checked_add(u64::from(digit(b)?))
     })
 }
 
@@ -623,21 +636,22 @@ fn parse_fields<'a>(
     let max = headers.len().min(limits.max_headers);
     let mut n = 0;
     loop {
-        let Some(lf) = buf[pos..].iter().position(|&b| b == b'\n').map(|k| pos + k) else {
+        let rest = buf.get(pos..).unwrap_or(&[]);
+        let Some(k) = rest.iter().position(|&b| b == b'\n') else {
             return if buf.len() >= limits.max_head {
                 Err(HttpError::HeadTooLarge)
             } else {
                 Ok(None)
             };
         };
+        let lf = pos.saturating_add(k);
         if lf >= limits.max_head {
             return Err(HttpError::HeadTooLarge);
         }
-        if lf == pos || buf[lf - 1] != b'\r' {
+        let Some(line) = rest[..k].strip_suffix(b"\r") else {
             return Err(HttpError::BareLf);
-        }
-        let line = &buf[pos..lf - 1];
-        pos = lf + 1;
+        };
+        pos = lf.saturating_add(1);
         if line.is_empty() {
             return Ok(Some((n, pos)));
         }
@@ -654,7 +668,8 @@ fn parse_fields<'a>(
             Some(b'\r') => return Err(HttpError::BareCr),
             _ => return Err(HttpError::BadHeaderName),
         }
-        let value = &line[colon + 1..];
+        let (name, value) = line.split_at(colon);
+        let value = &value[1..];
         if let Some(&bad) = value.iter().find(|&&b| !is_value_char(b)) {
             return Err(if bad == b'\r' {
                 HttpError::BareCr
@@ -666,12 +681,12 @@ fn parse_fields<'a>(
             return Err(HttpError::TooManyHeaders);
         }
         let h = Header {
-            name: &line[..colon],
+            name,
             value: trim_ows(value),
         };
         facts.field(h.name, h.value)?;
         headers[n] = h;
-        n += 1;
+        n = n.saturating_add(1);
     }
 }
 
@@ -689,9 +704,9 @@ pub fn parse_request<'a, 'h>(
     loop {
         match byte_at(buf, start, limits)? {
             None => return Ok(Status::Partial),
-            Some(b'\r') => match byte_at(buf, start + 1, limits)? {
+            Some(b'\r') => match byte_at(buf, start.saturating_add(1), limits)? {
                 None => return Ok(Status::Partial),
-                Some(b'\n') => start += 2,
+                Some(b'\n') => start = start.saturating_add(2),
                 Some(_) => return Err(HttpError::BareCr),
             },
             Some(b'\n') => return Err(HttpError::BareLf),
@@ -704,36 +719,38 @@ pub fn parse_request<'a, 'h>(
         match byte_at(buf, i, limits)? {
             None => return Ok(Status::Partial),
             Some(b' ') if i > start => break,
-            Some(b) if is_tchar(b) => i += 1,
+            Some(b) if is_tchar(b) => i = i.saturating_add(1),
             Some(_) => return Err(HttpError::BadMethod),
         }
     }
     let method = Method::from_token(&buf[start..i]);
     // request-target SP
-    let t0 = i + 1;
+    let t0 = i.saturating_add(1);
     let mut j = t0;
     loop {
         let b = byte_at(buf, j, limits)?;
-        if j - t0 == limits.max_target && b != Some(b' ') && b.is_some() {
+        if j.saturating_sub(t0) == limits.max_target && b != Some(b' ') && b.is_some() {
             return Err(HttpError::TargetTooLong);
         }
         match b {
             None => return Ok(Status::Partial),
             Some(b' ') if j > t0 => break,
-            Some(b) if is_target_char(b) => j += 1,
+            Some(b) if is_target_char(b) => j = j.saturating_add(1),
             Some(b'\r' | b'\n') => return Err(HttpError::BadStartLine),
             Some(_) => return Err(HttpError::BadTarget),
         }
     }
     let target = &buf[t0..j];
-    let Some(version) = scan_version(buf, j + 1, limits)? else {
+    // SP "HTTP/x.y" CRLF
+    let Some(version) = scan_version(buf, j.saturating_add(1), limits)? else {
         return Ok(Status::Partial);
     };
-    if !scan_crlf(buf, j + 9, limits)? {
+    if !scan_crlf(buf, j.saturating_add(9), limits)? {
         return Ok(Status::Partial);
     }
     let mut facts = Facts::default();
-    let Some((n, head_len)) = parse_fields(buf, j + 11, headers, limits, &mut facts)? else {
+    let fields = j.saturating_add(11);
+    let Some((n, head_len)) = parse_fields(buf, fields, headers, limits, &mut facts)? else {
         return Ok(Status::Partial);
     };
 
@@ -760,7 +777,7 @@ pub fn parse_request<'a, 'h>(
         }
         host = Some(target);
     } else if form == TargetForm::Absolute {
-        let rest = &target[scheme_len(target).unwrap_or(0) + 3..];
+        let rest = after_scheme(target);
         let a = &rest[..rest
             .iter()
             .position(|&b| b == b'/' || b == b'?')
@@ -828,9 +845,10 @@ pub fn parse_response<'a, 'h>(
         let Some(b) = byte_at(buf, i, limits)? else {
             return Ok(Status::Partial);
         };
-        match (i, b) {
-            (8, b' ') => {}
-            (9..=11, b'0'..=b'9') => code = code * 10 + u16::from(b - b'0'),
+        match (i, digit(b)) {
+            (8, _) if b == b' ' => {}
+            // Three digits: at most 999.
+            (9..=11, Some(d)) => code = code.saturating_mul(10).saturating_add(u16::from(d)),
             _ => return Err(HttpError::BadStartLine),
         }
     }
@@ -843,8 +861,8 @@ pub fn parse_response<'a, 'h>(
         match byte_at(buf, i, limits)? {
             None => return Ok(Status::Partial),
             Some(b'\r') => break,
-            Some(b' ') if i == 12 => i += 1,
-            Some(b) if i > 12 && is_value_char(b) => i += 1,
+            Some(b' ') if i == 12 => i = 13,
+            Some(b) if i > 12 && is_value_char(b) => i = i.saturating_add(1),
             Some(b'\n') => return Err(HttpError::BareLf),
             Some(_) => return Err(HttpError::BadStartLine),
         }
@@ -857,7 +875,8 @@ pub fn parse_response<'a, 'h>(
         response: true,
         ..Facts::default()
     };
-    let Some((n, head_len)) = parse_fields(buf, i + 2, headers, limits, &mut facts)? else {
+    let fields = i.saturating_add(2);
+    let Some((n, head_len)) = parse_fields(buf, fields, headers, limits, &mut facts)? else {
         return Ok(Status::Partial);
     };
     let mut keep_alive = facts.keep_alive(version);
@@ -998,12 +1017,13 @@ impl ChunkedDecoder {
             self.state = match self.state {
                 Chunk::Done => break,
                 Chunk::Data(n) => {
-                    let take = n.min((input.len() - i) as u64);
-                    i += take as usize;
+                    // `take` <= the bytes left in `input`, and <= `n`.
+                    let take = n.min(input[i..].len() as u64);
+                    i = i.saturating_add(take as usize);
                     self.state = if take == n {
                         Chunk::DataCr
                     } else {
-                        Chunk::Data(n - take)
+                        Chunk::Data(n.saturating_sub(take))
                     };
                     continue;
                 }
@@ -1011,7 +1031,7 @@ impl ChunkedDecoder {
                     b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' if d < 16 => {
                         let v = (b as char).to_digit(16).unwrap_or(0);
                         self.size = (self.size << 4) | u64::from(v);
-                        Chunk::Size(d + 1)
+                        Chunk::Size(d.saturating_add(1))
                     }
                     _ if d == 0 || b.is_ascii_hexdigit() => return Err(HttpError::BadChunk),
                     b'\r' => Chunk::SizeLf,
@@ -1037,7 +1057,12 @@ impl ChunkedDecoder {
                         Chunk::TrailerStart
                     }
                     b'\n' => {
-                        self.body += self.size;
+                        // A total past u64::MAX is no length at all: a malformed body (400
+                        // from a client, 502 from a server), not one over the limit.
+                        self.body = self
+                            .body
+                            .checked_add(self.size)
+                            .ok_or(HttpError::BadChunk)?;
                         if self.body > self.limits.max_body {
                             return Err(HttpError::ContentTooLarge);
                         }
@@ -1069,7 +1094,7 @@ impl ChunkedDecoder {
                     _ => return Err(HttpError::BadHeaderValue),
                 },
             };
-            i += 1;
+            i = i.saturating_add(1);
         }
         Ok(Progress {
             consumed: i,
@@ -1079,7 +1104,7 @@ impl ChunkedDecoder {
 
     /// Counts one byte of chunk extensions or trailers against the limits.
     fn meta(&mut self, next: Chunk) -> Result<Chunk, HttpError> {
-        self.meta += 1;
+        self.meta = self.meta.saturating_add(1);
         let max = match next {
             Chunk::Ext | Chunk::ExtWs => self.limits.max_ext,
             _ => self.limits.max_trailer,
@@ -1127,7 +1152,7 @@ impl BodyRelay {
         match self {
             BodyRelay::Length(n) => {
                 let take = (*n).min(input.len() as u64);
-                *n -= take;
+                *n = n.saturating_sub(take);
                 Ok(Progress {
                     consumed: take as usize,
                     done: *n == 0,
@@ -1166,7 +1191,7 @@ pub fn add_forwarded_for(head: &[u8], client: &[u8], out: &mut [u8]) -> Result<u
     let mut last = None;
     let mut pos = 0;
     while let Some(k) = head[pos..].iter().position(|&b| b == b'\n') {
-        let line = &head[pos..pos + k];
+        let line = &head[pos..][..k];
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let name = b"x-forwarded-for:";
         if line.len() >= name.len() && line[..name.len()].eq_ignore_ascii_case(name) {
@@ -1175,9 +1200,9 @@ pub fn add_forwarded_for(head: &[u8], client: &[u8], out: &mut [u8]) -> Result<u
             } else {
                 b", "
             };
-            last = Some((pos + line.len(), sep));
+            last = Some((pos.saturating_add(line.len()), sep));
         }
-        pos += k + 1;
+        pos = pos.saturating_add(k).saturating_add(1);
     }
     match last {
         Some((at, sep)) => splice(out, &[&head[..at], sep, client, &head[at..]], client),
@@ -1226,46 +1251,47 @@ pub fn rewrite_response_head(
     if !is_field_lines(extra) {
         return Err(HttpError::BadHeaderValue);
     }
-    let line_end = |buf: &[u8], from: usize| -> Result<usize, HttpError> {
-        buf[from..head_len]
+    // Where the line starting at `from` ends, after its CRLF (all within `head_len`).
+    let next_line = |buf: &[u8], from: usize| -> Result<usize, HttpError> {
+        let k = buf[from..head_len]
             .windows(2)
             .position(|w| w == b"\r\n")
-            .map(|i| from + i)
-            .ok_or(HttpError::BadStartLine)
+            .ok_or(HttpError::BadStartLine)?;
+        Ok(from.saturating_add(k).saturating_add(2))
     };
     // The status line stays.
-    let mut w = line_end(buf, 0)? + 2;
+    let mut w = next_line(buf, 0)?;
     let mut r = w;
     loop {
-        let e = line_end(buf, r)?;
-        if e == r {
+        let e = next_line(buf, r)?;
+        let line = &buf[r..e];
+        if line == b"\r\n" {
             // The empty line.
             break;
         }
-        let line = &buf[r..e];
         let name = &line[..line.iter().position(|&b| b == b':').unwrap_or(line.len())];
         if !is_hop_by_hop(name) {
-            buf.copy_within(r..e + 2, w);
-            w += e + 2 - r;
+            let n = line.len();
+            buf.copy_within(r..e, w);
+            w = w.saturating_add(n);
         }
-        r = e + 2;
+        r = e;
     }
     let field: &[u8] = if keep_alive {
         b"Connection: keep-alive\r\n"
     } else {
         b"Connection: close\r\n"
     };
-    let new_head = w + extra.len() + field.len() + 2;
-    let rest = len - head_len;
-    if new_head.checked_add(rest).is_none_or(|end| end > buf.len()) {
-        return Err(HttpError::HeadTooLarge);
-    }
+    // `w` <= `head_len` <= `len`: the tail still fits where it was.
+    let rest = len.saturating_sub(head_len);
+    let new_head = [extra.len(), field.len(), 2]
+        .iter()
+        .try_fold(w, |n, &l| n.checked_add(l))
+        .filter(|&n| n.checked_add(rest).is_some_and(|end| end <= buf.len()))
+        .ok_or(HttpError::HeadTooLarge)?;
     // The body bytes first: their new place does not overlap `buf[..new_head]`.
     buf.copy_within(head_len..len, new_head);
-    buf[w..w + extra.len()].copy_from_slice(extra);
-    let w = w + extra.len();
-    buf[w..w + field.len()].copy_from_slice(field);
-    buf[w + field.len()..new_head].copy_from_slice(b"\r\n");
+    splice(&mut buf[w..new_head], &[extra, field, b"\r\n"], b"")?;
     Ok(new_head)
 }
 
@@ -1280,7 +1306,7 @@ fn is_field_lines(mut b: &[u8]) -> bool {
         if !colon.is_some_and(|c| is_token(&line[..c])) || !line.iter().all(|&c| is_value_char(c)) {
             return false;
         }
-        b = &b[e + 2..];
+        b = &b[e..][2..];
     }
     true
 }
@@ -1290,17 +1316,20 @@ fn splice(out: &mut [u8], parts: &[&[u8]], value: &[u8]) -> Result<usize, HttpEr
     if value.iter().any(|&b| !is_value_char(b)) {
         return Err(HttpError::BadHeaderValue);
     }
-    let mut n = 0;
+    let mut n = 0usize;
     for p in parts {
-        out.get_mut(n..n + p.len())
+        let end = n.checked_add(p.len()).ok_or(HttpError::HeadTooLarge)?;
+        out.get_mut(n..end)
             .ok_or(HttpError::HeadTooLarge)?
             .copy_from_slice(p);
-        n += p.len();
+        n = end;
     }
     Ok(n)
 }
 
 #[cfg(test)]
+// Host tests: their arithmetic is on known values, and an overflow fails the test.
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 
@@ -1877,6 +1906,39 @@ mod tests {
         assert!(ChunkedDecoder::new(ChunkLimits::DEFAULT)
             .feed(b"10000000000000000\r\n")
             .is_err());
+    }
+
+    /// A small chunk, then a size that fits 64 bits but not added to the total so far.
+    const OVERFLOWING_CHUNKS: &[u8] = b"1\r\na\r\nFFFFFFFFFFFFFFFF\r\n";
+
+    #[test]
+    fn chunked_size_overflow_is_400() {
+        let mut r = BodyRelay::new(Framing::Chunked, ChunkLimits::DEFAULT);
+        let e = r.feed(OVERFLOWING_CHUNKS).unwrap_err();
+        assert_eq!(e, HttpError::BadChunk);
+        assert_eq!(e.status(), 400);
+        // Byte by byte, as a slow client sends it.
+        let mut d = ChunkedDecoder::new(ChunkLimits::DEFAULT);
+        let mut last = prog(1, false);
+        for b in OVERFLOWING_CHUNKS {
+            last = d.feed(core::slice::from_ref(b));
+        }
+        assert_eq!(last, Err(HttpError::BadChunk));
+    }
+
+    #[test]
+    fn chunked_response_size_overflow_is_error() {
+        // The switch relays responses without a body limit.
+        let unlimited = ChunkLimits {
+            max_body: u64::MAX,
+            ..ChunkLimits::DEFAULT
+        };
+        let mut r = BodyRelay::new(Framing::Chunked, unlimited);
+        assert_eq!(r.feed(OVERFLOWING_CHUNKS), Err(HttpError::BadChunk));
+        // The largest total is still accepted.
+        let mut d = ChunkedDecoder::new(unlimited);
+        assert_eq!(d.feed(b"1\r\na\r\nFFFFFFFFFFFFFFFE\r\n"), prog(24, false));
+        assert_eq!(d.body_bytes(), u64::MAX);
     }
 
     #[test]

@@ -16,7 +16,10 @@
 //! [`RULE_ATTRS`]. See `Documentation/ktcpvs-config.md`.
 //!
 //! Every parser takes the bytes written to the attribute (surrounding whitespace, such as the
-//! newline of `echo`, is ignored) and works without allocation.
+//! newline of `echo`, is ignored) and works without allocation. Their arithmetic is checked
+//! (the values come from configfs writes; an overflow in the kernel module is an oops).
+
+#![deny(clippy::arithmetic_side_effects)]
 
 use super::http1::is_token;
 use super::l7_sched::{SchedKind, ServerState};
@@ -173,7 +176,7 @@ pub const fn name_eq(a: &str, b: &str) -> bool {
         if a[i] != b[i] {
             return false;
         }
-        i += 1;
+        i = i.saturating_add(1);
     }
     true
 }
@@ -298,7 +301,7 @@ pub fn trim(value: &[u8]) -> &[u8] {
     let end = value
         .iter()
         .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
+        .map_or(start, |e| e.saturating_add(1));
     &value[start..end]
 }
 
@@ -317,13 +320,15 @@ pub fn valid_name(name: &[u8]) -> bool {
 /// a `-`, a label; the whole name is a valid name. Rules apply in ascending (order, name).
 pub fn parse_rule_name(name: &[u8]) -> Result<u32, CfgError> {
     let digits = name.iter().take_while(|b| b.is_ascii_digit()).count();
-    if !valid_name(name) || !(1..=5).contains(&digits) || name.len() < digits + 2 {
+    if !valid_name(name) || !(1..=5).contains(&digits) {
         return Err(CfgError::BadRuleName);
     }
-    if name[digits] != b'-' {
+    // A `-` then a label of at least one byte.
+    let (order, rest) = name.split_at(digits);
+    if rest.len() < 2 || rest[0] != b'-' {
         return Err(CfgError::BadRuleName);
     }
-    parse_u32(&name[..digits]).map_err(|_| CfgError::BadRuleName)
+    parse_u32(order).map_err(|_| CfgError::BadRuleName)
 }
 
 /// A decimal `u32` without sign or leading `+` (whitespace around it is ignored).
@@ -334,7 +339,7 @@ pub fn parse_u32(value: &[u8]) -> Result<u32, CfgError> {
     }
     v.iter().try_fold(0u32, |acc, &d| {
         acc.checked_mul(10)
-            .and_then(|a| a.checked_add(u32::from(d - b'0')))
+            .and_then(|a| a.checked_add((d as char).to_digit(10)?))
             .ok_or(CfgError::OutOfRange)
     })
 }
@@ -438,7 +443,7 @@ impl<'a> Iterator for NameList<'a> {
             .position(|&b| b == b',')
             .unwrap_or(self.rest.len());
         let name = &self.rest[..end];
-        self.rest = self.rest.get(end + 1..).unwrap_or(&[]);
+        self.rest = self.rest.get(end..).and_then(|r| r.get(1..)).unwrap_or(&[]);
         Some(name)
     }
 }
@@ -530,18 +535,19 @@ impl StatsLine {
                 .iter()
                 .position(|&b| b == b'=')
                 .ok_or(CfgError::BadStats)?;
+            let (key, eq_digits) = field.split_at(eq);
             let k = STATS_KEYS
                 .iter()
-                .position(|k| k.as_bytes() == &field[..eq])
+                .position(|k| k.as_bytes() == key)
                 .ok_or(CfgError::BadStats)?;
-            let digits = &field[eq + 1..];
+            let digits = &eq_digits[1..];
             if seen & (1 << k) != 0 || digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
                 return Err(CfgError::BadStats);
             }
             seen |= 1 << k;
             out.values[k] = digits.iter().try_fold(0u64, |a, &d| {
                 a.checked_mul(10)
-                    .and_then(|a| a.checked_add(u64::from(d - b'0')))
+                    .and_then(|a| a.checked_add(u64::from((d as char).to_digit(10)?)))
                     .ok_or(CfgError::BadStats)
             })?;
         }
@@ -554,6 +560,8 @@ impl StatsLine {
 }
 
 #[cfg(test)]
+// Host tests: their arithmetic is on known values, and an overflow fails the test.
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     extern crate std;
     use super::*;

@@ -25,6 +25,12 @@
 //! header values can use them). The text is ASCII. [`Rule`]'s `Display` writes the same syntax
 //! back: parsing what it wrote gives an equal rule. Paths are compared as received (no
 //! percent-decoding or dot-segment removal).
+//!
+//! Rule texts come from configfs and requests from clients: all arithmetic is checked; indexes
+//! within a slice use `saturating_add`, which cannot saturate as a slice is at most
+//! `isize::MAX` bytes long.
+
+#![deny(clippy::arithmetic_side_effects)]
 
 use super::http1::{host_name, is_token, Request};
 use core::fmt;
@@ -220,17 +226,17 @@ pub fn glob_match(pattern: &[u8], s: &[u8]) -> bool {
         match pattern.get(p) {
             Some(b'*') => {
                 star = Some((p, i));
-                p += 1;
+                p = p.saturating_add(1);
             }
             Some(&c) if c == b'?' || c == s[i] => {
-                p += 1;
-                i += 1;
+                p = p.saturating_add(1);
+                i = i.saturating_add(1);
             }
             _ => match star {
                 Some((sp, si)) => {
-                    p = sp + 1;
-                    i = si + 1;
-                    star = Some((sp, si + 1));
+                    p = sp.saturating_add(1);
+                    i = si.saturating_add(1);
+                    star = Some((sp, i));
                 }
                 None => return false,
             },
@@ -251,30 +257,30 @@ fn read_value(text: &[u8], mut i: usize, out: &mut [u8]) -> Result<(usize, usize
             kind: RuleErrorKind::PatternsTooLong,
             at,
         })? = b;
-        n += 1;
+        n = n.saturating_add(1);
         Ok(())
     };
     if text.get(i) == Some(&b'"') {
         let open = i;
-        i += 1;
+        i = i.saturating_add(1);
         loop {
             match text.get(i) {
                 None => return err(RuleErrorKind::BadQuote, open),
                 Some(b'"') => break,
-                Some(b'\\') => match text.get(i + 1) {
+                Some(b'\\') => match text.get(i.saturating_add(1)) {
                     Some(&e @ (b'"' | b'\\')) => {
                         push(e, i)?;
-                        i += 2;
+                        i = i.saturating_add(2);
                     }
                     _ => return err(RuleErrorKind::BadQuote, i),
                 },
                 Some(&b) => {
                     push(b, i)?;
-                    i += 1;
+                    i = i.saturating_add(1);
                 }
             }
         }
-        i += 1;
+        i = i.saturating_add(1);
         if text.get(i).is_some_and(|b| !b.is_ascii_whitespace()) {
             return err(RuleErrorKind::BadQuote, i);
         }
@@ -287,7 +293,7 @@ fn read_value(text: &[u8], mut i: usize, out: &mut [u8]) -> Result<(usize, usize
                 return err(RuleErrorKind::BadQuote, i);
             }
             push(b, i)?;
-            i += 1;
+            i = i.saturating_add(1);
         }
     }
     Ok((n, i))
@@ -306,7 +312,7 @@ impl Rule {
         let mut i = 0;
         loop {
             while text.get(i).is_some_and(u8::is_ascii_whitespace) {
-                i += 1;
+                i = i.saturating_add(1);
             }
             if i == text.len() {
                 break;
@@ -315,11 +321,11 @@ impl Rule {
             let Some(eq) = text[i..]
                 .iter()
                 .position(|&b| b == b'=' || b.is_ascii_whitespace())
-                .filter(|&k| text[i + k] == b'=')
+                .filter(|&k| text[i..][k] == b'=')
             else {
                 return err(RuleErrorKind::MissingEquals, key_at);
             };
-            let key = &text[i..i + eq];
+            let key = &text[i..][..eq];
             let kind = [
                 MatchKind::PathPrefix,
                 MatchKind::Path,
@@ -333,14 +339,14 @@ impl Rule {
             let Some(mut kind) = kind else {
                 return err(RuleErrorKind::UnknownKey, key_at);
             };
-            let at = i + eq + 1;
+            let at = i.saturating_add(eq).saturating_add(1);
             if usize::from(rule.count) == MAX_MATCHERS {
                 return err(RuleErrorKind::TooManyMatchers, key_at);
             }
             let off = usize::from(rule.used);
             let (n, next) = read_value(text, at, &mut rule.bytes[off..])?;
             i = next;
-            let v = &rule.bytes[off..off + n];
+            let v = &rule.bytes[off..][..n];
             if n == 0 {
                 return err(RuleErrorKind::EmptyValue, at);
             }
@@ -361,7 +367,7 @@ impl Rule {
                     }
                     if !is_token(&v[..c]) {
                         Some(RuleErrorKind::BadHeaderName)
-                    } else if c < n && (ws(v.get(c + 1)) || ws(v.last())) {
+                    } else if c < n && (ws(v[c..].get(1)) || ws(v.last())) {
                         Some(RuleErrorKind::BadHeaderValue)
                     } else {
                         None
@@ -377,8 +383,10 @@ impl Rule {
                 len: n as u8,
                 split: split as u8,
             };
-            rule.count += 1;
-            rule.used += n as u8;
+            // At most MAX_MATCHERS (checked above) and PATTERN_BYTES (the room `read_value`
+            // had): both fit u8.
+            rule.count = rule.count.saturating_add(1);
+            rule.used = rule.used.saturating_add(n as u8);
         }
         if rule.count == 0 {
             return err(RuleErrorKind::Empty, 0);
@@ -392,7 +400,7 @@ impl Rule {
             let (off, len) = (usize::from(s.off), usize::from(s.len));
             Matcher {
                 kind: s.kind,
-                pattern: &self.bytes[off..off + len],
+                pattern: &self.bytes[off..][..len],
                 name_len: usize::from(s.split),
             }
         })
@@ -409,7 +417,8 @@ impl Rule {
                 MatchKind::Host => req.host.is_some_and(|h| host_matches(p, host_name(h))),
                 MatchKind::Header => req.headers.iter().any(|h| h.name.eq_ignore_ascii_case(p)),
                 MatchKind::HeaderValue => {
-                    let (name, value) = (&p[..m.name_len], &p[m.name_len + 1..]);
+                    let (name, colon_value) = p.split_at(m.name_len);
+                    let value = &colon_value[1..];
                     req.headers
                         .iter()
                         .any(|h| h.name.eq_ignore_ascii_case(name) && h.value == value)
@@ -430,10 +439,10 @@ impl Rule {
 /// Host pattern match: exact, or `*.suffix` with at least one byte before `.suffix`.
 fn host_matches(pattern: &[u8], host: &[u8]) -> bool {
     match pattern.strip_prefix(b"*") {
-        Some(suffix) => {
-            host.len() > suffix.len()
-                && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
-        }
+        Some(suffix) => host
+            .len()
+            .checked_sub(suffix.len())
+            .is_some_and(|k| k > 0 && host[k..].eq_ignore_ascii_case(suffix)),
         None => host.eq_ignore_ascii_case(pattern),
     }
 }
@@ -472,12 +481,10 @@ struct SliceWriter<'o> {
 
 impl fmt::Write for SliceWriter<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        let dst = self
-            .out
-            .get_mut(self.len..self.len + s.len())
-            .ok_or(fmt::Error)?;
+        let end = self.len.checked_add(s.len()).ok_or(fmt::Error)?;
+        let dst = self.out.get_mut(self.len..end).ok_or(fmt::Error)?;
         dst.copy_from_slice(s.as_bytes());
-        self.len += s.len();
+        self.len = end;
         Ok(())
     }
 }
@@ -515,16 +522,20 @@ pub fn parse_target(text: &[u8]) -> Result<u64, RuleError> {
     let end = text
         .iter()
         .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
+        .map_or(start, |e| e.saturating_add(1));
     if start == end {
         return Ok(0);
     }
     let num = |s: &[u8], at: usize| -> Result<u32, RuleError> {
-        let ok = !s.is_empty() && s.len() <= 2 && s.iter().all(u8::is_ascii_digit);
-        let v = s
-            .iter()
-            .fold(0u32, |a, &b| a * 10 + u32::from(b.wrapping_sub(b'0')));
-        if ok && (v as usize) < MAX_SERVERS {
+        // One or two digits, then below MAX_SERVERS.
+        let v = match *s {
+            [d] if d.is_ascii_digit() => u32::from(d & 0x0f),
+            [t, d] if t.is_ascii_digit() && d.is_ascii_digit() => u32::from(t & 0x0f)
+                .saturating_mul(10)
+                .saturating_add(u32::from(d & 0x0f)),
+            _ => return err(RuleErrorKind::BadServer, at),
+        };
+        if (v as usize) < MAX_SERVERS {
             Ok(v)
         } else {
             err(RuleErrorKind::BadServer, at)
@@ -534,7 +545,11 @@ pub fn parse_target(text: &[u8]) -> Result<u64, RuleError> {
     let mut at = start;
     for item in text[start..end].split(|&b| b == b',') {
         let (lo, hi) = match item.iter().position(|&b| b == b'-') {
-            Some(d) => (num(&item[..d], at)?, num(&item[d + 1..], at + d + 1)?),
+            Some(d) => {
+                let (lo, dash_hi) = item.split_at(d);
+                let hi_at = at.saturating_add(d).saturating_add(1);
+                (num(lo, at)?, num(&dash_hi[1..], hi_at)?)
+            }
             None => {
                 let v = num(item, at)?;
                 (v, v)
@@ -546,7 +561,7 @@ pub fn parse_target(text: &[u8]) -> Result<u64, RuleError> {
         for s in lo..=hi {
             mask |= 1 << s;
         }
-        at += item.len() + 1;
+        at = at.saturating_add(item.len()).saturating_add(1);
     }
     Ok(mask)
 }
@@ -562,30 +577,31 @@ impl fmt::Display for TargetText {
         let mut first = true;
         let mut s = 0u32;
         while s < 64 {
-            if m & (1 << s) == 0 {
-                s += 1;
+            // The run of set bits from `s` (0..=64 - s bits long).
+            let run = (m >> s).trailing_ones();
+            if run == 0 {
+                s = s.saturating_add(1);
                 continue;
             }
-            let mut e = s;
-            while e < 63 && m & (1 << (e + 1)) != 0 {
-                e += 1;
-            }
+            let e = s.saturating_add(run).saturating_sub(1);
             if !first {
                 f.write_str(",")?;
             }
             first = false;
-            match e - s {
-                0 => write!(f, "{s}")?,
-                1 => write!(f, "{s},{e}")?,
+            match run {
+                1 => write!(f, "{s}")?,
+                2 => write!(f, "{s},{e}")?,
                 _ => write!(f, "{s}-{e}")?,
             }
-            s = e + 1;
+            s = e.saturating_add(1);
         }
         Ok(())
     }
 }
 
 #[cfg(test)]
+// Host tests: their arithmetic is on known values, and an overflow fails the test.
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::super::http1::{parse_request, Header, Limits, Status};
     use super::*;
@@ -875,5 +891,26 @@ mod tests {
             assert_eq!(std::format!("{}", TargetText(m)), t);
             assert_eq!(parse_target(t.as_bytes()), Ok(m));
         }
+    }
+
+    #[test]
+    fn target_server_number_overflow_is_bad_server() {
+        // Ten digits no longer fit u32 once multiplied: rejected, not folded.
+        for t in [
+            &b"4294967296"[..],
+            b"0,99999999999",
+            b"1-99999999999999999999",
+        ] {
+            let e = parse_target(t).unwrap_err();
+            assert_eq!(e.kind, RuleErrorKind::BadServer, "{t:?}");
+        }
+        assert_eq!(
+            parse_target(b"0,12345678901").unwrap_err(),
+            RuleError {
+                kind: RuleErrorKind::BadServer,
+                at: 2
+            }
+        );
+        assert_eq!(std::format!("{}", TargetText(0b1011_0110)), "1,2,4,5,7");
     }
 }

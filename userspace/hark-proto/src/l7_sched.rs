@@ -19,6 +19,11 @@
 //!   [`cookie_pick`];
 //! - passive health ([`PassiveHealth`]): a server that fails `max_fails` times within
 //!   `fail_timeout` is left out of new choices for `fail_timeout` (nginx's `max_fails`).
+//!
+//! Counts, weights and times come from configfs and from the traffic: all arithmetic is
+//! checked or saturating (an overflow in the kernel module is an oops); hashes wrap.
+
+#![deny(clippy::arithmetic_side_effects)]
 
 use super::http1::Header;
 use core::net::IpAddr;
@@ -129,10 +134,11 @@ impl RoundRobin {
     pub fn pick(&mut self, servers: &[ServerView], mask: u64) -> Option<usize> {
         let n = servers.len().min(MAX_SERVERS);
         let start = if self.next < n { self.next } else { 0 };
-        let chosen = (0..n)
-            .map(|k| (start + k) % n)
+        let chosen = (start..n)
+            .chain(0..start)
             .find(|&i| mask & (1 << i) != 0 && servers[i].takes_new())?;
-        self.next = chosen + 1;
+        // Below MAX_SERVERS.
+        self.next = chosen.saturating_add(1);
         Some(chosen)
     }
 }
@@ -169,18 +175,21 @@ impl SmoothWrr {
 
     /// Adds every eligible server's weight to its score, picks the highest score (lowest index
     /// on ties) and takes the total weight from it.
+    ///
+    /// The scores stay within +-64 x 65535 (the sum of the weights), far from saturating.
     pub fn pick(&mut self, servers: &[ServerView], mask: u64) -> Option<usize> {
         let mut total = 0i64;
         let mut best: Option<usize> = None;
         for i in eligible(servers, mask) {
-            self.current[i] += i64::from(servers[i].weight);
-            total += i64::from(servers[i].weight);
+            let w = i64::from(servers[i].weight);
+            self.current[i] = self.current[i].saturating_add(w);
+            total = total.saturating_add(w);
             if best.is_none_or(|b| self.current[i] > self.current[b]) {
                 best = Some(i);
             }
         }
         let b = best?;
-        self.current[b] -= total;
+        self.current[b] = self.current[b].saturating_sub(total);
         Some(b)
     }
 }
@@ -196,7 +205,11 @@ pub fn least_conn(servers: &[ServerView], mask: u64) -> Option<usize> {
 pub fn weighted_least_conn(servers: &[ServerView], mask: u64) -> Option<usize> {
     eligible(servers, mask).reduce(|b, i| {
         let (s, t) = (&servers[i], &servers[b]);
-        if u64::from(s.active) * u64::from(t.weight) < u64::from(t.active) * u64::from(s.weight) {
+        // u32 x u16: no product saturates.
+        let cross = |a: &ServerView, b: &ServerView| {
+            u64::from(a.active).saturating_mul(u64::from(b.weight))
+        };
+        if cross(s, t) < cross(t, s) {
             i
         } else {
             b
@@ -217,7 +230,7 @@ pub fn source_hash(servers: &[ServerView], mask: u64, addr: &IpAddr) -> Option<u
         IpAddr::V4(a) => hash_bytes(&a.octets(), 0x5348_3456),
         IpAddr::V6(a) => hash_bytes(&a.octets(), 0x5348_3658),
     };
-    let k = (h % n as u64) as usize;
+    let k = h.checked_rem(n as u64)? as usize;
     in_mask(servers, mask)
         .cycle()
         .skip(k)
@@ -290,12 +303,13 @@ pub fn is_prime(n: usize) -> bool {
     if n % 2 == 0 {
         return false;
     }
-    let mut d = 3;
-    while d * d <= n {
-        if n % d == 0 {
+    let mut d = 3usize;
+    while d.checked_mul(d).is_some_and(|sq| sq <= n) {
+        if n.checked_rem(d) == Some(0) {
             return false;
         }
-        d += 2;
+        // d <= sqrt(n): no saturation.
+        d = d.saturating_add(2);
     }
     true
 }
@@ -335,21 +349,28 @@ pub fn maglev_build(
     let mut skip = [0u32; MAX_SERVERS];
     let mut n = 0;
     let m64 = m as u64;
+    // `m` is a prime (>= 2) that fits u32: the divisors are not zero and remainders fit u32.
+    let rem = |v: u64, d: u64| v.checked_rem(d).unwrap_or(0) as u32;
     for i in eligible(servers, mask) {
         let id = servers[i].id.to_le_bytes();
         idx[n] = i as u16;
-        pos[n] = (hash_bytes(&id, 0x6d61_676c_6576_0001) % m64) as u32;
-        skip[n] = (hash_bytes(&id, 0x6d61_676c_6576_0002) % (m64 - 1)) as u32 + 1;
-        n += 1;
+        pos[n] = rem(hash_bytes(&id, 0x6d61_676c_6576_0001), m64);
+        skip[n] = rem(
+            hash_bytes(&id, 0x6d61_676c_6576_0002),
+            m64.saturating_sub(1),
+        )
+        .saturating_add(1);
+        // At most MAX_SERVERS eligible servers.
+        n = n.saturating_add(1);
     }
-    let mut filled = 0;
+    let mut filled = 0usize;
     while n > 0 && filled < m {
         for b in 0..n {
             while table[pos[b] as usize] != MAGLEV_EMPTY {
-                pos[b] = ((u64::from(pos[b]) + u64::from(skip[b])) % m64) as u32;
+                pos[b] = rem(u64::from(pos[b]).saturating_add(u64::from(skip[b])), m64);
             }
             table[pos[b] as usize] = idx[b];
-            filled += 1;
+            filled = filled.saturating_add(1);
             if filled == m {
                 break;
             }
@@ -370,7 +391,10 @@ pub fn maglev_lookup(
     if table.is_empty() {
         return None;
     }
-    let start = (hash_bytes(key, 0x7572_6968_6173_6800) % table.len() as u64) as usize;
+    // Not empty: the remainder is below `table.len()`.
+    let start = hash_bytes(key, 0x7572_6968_6173_6800)
+        .checked_rem(table.len() as u64)
+        .unwrap_or(0) as usize;
     // From `start` round to `start - 1`, without a modulo per entry: objtool (Linux 7.3) does
     // not know `panic_const_rem_by_zero` as noreturn, and a `%` the compiler cannot prove
     // nonzero makes it warn.
@@ -392,10 +416,10 @@ pub struct CookieKey {
 /// Length of a cookie value: 8 hex digits of server id and 16 of MAC, lower case.
 pub const COOKIE_VALUE_LEN: usize = 24;
 
-fn hex(v: u64, out: &mut [u8]) {
-    let n = out.len();
-    for (k, o) in out.iter_mut().enumerate() {
-        *o = b"0123456789abcdef"[((v >> (4 * (n - 1 - k))) & 0xf) as usize];
+fn hex(mut v: u64, out: &mut [u8]) {
+    for o in out.iter_mut().rev() {
+        *o = b"0123456789abcdef"[(v & 0xf) as usize];
+        v >>= 4;
     }
 }
 
@@ -451,8 +475,9 @@ pub fn set_cookie_header(
     if let Some(mut a) = max_age {
         let mut k = digits.len();
         loop {
-            k -= 1;
-            digits[k] = b'0' + (a % 10) as u8;
+            // Ten digits hold any u32.
+            k = k.checked_sub(1)?;
+            digits[k] = b'0' | (a % 10) as u8;
             a /= 10;
             if a == 0 {
                 break;
@@ -472,10 +497,11 @@ pub fn set_cookie_header(
         age,
         b"; HttpOnly\r\n",
     ];
-    let mut n = 0;
+    let mut n = 0usize;
     for p in parts {
-        out.get_mut(n..n + p.len())?.copy_from_slice(p);
-        n += p.len();
+        let end = n.checked_add(p.len())?;
+        out.get_mut(n..end)?.copy_from_slice(p);
+        n = end;
     }
     Some(n)
 }
@@ -490,7 +516,8 @@ pub fn find_cookie<'a>(headers: &[Header<'a>], name: &[u8]) -> Option<&'a [u8]> 
         .find_map(|pair| {
             let pair = pair.trim_ascii();
             let eq = pair.iter().position(|&b| b == b'=')?;
-            (&pair[..eq] == name).then_some(&pair[eq + 1..])
+            let (key, eq_value) = pair.split_at(eq);
+            (key == name).then_some(&eq_value[1..])
         })
 }
 
@@ -542,7 +569,7 @@ impl PassiveHealth {
             self.fails = 0;
             self.first = now;
         }
-        self.fails += 1;
+        self.fails = self.fails.saturating_add(1);
         if self.fails < max_fails {
             return false;
         }
@@ -563,6 +590,8 @@ impl PassiveHealth {
 }
 
 #[cfg(test)]
+// Host tests: their arithmetic is on known values, and an overflow fails the test.
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use core::net::{Ipv4Addr, Ipv6Addr};

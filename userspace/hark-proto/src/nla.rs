@@ -11,6 +11,8 @@
 //! sends is checked against the buffer before it is used. The constants are those of
 //! `include/uapi/linux/netlink.h` and `include/uapi/linux/genetlink.h`.
 
+#![deny(clippy::arithmetic_side_effects)]
+
 use core::fmt;
 
 /// Length of `struct nlmsghdr`.
@@ -260,7 +262,8 @@ impl<'a> MsgWriter<'a> {
         area.fill(0);
         area[0..2].copy_from_slice(&nla_len.to_ne_bytes());
         area[2..4].copy_from_slice(&attr_type.to_ne_bytes());
-        let payload = self.len + NLA_HDRLEN;
+        // Within `end` (checked above).
+        let payload = self.len.saturating_add(NLA_HDRLEN);
         self.len = end;
         Ok(payload)
     }
@@ -321,7 +324,8 @@ impl<'a> MsgWriter<'a> {
     pub fn begin_nested(&mut self, attr_type: u16) -> Result<NestToken, NlaError> {
         let start = self.len;
         self.reserve(attr_type | NLA_F_NESTED, 0)?;
-        self.depth += 1;
+        // Each level holds a 4-byte header of the buffer: no saturation.
+        self.depth = self.depth.saturating_add(1);
         Ok(NestToken {
             start,
             depth: self.depth,
@@ -337,11 +341,14 @@ impl<'a> MsgWriter<'a> {
         if ty & NLA_F_NESTED == 0 || token.start >= self.len {
             return Err(NlaError::BadNesting);
         }
-        let len = u16::try_from(self.len - token.start).map_err(|_| NlaError::TooLong)?;
+        // token.start < self.len (checked above).
+        let len =
+            u16::try_from(self.len.saturating_sub(token.start)).map_err(|_| NlaError::TooLong)?;
         if !write_at(self.buf, token.start, &len.to_ne_bytes()) {
             return Err(NlaError::BadNesting);
         }
-        self.depth -= 1;
+        // token.depth == self.depth > 0 (checked above).
+        self.depth = self.depth.saturating_sub(1);
         Ok(())
     }
 
@@ -638,6 +645,8 @@ pub fn parse_done(flags: u16, payload: &[u8]) -> Result<(i32, Option<&str>), Nla
 }
 
 #[cfg(test)]
+// Host tests: their arithmetic is on known values, and an overflow fails the test.
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 
