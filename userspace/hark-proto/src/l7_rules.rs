@@ -519,11 +519,15 @@ pub fn parse_target(text: &[u8]) -> Result<u64, RuleError> {
         return Ok(0);
     }
     let num = |s: &[u8], at: usize| -> Result<u32, RuleError> {
+        // At most two digits: the value is computed only then (any longer run, or other bytes,
+        // could overflow it).
         let ok = !s.is_empty() && s.len() <= 2 && s.iter().all(u8::is_ascii_digit);
-        let v = s
-            .iter()
-            .fold(0u32, |a, &b| a * 10 + u32::from(b.wrapping_sub(b'0')));
-        if ok && (v as usize) < MAX_SERVERS {
+        let v = if ok {
+            s.iter().fold(0u32, |a, &b| a * 10 + u32::from(b - b'0'))
+        } else {
+            u32::MAX
+        };
+        if (v as usize) < MAX_SERVERS {
             Ok(v)
         } else {
             err(RuleErrorKind::BadServer, at)
