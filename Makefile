@@ -13,7 +13,7 @@ export HARK_CACHE
 KBUILD = $(HARK_CACHE)/kbuild-current
 KSRC = $(KBUILD)/source
 
-.PHONY: all setup kernel modules userspace host-test vm-test test demo clippy fmt clean help
+.PHONY: all setup kernel modules userspace host-test vm-test test fuzz demo clippy fmt clean help
 
 all: modules userspace ## Build the modules and the userspace tools (needs `make kernel` once).
 
@@ -41,6 +41,9 @@ vm-test: ## Run every QEMU scenario (or SCENARIO=name).
 
 test: ## Everything: setup, kernel (cached), modules, host tests, VM scenarios.
 	@scripts/test.sh
+
+fuzz: ## Coverage-guided fuzzing (cargo-fuzz), FUZZ_SECONDS (60) per target or TARGET=name; not part of test.
+	@FUZZ_TARGETS="$(TARGET)" scripts/fuzz.sh
 
 demo: ## Boot a VM, load the modules and show them.
 	@scripts/demo.sh
