@@ -52,7 +52,7 @@ fn drbd_attr(t: u16, p: &[u8]) {
 
 /// Walks an attribute area (and nested areas, to `depth`), checking every payload lies in the
 /// area; returns the attributes of the top level.
-fn walk<'a>(area: &'a [u8], depth: u32) -> Result<Vec<(u16, &'a [u8])>, NlaError> {
+fn walk(area: &[u8], depth: u32) -> Result<Vec<(u16, &[u8])>, NlaError> {
     let mut out = Vec::new();
     for a in AttrIter::new(area) {
         let (t, p) = a?;
