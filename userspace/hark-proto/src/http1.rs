@@ -1037,10 +1037,12 @@ impl ChunkedDecoder {
                         Chunk::TrailerStart
                     }
                     b'\n' => {
-                        self.body += self.size;
-                        if self.body > self.limits.max_body {
-                            return Err(HttpError::ContentTooLarge);
-                        }
+                        // A size near 2^64 must not wrap the sum (issue 13: an overflow is an
+                        // oops in the kernel): past any limit either way.
+                        self.body = match self.body.checked_add(self.size) {
+                            Some(b) if b <= self.limits.max_body => b,
+                            _ => return Err(HttpError::ContentTooLarge),
+                        };
                         let n = self.size;
                         self.size = 0;
                         self.meta = 0;
