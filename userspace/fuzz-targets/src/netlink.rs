@@ -2,14 +2,18 @@
 
 //! The netlink parser of `hark_proto::nla` as `rdrbdadm` and the `drbd_rs` family use it:
 //! datagrams split into messages, generic netlink headers, attributes (nested too), the
-//! `drbd_rs` attribute types (`drbd_genl::Attr::kind`), error and done messages.
+//! `drbd_rs` attribute types (`drbd_genl::Attr::kind`), error and done messages; and
+//! `rdrbdadm`'s decoding of them (`genl::OwnedMsg`, `genl::Family`).
 
 use crate::within;
-use hark_proto::drbd_genl::{decode_addr, encode_addr, Attr, AttrKind, ADDR_SIZE, AF_INET};
+use hark_proto::drbd_genl::{
+    decode_addr, encode_addr, valid_resource_name, Attr, AttrKind, ADDR_SIZE, AF_INET,
+};
 use hark_proto::nla::{
     self, find_attr, parse_done, parse_error, AttrIter, MsgIter, MsgWriter, NlaError, GENL_HDRLEN,
     NLA_HDRLEN, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN,
 };
+use rdrbdadm::genl::{AttrValue, Family, OwnedMsg};
 
 /// Decodes one attribute of the `drbd_rs` family as its kind says (the policy the kernel
 /// applies and `rdrbdadm` checks again); a decoded value re-encodes to the payload.
@@ -30,9 +34,12 @@ fn drbd_attr(t: u16, p: &[u8]) {
                 assert_eq!(v.to_ne_bytes(), p);
             }
         }
-        AttrKind::String(_) => {
+        AttrKind::String(max) => {
             if let Ok(s) = nla::as_str(p) {
                 assert_eq!(s.as_bytes(), p.strip_suffix(&[0]).unwrap_or(p));
+                if a == Attr::ResourceName && valid_resource_name(s.as_bytes()) {
+                    assert!(s.len() <= usize::from(max) && !s.contains(['/', ' ', '\0']));
+                }
             }
         }
         AttrKind::Bytes(len) => {
@@ -123,5 +130,47 @@ pub fn netlink(data: &[u8]) {
         assert_eq!((g2.cmd, g2.version), (g.cmd, g.version));
         let attrs2 = walk(g2.attrs, 0).expect("own attributes parse");
         assert_eq!(attrs, attrs2);
+
+        let owned = OwnedMsg::parse(&m).expect("attributes parsed above");
+        assert_eq!((owned.cmd, owned.attrs.len()), (g.cmd, attrs.len()));
+        rdrbdadm_view(&owned);
+    }
+}
+
+/// `rdrbdadm`'s view of a message: each attribute decoded as its kind says agrees with the
+/// payload, and a controller message decodes to a family or an error.
+fn rdrbdadm_view(m: &OwnedMsg) {
+    for a in Attr::ALL {
+        let p = m.get(a as u16);
+        match m.value(a) {
+            Ok(None) => assert!(p.is_none()),
+            Ok(Some(v)) => {
+                let p = p.expect("a value without payload");
+                match (a.kind(), v) {
+                    (AttrKind::Flag, AttrValue::Flag) => assert!(p.is_empty()),
+                    (AttrKind::U8, AttrValue::U8(x)) => assert_eq!([x], p),
+                    (AttrKind::U32, AttrValue::U32(x)) => assert_eq!(x.to_ne_bytes(), p),
+                    (AttrKind::U64, AttrValue::U64(x)) => assert_eq!(x.to_ne_bytes(), p),
+                    (AttrKind::String(max), AttrValue::Str(s)) => {
+                        assert!(s.len() <= usize::from(max) && within(s.as_bytes(), p))
+                    }
+                    (AttrKind::Bytes(n), AttrValue::Bytes(b)) => {
+                        assert!(b.len() == usize::from(n) && b == p)
+                    }
+                    (k, v) => panic!("{a:?} is a {k:?} but decoded as {v:?}"),
+                }
+            }
+            Err(e) => assert!(p.is_some() && !e.to_string().is_empty()),
+        }
+    }
+    let _ = (m.role(), m.disk_state(), m.event_type());
+    if let Ok(f) = Family::from_ctrl_msg(m) {
+        assert_eq!(
+            m.get(hark_proto::nla::CTRL_ATTR_FAMILY_ID),
+            Some(&f.id.to_ne_bytes()[..])
+        );
+        for (name, _) in &f.mcast_groups {
+            assert!(f.mcast_group(name).is_some());
+        }
     }
 }
