@@ -15,6 +15,7 @@ mod conf;
 mod drbd;
 mod http;
 mod ktcpvs;
+mod md;
 mod netlink;
 
 /// A fuzz target: a name (the directory of its corpus) and its body.
@@ -27,6 +28,7 @@ pub const TARGETS: &[Target] = &[
     ("body_relay", body_relay),
     ("drbd_wire", drbd_wire),
     ("drbd_bitmap", drbd_bitmap),
+    ("drbd_md", drbd_md),
     ("netlink", netlink),
     ("ktcpvs_cfs", ktcpvs_cfs),
     ("l7_rules", l7_rules),
@@ -43,6 +45,7 @@ pub use conf::{drbd_conf, rtcpvs_conf};
 pub use drbd::{drbd_bitmap, drbd_wire};
 pub use http::{body_relay, http_request, http_response, l7_rules};
 pub use ktcpvs::ktcpvs_cfs;
+pub use md::drbd_md;
 pub use netlink::netlink;
 
 /// Reads parameters from the front of a fuzz input; past its end every read gives 0.
