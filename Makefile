@@ -45,7 +45,7 @@ define need-cached-kernel
 $(if $(filter $(HARK_KDIR),$(KDIR)),@test -f $(KDIR)/.hark-built || { echo "no cached kernel build: run 'make kernel' first (or pass KDIR=)"; exit 1; })
 endef
 
-.PHONY: all setup kernel modules userspace host-test vm-test test soak demo clippy fmt clean help
+.PHONY: all setup kernel modules userspace host-test vm-test test soak fuzz demo clippy fmt clean help
 .PHONY: install install-modules install-tools install-man install-doc uninstall
 
 all: modules userspace ## Build the modules and the userspace tools (needs `make kernel` once).
@@ -78,6 +78,9 @@ test: ## Everything: setup, kernel (cached), modules, host tests, VM scenarios.
 soak: ## Long repetitions (scenarios with "# suite: soak"); not part of make test.
 	@scripts/test.sh --suite soak
 
+fuzz: ## Coverage-guided fuzzing (cargo-fuzz), FUZZ_SECONDS (60) per target or TARGET=name; not part of test.
+	@FUZZ_TARGETS="$(TARGET)" scripts/fuzz.sh
+
 demo: ## Boot a VM, load the modules and show them.
 	@scripts/demo.sh
 
@@ -88,6 +91,7 @@ clippy: ## Clippy on userspace and on the kernel modules (CLIPPY=1).
 
 fmt: ## rustfmt everything (kernel style for the modules).
 	cd userspace && cargo fmt
+	rustfmt --edition 2021 userspace/fuzz/fuzz_targets/*.rs
 	rustfmt --edition 2021 --config-path $(KSRC)/.rustfmt.toml drbd_rs/*.rs ktcpvs_rs/*.rs
 
 install: install-modules install-tools install-man install-doc ## Install modules, tools, man pages, docs (DESTDIR=, KDIR=).

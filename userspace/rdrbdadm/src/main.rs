@@ -10,12 +10,7 @@
 //! Exit codes (drbdadm's spirit): 0 success, 1 usage or configuration error, 10 the kernel
 //! refused the request, 11 the module is not loaded, 20 local I/O error.
 
-// The netlink client and the config model are complete APIs; replication commands (connect,
-// net options) use the parts that the local commands do not.
-#[allow(dead_code)]
-mod conf;
-#[allow(dead_code)]
-mod genl;
+// The config model and the netlink client live in the library (src/lib.rs).
 #[cfg(test)]
 #[path = "../../man_check.rs"]
 mod man_check;
@@ -25,6 +20,7 @@ mod net;
 use clap::{Parser, Subcommand};
 use hark_proto::drbd_genl::{self as nl, Attr, Cmd, DiskState, EventType, Role};
 use hark_proto::drbd_state::Conn;
+use rdrbdadm::{conf, genl};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

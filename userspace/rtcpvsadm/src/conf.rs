@@ -13,8 +13,8 @@
 //!          | "rule" "=" [ RULENAME ] "match" STRING "use" "server" NAMES ";" ;
 //! ```
 //!
-//! `ATTR` is a settable service attribute (`listen`, `scheduler`, ..., `enabled`), `VALUE` a
-//! word or a string. A word is a run of bytes other than white space, `{};="#`; a string is
+//! `ATTR` is a settable service attribute (`listen`, `scheduler`, ..., `enabled`); `VALUE`,
+//! `ADDR` and `NAMES` are each a word or a string. A word is a run of bytes other than white space, `{};="#`; a string is
 //! `"..."` with `\"` and `\\` escapes; `#` starts a comment to the end of the line. An unnamed
 //! rule is called `NNN-ruleK` where K is its position among the service's rules (from 1) and
 //! NNN is `10 * K` on three digits.
@@ -280,7 +280,8 @@ impl Parser {
     fn server(&mut self) -> Result<Server, ParseError> {
         let mut s = Server {
             name: self.name("server name")?,
-            address: self.word("server address")?,
+            // A word or a string: `format` quotes an empty or unusual address.
+            address: self.value("server address")?,
             ..Server::default()
         };
         loop {
@@ -338,7 +339,8 @@ impl Parser {
         };
         self.keyword("use")?;
         self.keyword("server")?;
-        let target = self.word("server names")?;
+        // A word or a string: `format` writes an empty list as `""`.
+        let target = self.value("server names")?;
         if let Err(e) = ktcpvs_cfs::parse_name_list(target.as_bytes()) {
             self.pos -= 1;
             return self.err(format!("server names '{target}': {e}"));
@@ -508,7 +510,14 @@ fn json_attr(k: &str, v: &str) -> String {
     match (k, v) {
         ("xff" | "enabled", "0") => "false".into(),
         ("xff" | "enabled", "1") => "true".into(),
-        _ if numeric && v.parse::<u32>().is_ok() => v.into(),
+        // A JSON number: `u32::from_str` also takes `+5` and `007`, which JSON does not.
+        _ if numeric
+            && v.parse::<u32>().is_ok()
+            && v.bytes().all(|b| b.is_ascii_digit())
+            && (v == "0" || !v.starts_with('0')) =>
+        {
+            v.into()
+        }
         _ => json_str(v),
     }
 }

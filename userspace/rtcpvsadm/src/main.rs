@@ -5,7 +5,6 @@
 //! `Documentation/ktcpvs-config.md`); the kernel validates every value and logs why it refuses
 //! one, and this tool reports which file failed with which errno.
 
-mod conf;
 #[cfg(test)]
 #[path = "../../man_check.rs"]
 mod man_check;
@@ -13,6 +12,7 @@ mod tree;
 
 use clap::{Args, Parser, Subcommand};
 use hark_proto::ktcpvs_cfs;
+use rtcpvsadm::conf;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tree::Tree;
