@@ -2,7 +2,9 @@
 # timeout: 900
 # The test bed's faults, judged by the harness: three VMs on one switched segment; vm2 pings
 # vm0 and vm1, power-cuts vm0 and boots it again on the same disk while vm1 and vm2 keep
-# running, cuts vm1's link for 10 s and restores it, then delays and drops vm1's frames.
+# running, cuts vm1's link for 10 s and restores it, then delays and drops vm1's frames. The
+# power cut and the boot go through the fence agent ha/fence_hark (as Pacemaker calls it: key=value
+# lines on stdin, and its command line).
 # disk: 16M
 . "$HARK_TOP/tests-qemu/guest/lib.sh"
 
@@ -41,13 +43,23 @@ case "$HARK_VM" in
 	until_ok 30 alive $vm0 || die "vm0 does not answer"
 	until_ok 30 alive $vm1 || die "vm1 does not answer"
 
-	step "power-cut vm0"
-	must harkctl power off 0
+	fence=$HARK_TOP/ha/fence_hark
+	step "fence agent: list, status, then power-cut vm0"
+	[ "$("$fence" -o list | tr '\n' ' ')" = "0,hark-vm0 1,hark-vm1 2,hark-vm2 " ] ||
+		die "fence_hark list: $("$fence" -o list)"
+	"$fence" -o status -n hark-vm0 || die "fence_hark status of vm0: exit $? (0 = on)"
+	"$fence" -o metadata | grep -q '<action name="reboot"' || die "fence_hark metadata"
+	printf 'action=off\nplug=hark-vm0\nnodename=hark-vm0\n' | "$fence" ||
+		die "fence_hark off: exit $?"
+	rc=0
+	"$fence" -o status -n 0 || rc=$?
+	[ "$rc" = 2 ] || die "fence_hark status after off: exit $rc (2 = off)"
 	[ "$(harkctl power status 0)" = off ] || die "vm0 still on after the power cut"
+	printf 'action=off\nport=0\n' | "$fence" || die "fence_hark off of an off VM: exit $?"
 	alive $vm0 && die "vm0 answers after its power cut"
 	alive $vm1 || die "vm1 stopped answering when vm0 was cut"
 	step "boot vm0 again"
-	must harkctl power on 0
+	"$fence" -o on -n 0 || die "fence_hark on: exit $?"
 	must harkctl wait vm0-boot2 600 >/dev/null
 	until_ok 30 alive $vm0 || die "vm0 does not answer after its reboot"
 	alive $vm1 || die "vm1 stopped answering"
