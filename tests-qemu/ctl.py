@@ -108,13 +108,15 @@ class Server:
         if not line:
             return None
         rid, _, rest = line.partition(" ")
-        self.scn.note(f"vm{origin} asks: {rest}")
         try:
             answer = self.command(origin, rest.split())
             reply = f"{rid} ok" + (f" {answer}" if answer else "")
         except (ValueError, IndexError) as e:
             reply = f"{rid} err {e}"
-        self.scn.note(f"vm{origin} answer: {reply}")
+        # lib.sh asks a long wait as 1-second waits: only the one that ends it is logged.
+        if not (rest.startswith("wait ") and reply.endswith(" err timeout")):
+            self.scn.note(f"vm{origin} asks: {rest}")
+            self.scn.note(f"vm{origin} answer: {reply}")
         return reply
 
     def _vm(self, word):

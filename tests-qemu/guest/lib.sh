@@ -18,9 +18,9 @@ RTCPVSADM=$HARK_TOP/userspace/target/release/rtcpvsadm
 VMTOOL=$HARK_TOP/userspace/target/release/hark-vmtool
 PY=/usr/bin/python3
 
-# Under TCG with a debug kernel (KASAN, lockdep) every fork+exec costs about 0.5 s of guest CPU
-# (measured: 20 x /bin/sleep 0 in 11 s; python3 -c pass 3-15 s; fio --version 21 s). Polling
-# loops therefore use bash builtins only: `nap` sleeps with `read -t` on a private FIFO.
+# Under TCG with a debug kernel (KASAN, lockdep) every fork+exec costs about 0.1 s of guest CPU
+# (testbed-smp measures it; python3 -c pass 1.3 s). Polling loops therefore use bash builtins
+# only: `nap` sleeps with `read -t` on a private FIFO.
 mkfifo "/tmp/hark-nap.$$" && exec {HARK_NAP_FD}<>"/tmp/hark-nap.$$" && rm -f "/tmp/hark-nap.$$"
 nap() { read -r -t "$1" -u "$HARK_NAP_FD" _ || true; }
 
@@ -41,15 +41,31 @@ until_ok() {
 # harkctl REQUEST...: ask the harness (tests-qemu/ctl.py lists the requests: power on|off|cycle|
 # status VM, link up|down VM, link delay VM MS, link loss VM PERCENT, set KEY VALUE, get KEY,
 # wait KEY SECONDS, vms). Prints the answer's value; fails with the harness's error message on
-# stderr. Bash builtins only: the port is opened for one request (a fence agent in another
-# process may use it too; a second opener gets EBUSY and retries).
+# stderr. Bash builtins only. The port can be open in one process at a time and a fence agent
+# (ha/fence_hark) in another process may need it: it is opened for one request (a second
+# opener gets EBUSY and retries), and a long `wait` is asked as a series of 1-second waits.
 HARK_CTL_SEQ=0
 harkctl() {
-	local fd reply id tries=0
+	if [ "${1:-}" = wait ] && [ $# -eq 3 ]; then
+		local end=$((SECONDS + $3)) rc
+		while :; do
+			rc=0
+			_harkctl_once wait "$2" 1 2>/dev/null || rc=$?
+			[ "$rc" = 0 ] && return 0
+			[ "$rc" = 1 ] && [ "$SECONDS" -lt "$end" ] || break
+			nap 0.3 # the port free for a moment: a fence agent may be waiting for it
+		done
+		echo "harkctl wait $2: timeout after $3 s" >&2
+		return 1
+	fi
+	_harkctl_once "$@"
+}
+
+_harkctl_once() {
+	local fd reply id end=$((SECONDS + 60))
 	[ -n "${HARK_CTL:-}" ] || { echo "harkctl: no harness channel" >&2; return 2; }
 	while ! exec {fd}<>"$HARK_CTL"; do
-		tries=$((tries + 1))
-		[ "$tries" -lt 100 ] || { echo "harkctl: $HARK_CTL stays busy" >&2; return 2; }
+		[ "$SECONDS" -lt "$end" ] || { echo "harkctl: $HARK_CTL stays busy" >&2; return 2; }
 		nap 0.1
 	done 2>/dev/null
 	HARK_CTL_SEQ=$((HARK_CTL_SEQ + 1))
