@@ -25,6 +25,16 @@ $PY -c pass
 t1=$EPOCHREALTIME
 py=$(( (${t1/./} - ${t0/./}) / 1000 ))
 echo "guest-speed: fork+exec ${per} ms, python3 -c pass ${py} ms, scenario start ${up} s after boot"
+# Reading from the host root (9p): a large file cold, then from the page cache.
+f=$HARK_KBUILD/vmlinux
+if [ -r "$f" ]; then
+	mb=$(($(stat -c %s "$f") / 1048576))
+	t0=$EPOCHREALTIME; cat "$f" >/dev/null; t1=$EPOCHREALTIME
+	cold=$(( (${t1/./} - ${t0/./}) / 1000 ))
+	t0=$EPOCHREALTIME; cat "$f" >/dev/null; t1=$EPOCHREALTIME
+	warm=$(( (${t1/./} - ${t0/./}) / 1000 ))
+	echo "guest-speed: 9p read of $mb MiB: ${cold} ms cold, ${warm} ms cached"
+fi
 # Both CPUs run: two busy loops in parallel finish in about the time of one.
 busy() { local i=0; while [ $i -lt 200000 ]; do i=$((i + 1)); done; }
 t0=$EPOCHREALTIME; busy; t1=$EPOCHREALTIME
