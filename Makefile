@@ -28,6 +28,8 @@ prefix ?= /usr
 sbindir ?= $(prefix)/sbin
 mandir ?= $(prefix)/share/man
 docdir ?= $(prefix)/share/doc/hark
+ocfdir ?= $(prefix)/lib/ocf/resource.d/hark
+OCF_AGENTS = drbd_rs
 MODS = ipvs_glue drbd_rs ktcpvs_rs
 TOOLS = rdrbdadm rtcpvsadm
 MAN8 = $(TOOLS:%=Documentation/man/%.8)
@@ -46,7 +48,7 @@ $(if $(filter $(HARK_KDIR),$(KDIR)),@test -f $(KDIR)/.hark-built || { echo "no c
 endef
 
 .PHONY: all setup kernel modules userspace host-test vm-test test soak fuzz demo clippy fmt clean help
-.PHONY: install install-modules install-tools install-man install-doc uninstall
+.PHONY: install install-modules install-tools install-man install-doc install-ocf uninstall
 
 all: modules userspace ## Build the modules and the userspace tools (needs `make kernel` once).
 
@@ -94,7 +96,7 @@ fmt: ## rustfmt everything (kernel style for the modules).
 	rustfmt --edition 2021 userspace/fuzz/fuzz_targets/*.rs
 	rustfmt --edition 2021 --config-path $(KSRC)/.rustfmt.toml drbd_rs/*.rs ktcpvs_rs/*.rs
 
-install: install-modules install-tools install-man install-doc ## Install modules, tools, man pages, docs (DESTDIR=, KDIR=).
+install: install-modules install-tools install-man install-doc install-ocf ## Install modules, tools, man pages, docs (DESTDIR=, KDIR=).
 
 install-modules: modules
 	@$(call kmake,INSTALL_MOD_PATH=$(if $(DESTDIR),$(abspath $(DESTDIR))) INSTALL_MOD_DIR=extra DEPMOD=true modules_install)
@@ -112,12 +114,18 @@ install-doc:
 	install -d $(DESTDIR)$(docdir)
 	install -m 644 $(DOCS) $(DESTDIR)$(docdir)/
 
+install-ocf:
+	install -d $(DESTDIR)$(ocfdir)
+	install -m 755 $(OCF_AGENTS:%=ha/ocf/%) $(DESTDIR)$(ocfdir)/
+
 uninstall: ## Remove what `make install` installed (same DESTDIR=, KDIR=).
 	@test -n "$(KRELEASE)" || { echo "no $(KDIR)/include/config/kernel.release: pass the KDIR that was installed from"; exit 1; }
 	rm -f $(foreach m,$(MODS),$(DESTDIR)/lib/modules/$(KRELEASE)/extra/$(m)/$(m).ko*)
 	-rmdir $(MODS:%=$(DESTDIR)/lib/modules/$(KRELEASE)/extra/%) $(DESTDIR)/lib/modules/$(KRELEASE)/extra 2>/dev/null
 	rm -f $(TOOLS:%=$(DESTDIR)$(sbindir)/%) $(TOOLS:%=$(DESTDIR)$(mandir)/man8/%.8)
 	rm -rf $(DESTDIR)$(docdir)
+	rm -f $(OCF_AGENTS:%=$(DESTDIR)$(ocfdir)/%)
+	-rmdir $(DESTDIR)$(ocfdir) 2>/dev/null
 	$(if $(DESTDIR),,depmod -a $(KRELEASE))
 
 clean:

@@ -15,7 +15,7 @@ tools=(
   python3:python3 fio:fio /lib/drbd/drbdadm-84:drbd-utils /lib/drbd/drbdsetup-84:drbd-utils drbdmeta:drbd-utils
   mkfs.ext4:e2fsprogs ip:iproute2 modprobe:kmod zstd:zstd
   corosync:corosync pacemakerd:pacemaker crm_mon:pacemaker-cli-utils stonith_admin:pacemaker-cli-utils
-  cibadmin:pacemaker-cli-utils crm:crmsh ocf-tester:resource-agents /usr/lib/ocf/resource.d/heartbeat/IPaddr2:resource-agents
+  cibadmin:pacemaker-cli-utils xmllint:libxml2-utils crm:crmsh ocf-tester:resource-agents /usr/lib/ocf/resource.d/heartbeat/IPaddr2:resource-agents
 )
 missing=0
 for t in "${tools[@]}"; do
