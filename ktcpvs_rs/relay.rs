@@ -25,7 +25,7 @@
 //! `listeners` only to accept, and take snapshots (`inner`) after dropping it. The pool's lock
 //! is taken alone.
 
-use crate::config::{SchedState, ServerCfg, Service, ServiceCfg, Stat, Stats};
+use crate::config::{SchedState, ServerCfg, ServerRt, Service, ServiceCfg, Stat};
 use crate::http1::{
     self, BodyRelay, ChunkLimits, Framing, Header, HttpError, Limits, Method, Version,
 };
@@ -422,7 +422,7 @@ enum Step {
 /// `client` and `server` are attached to `ev` and declared before it, so they are released
 /// (and detached) before `ev` is freed; a server connection leaving for the pool is detached
 /// by [`Pool::put`]. `svc.stats` counts this connection in `ActiveConns`, and when `slot` is
-/// `Some(s)`, `svc.server_stats[s]` counts the server connection; `Drop` (or
+/// `Some(c)`, `c.rt.stats` counts the server connection; `Drop` (or
 /// [`Conn::release_server`], [`Conn::pool_server`]) takes both back. When `reused` is true,
 /// `server` came from the pool and `key` names its server.
 pub(crate) struct Conn {
@@ -454,9 +454,9 @@ pub(crate) struct Conn {
     target: u64,
     tried: u64,
     /// The server connected to (counted in its `ActiveConns`).
-    slot: Option<u8>,
+    slot: Option<Chosen>,
     /// The server being connected to (phase `Connect`).
-    pending_slot: u8,
+    pending: Option<Chosen>,
     /// The server a valid persistence cookie of the request names, if it may take it.
     cookie_slot: Option<u8>,
     /// The path, for `uri-hash` (a range of `head`).
@@ -500,10 +500,18 @@ pub(crate) struct Conn {
     server_keep: bool,
 }
 
+/// A server chosen for the current request: its slot in the connection's snapshot, and its
+/// counters and passive health (those of this server even if it is removed meanwhile and its
+/// slot reused).
+struct Chosen {
+    slot: u8,
+    rt: Arc<ServerRt>,
+}
+
 impl Drop for Conn {
     fn drop(&mut self) {
-        if let Some(s) = self.slot {
-            self.svc.server_stats[usize::from(s)].dec_active();
+        if let Some(c) = &self.slot {
+            c.rt.stats.dec_active();
         }
         self.svc.stats.dec_active();
     }
@@ -512,30 +520,25 @@ impl Drop for Conn {
 /// The servers of `cfg` as the schedulers see them, by slot. With `now`, the servers that
 /// passive health has failed at `now` are shown `Down` (unless `max_fails` is 0: passive
 /// health off).
-fn views(cfg: &ServiceCfg, svc: &Service, now: Option<u64>) -> [ServerView; MAX_SERVERS] {
+fn views(cfg: &ServiceCfg, now: Option<u64>) -> [ServerView; MAX_SERVERS] {
     let mut v = [ServerView {
         id: 0,
         weight: 0,
         state: ServerState::Down,
         active: 0,
     }; MAX_SERVERS];
+    let now = now.filter(|_| cfg.max_fails != 0);
     for s in cfg.servers.iter() {
         let i = usize::from(s.slot);
         if i < MAX_SERVERS && s.addr.is_some() {
+            let failed = now.is_some_and(|now| !s.rt.health.lock().available(now));
             v[i] = ServerView {
                 id: s.id as u32,
                 weight: s.weight,
-                state: s.state,
-                active: svc.server_stats[i].get(Stat::ActiveConns) as u32,
+                state: if failed { ServerState::Down } else { s.state },
+                // Saturating: a count that ever went wrong must not make the server look idle.
+                active: u32::try_from(s.rt.stats.get(Stat::ActiveConns)).unwrap_or(u32::MAX),
             };
-        }
-    }
-    if let Some(now) = now.filter(|_| cfg.max_fails != 0) {
-        let health = svc.health.lock();
-        for (v, h) in v.iter_mut().zip(health.iter()) {
-            if !h.available(now) {
-                v.state = ServerState::Down;
-            }
         }
     }
     v
@@ -605,7 +608,7 @@ impl Conn {
                 target: 0,
                 tried: 0,
                 slot: None,
-                pending_slot: 0,
+                pending: None,
                 cookie_slot: None,
                 path: (0, 0),
                 sent_down: 0,
@@ -758,7 +761,8 @@ impl Conn {
     /// Parses the head read so far; when complete, chooses the servers and builds the head to
     /// forward.
     fn parse_head(&mut self, now: u64) {
-        let max_head = self.cfg.max_header_bytes as usize;
+        // The head buffer was sized with `max_header_bytes` as the connection was accepted.
+        let max_head = (self.cfg.max_header_bytes as usize).min(self.head.data.len());
         let limits = Limits {
             max_head,
             max_headers: MAX_FIELDS,
@@ -780,6 +784,17 @@ impl Conn {
                 return;
             }
         };
+        // The request is routed with the configuration as it is now (servers deleted, moved
+        // or added since the accept or the connection's previous request), in the mode the
+        // connection was accepted in.
+        match self.svc.snapshot() {
+            Ok(cfg) if cfg.mode == self.cfg.mode => self.cfg = cfg,
+            _ => {
+                // Out of memory, or the service changed mode: the connection ends.
+                self.phase = Phase::Done;
+                return;
+            }
+        }
         self.svc.stats.add(Stat::Requests, 1);
         self.nreq = self.nreq.saturating_add(1);
         self.keep = req.keep_alive && self.nreq < MAX_REQUESTS;
@@ -805,7 +820,7 @@ impl Conn {
         let cookie_slot = cfg.cookie.as_ref().and_then(|name| {
             let value = l7_sched::find_cookie(req.headers, name.as_bytes())?;
             let id = l7_sched::cookie_decode(&self.svc.cookie_key, value)?;
-            let v = views(cfg, &self.svc, Some(now));
+            let v = views(cfg, Some(now));
             // A slot is below 64.
             l7_sched::cookie_pick(&v, target, id).map(|s| s as u8)
         });
@@ -889,11 +904,11 @@ impl Conn {
     /// Picks a server of `mask` with the service's scheduler, leaving out the servers failed
     /// by passive health unless they are all that is left.
     fn pick(&self, mask: u64, now: u64) -> Option<usize> {
-        let healthy = views(&self.cfg, &self.svc, Some(now));
+        let healthy = views(&self.cfg, Some(now));
         self.pick_in(&healthy, mask).or_else(|| {
             // Without passive health the views are the same: nothing else to try.
             (self.cfg.max_fails != 0)
-                .then(|| self.pick_in(&views(&self.cfg, &self.svc, None), mask))
+                .then(|| self.pick_in(&views(&self.cfg, None), mask))
                 .flatten()
         })
     }
@@ -907,9 +922,9 @@ impl Conn {
             SchedKind::Rr | SchedKind::Wrr | SchedKind::UriHash => {
                 let mut g = self.svc.sched.lock();
                 let st: &mut SchedState = &mut g;
-                let key = Arc::as_ptr(&self.cfg) as usize;
-                if st.key != key {
-                    st.key = key;
+                // A newer configuration: new scores, a new table.
+                if self.cfg.gen > st.gen {
+                    st.gen = self.cfg.gen;
                     st.wrr.reset();
                     st.maglev.clear();
                 }
@@ -923,7 +938,7 @@ impl Conn {
                             }
                             // Built from the servers regardless of passive health, so that
                             // a failed server's return moves no other path.
-                            let all = views(&self.cfg, &self.svc, None);
+                            let all = views(&self.cfg, None);
                             let slots = all_slots(&self.cfg);
                             if l7_sched::maglev_build(&all, slots, &mut st.maglev).is_err() {
                                 st.maglev.clear();
@@ -963,9 +978,14 @@ impl Conn {
     /// failed.
     fn passive_failure(&self, slot: usize, now: u64) {
         let timeout = self.cfg.fail_timeout_ms;
+        let Some(s) = server_by_slot(&self.cfg, slot) else {
+            return;
+        };
         let marked =
-            self.svc.health.lock()[slot & 63].failed(now, self.cfg.max_fails, u64::from(timeout));
-        if let Some(s) = server_by_slot(&self.cfg, slot).filter(|_| marked) {
+            s.rt.health
+                .lock()
+                .failed(now, self.cfg.max_fails, u64::from(timeout));
+        if marked {
             pr_warn!(
                 "service {}: server {} failed {} time(s): no new requests for {} ms\n",
                 self.svc.name.as_str(),
@@ -988,7 +1008,10 @@ impl Conn {
             return false;
         };
         // `slot < 64` fits a u8.
-        self.pending_slot = slot as u8;
+        self.pending = Some(Chosen {
+            slot: slot as u8,
+            rt: srv.rt.clone(),
+        });
         let key = Key {
             svc: self.svc.id,
             server: srv.id,
@@ -1011,7 +1034,7 @@ impl Conn {
                 }
             }
         }
-        let stats: &Stats = &self.svc.server_stats[slot];
+        let stats = &srv.rt.stats;
         let sock = match Sock::new_for(&addr) {
             Ok(s) => s,
             Err(_) => {
@@ -1044,8 +1067,12 @@ impl Conn {
     /// relaying. The server's `total_conns` counts TCP connections, its `requests` requests
     /// (a request sent again after a pooled connection broke counts once).
     fn connected(&mut self, fresh: bool, now: u64) {
-        let slot = self.pending_slot;
-        let st = &self.svc.server_stats[usize::from(slot)];
+        let Some(c) = self.pending.take() else {
+            self.phase = Phase::Done;
+            return;
+        };
+        let slot = c.slot;
+        let st = &c.rt.stats;
         st.add(Stat::ActiveConns, 1);
         if fresh {
             st.add(Stat::TotalConns, 1);
@@ -1056,7 +1083,7 @@ impl Conn {
             st.add(Stat::Requests, 1);
         }
         // INVARIANT: counted just above, taken back by `Drop`.
-        self.slot = Some(slot);
+        self.slot = Some(c);
         if !self.http() {
             self.svc.stats.add(Stat::Requests, 1);
         }
@@ -1074,8 +1101,10 @@ impl Conn {
             Ok(false) if now < self.deadline => return Step::Wait,
             // Refused, unreachable or timed out: a passive failure; try the next server.
             _ => {
-                self.svc.server_stats[usize::from(self.pending_slot)].add(Stat::Errors, 1);
-                self.passive_failure(usize::from(self.pending_slot), now);
+                if let Some(c) = self.pending.take() {
+                    c.rt.stats.add(Stat::Errors, 1);
+                    self.passive_failure(usize::from(c.slot), now);
+                }
                 self.server = None;
                 self.connect_next(now);
             }
@@ -1086,12 +1115,13 @@ impl Conn {
     /// Moves what can move in both directions.
     fn relay_step(&mut self, now: u64) -> Step {
         let http = self.http();
-        let (Some(server), Some(up), Some(down)) = (&self.server, &mut self.up, &mut self.down)
+        let (Some(server), Some(up), Some(down), Some(chosen)) =
+            (&self.server, &mut self.up, &mut self.down, &self.slot)
         else {
             self.phase = Phase::Done;
             return Step::Again;
         };
-        let sst = &self.svc.server_stats[usize::from(self.slot.unwrap_or(0))];
+        let sst = &chosen.rt.stats;
         let cst = &self.svc.stats;
         let mut moved = false;
         // Client to server.
@@ -1369,13 +1399,14 @@ impl Conn {
                 return false;
             };
             // A response: the server works.
-            if let Some(s) = self.slot {
-                self.svc.health.lock()[usize::from(s) & 63].succeeded();
+            if let Some(c) = &self.slot {
+                c.rt.health.lock().succeeded();
             }
             // The persistence cookie, unless the request's named this server already.
             let mut line = [0u8; COOKIE_LINE_MAX];
             let mut cookie_len = 0;
-            if let (Some(name), Some(slot)) = (&self.cfg.cookie, self.slot) {
+            if let (Some(name), Some(slot)) = (&self.cfg.cookie, self.slot.as_ref().map(|c| c.slot))
+            {
                 if self.cookie_slot != Some(slot) {
                     if let Some(s) = server_by_slot(&self.cfg, usize::from(slot)) {
                         cookie_len = l7_sched::set_cookie_header(
@@ -1426,8 +1457,8 @@ impl Conn {
     fn release_server(&mut self) {
         self.server = None;
         self.key = None;
-        if let Some(s) = self.slot.take() {
-            self.svc.server_stats[usize::from(s)].dec_active();
+        if let Some(c) = self.slot.take() {
+            c.rt.stats.dec_active();
         }
     }
 
@@ -1455,7 +1486,7 @@ impl Conn {
     /// again once on a new connection to the same server (the server may have closed the
     /// idle connection just as the request went out, as nginx assumes); else 502.
     fn server_broke(&mut self, now: u64) {
-        let slot = self.slot;
+        let slot = self.slot.as_ref().map(|c| c.slot);
         let retry = self.reused && !self.got_resp && self.replayable && !self.retried;
         let (Some(slot), true) = (slot, retry) else {
             self.server_failed(now);
@@ -1524,8 +1555,9 @@ impl Conn {
     }
 
     fn server_failed_status(&mut self, status: u16, now: u64) {
-        if let Some(s) = self.slot {
-            self.svc.server_stats[usize::from(s)].add(Stat::Errors, 1);
+        if let Some(c) = &self.slot {
+            c.rt.stats.add(Stat::Errors, 1);
+            let s = c.slot;
             if self.resp == Resp::Head {
                 // No valid response: a passive failure.
                 self.passive_failure(usize::from(s), now);
