@@ -353,6 +353,11 @@ impl Stats {
         self.values[s as usize].add(n, Relaxed);
     }
 
+    /// Adds `n` to counter `s`; returns the value before.
+    pub(crate) fn fetch_add(&self, s: Stat, n: u64) -> u64 {
+        self.values[s as usize].fetch_add(n, Relaxed)
+    }
+
     /// Takes one from [`Stat::ActiveConns`] (paired with an earlier `add(ActiveConns, 1)`).
     pub(crate) fn dec_active(&self) {
         self.values[Stat::ActiveConns as usize].fetch_sub(1u64, Relaxed);

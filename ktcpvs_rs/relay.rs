@@ -776,8 +776,6 @@ impl Conn {
             svc.stats.add(Stat::Errors, 1);
             return None;
         };
-        let over =
-            cfg.max_conns != 0 && svc.stats.get(Stat::ActiveConns) >= u64::from(cfg.max_conns);
         let peer = client.peer().ok()?;
         let head_size = if cfg.mode == Mode::Http {
             cfg.max_header_bytes as usize
@@ -791,7 +789,10 @@ impl Conn {
         // SAFETY: `ev` is moved into the same `Conn` as `client`, declared after it (type
         // invariant), with nothing that can fail in between: `client` is released first.
         unsafe { client.attach(&ev) };
-        svc.stats.add(Stat::ActiveConns, 1);
+        // Counted and compared in one step: both workers accept at once, and a check before
+        // the count would let each of them past the limit.
+        let before = svc.stats.fetch_add(Stat::ActiveConns, 1);
+        let over = cfg.max_conns != 0 && before >= u64::from(cfg.max_conns);
         let mode = cfg.mode;
         let deadline = now.saturating_add(u64::from(cfg.client_header_timeout_ms));
         let mut c = KBox::new(
