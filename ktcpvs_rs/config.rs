@@ -396,14 +396,36 @@ pub(crate) enum Stat {
 /// Scheduler state shared by the connections of a service (round-robin positions, the
 /// smooth-wrr scores and the Maglev table of `uri-hash`).
 pub(crate) struct SchedState {
-    /// Generation of the configuration the state was computed for (0: none). A pick with a
-    /// newer snapshot resets the wrr scores and rebuilds the Maglev table; a pick with an
-    /// older one (a request that chose its servers before the change) uses the state as it is.
+    /// Generation of the configuration the state was computed for (0: none).
     pub(crate) gen: u64,
     pub(crate) rr: RoundRobin,
     pub(crate) wrr: SmoothWrr,
     /// Empty until `uri-hash` first needs it.
     pub(crate) maglev: KVec<u16>,
+}
+
+impl SchedState {
+    pub(crate) fn new() -> Self {
+        SchedState {
+            gen: 0,
+            rr: RoundRobin::new(),
+            wrr: SmoothWrr::new(),
+            maglev: KVec::new(),
+        }
+    }
+
+    /// Makes the state follow the configuration `cfg` (a snapshot) is about to pick with: a
+    /// newer generation resets the wrr scores and drops the Maglev table (rebuilt by the next
+    /// `uri-hash` pick); an older one (a request that chose its servers before the change)
+    /// uses the state as it is. Keyed by the generation, not by the snapshot's address, which
+    /// the allocator gives again to a later snapshot once the old one is freed.
+    pub(crate) fn follow(&mut self, cfg: &ServiceCfg) {
+        if cfg.gen > self.gen {
+            self.gen = cfg.gen;
+            self.wrr.reset();
+            self.maglev.clear();
+        }
+    }
 }
 
 struct Inner {
@@ -457,12 +479,7 @@ impl Service {
                     next_id: 1,
                 }),
                 stats: Stats::new(),
-                sched <- new_mutex!(SchedState {
-                    gen: 0,
-                    rr: RoundRobin::new(),
-                    wrr: SmoothWrr::new(),
-                    maglev: KVec::new(),
-                }),
+                sched <- new_mutex!(SchedState::new()),
                 cookie_key,
             }? Error),
             GFP_KERNEL,

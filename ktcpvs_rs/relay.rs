@@ -1060,12 +1060,7 @@ impl Conn {
             SchedKind::Rr | SchedKind::Wrr | SchedKind::UriHash => {
                 let mut g = self.svc.sched.lock();
                 let st: &mut SchedState = &mut g;
-                // A newer configuration: new scores, a new table.
-                if self.cfg.gen > st.gen {
-                    st.gen = self.cfg.gen;
-                    st.wrr.reset();
-                    st.maglev.clear();
-                }
+                st.follow(&self.cfg);
                 match self.cfg.scheduler {
                     SchedKind::Rr => st.rr.pick(v, mask),
                     SchedKind::Wrr => st.wrr.pick(v, mask),
