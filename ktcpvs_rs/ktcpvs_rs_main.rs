@@ -106,3 +106,108 @@ impl PinnedDrop for KtcpvsModule {
         pr_info!("unloaded\n");
     }
 }
+
+#[kunit_tests(ktcpvs_rs_config)]
+mod tests {
+    use super::config::{Name, SchedState, Service};
+    use super::l7_sched::PassiveHealth;
+    use kernel::prelude::*;
+    use kernel::sync::Arc;
+
+    fn service() -> Option<Arc<Service>> {
+        Service::new(Name::new(b"kunit")?, 1).ok()
+    }
+
+    /// The scheduler state is rebuilt for a snapshot taken after a change even when the
+    /// allocator gives it the memory of the snapshot freed by the change (the state was keyed
+    /// by the snapshot's address, so it was then kept: a stale Maglev table gave a new server
+    /// nothing); a snapshot older than the state leaves it alone.
+    #[test]
+    fn sched_state_follows_generation_not_address() {
+        let svc = service();
+        assert!(svc.is_some());
+        let Some(svc) = svc else { return };
+        let mut st = SchedState::new();
+        let mut same_address = 0u32;
+        for _ in 0..16 {
+            let s1 = svc.snapshot();
+            assert!(s1.is_ok());
+            let Ok(s1) = s1 else { return };
+            st.follow(&s1);
+            // A table built for `s1`.
+            assert!(st.maglev.resize(7, 1, GFP_KERNEL).is_ok());
+            let a1 = Arc::as_ptr(&s1) as usize;
+            drop(s1);
+            // The change drops the service's reference: `s1` is freed.
+            let r = svc.update(|cfg| {
+                cfg.xff = !cfg.xff;
+                Ok(())
+            });
+            assert!(r.is_ok());
+            let s2 = svc.snapshot();
+            assert!(s2.is_ok());
+            let Ok(s2) = s2 else { return };
+            if Arc::as_ptr(&s2) as usize == a1 {
+                same_address = same_address.saturating_add(1);
+            }
+            st.follow(&s2);
+            assert!(st.maglev.is_empty());
+        }
+        pr_info!("kunit: {same_address} of 16 snapshots had the address of the one freed before\n");
+        let old = svc.snapshot();
+        assert!(old.is_ok());
+        let Ok(old) = old else { return };
+        assert!(svc.update(|_| Ok(())).is_ok());
+        let new = svc.snapshot();
+        assert!(new.is_ok());
+        let Ok(new) = new else { return };
+        assert!(new.gen > old.gen);
+        st.follow(&new);
+        assert!(st.maglev.resize(7, 1, GFP_KERNEL).is_ok());
+        st.follow(&old);
+        assert_eq!(st.maglev.len(), 7);
+        assert_eq!(st.gen, new.gen);
+    }
+
+    /// A server added in the slot of a removed one starts with zero counters and no passive
+    /// failure, and the removed server's connections ending later do not touch them.
+    #[test]
+    fn reused_slot_starts_fresh() {
+        let svc = service();
+        assert!(svc.is_some());
+        let Some(svc) = svc else { return };
+        let (Some(a), Some(n)) = (Name::new(b"a"), Name::new(b"n")) else {
+            return;
+        };
+        let id = svc.add_server(a);
+        assert!(id.is_ok());
+        let Ok(id) = id else { return };
+        let cfg = svc.snapshot();
+        assert!(cfg.is_ok());
+        let Ok(cfg) = cfg else { return };
+        let old = cfg.server(id).map(|s| (s.slot, s.rt.clone()));
+        assert!(old.is_some());
+        let Some((slot, old)) = old else { return };
+        drop(cfg);
+        // Two connections in flight, a failure counted.
+        old.stats.add(super::config::Stat::ActiveConns, 2);
+        assert!(old.health.lock().failed(1000, 1, 60_000));
+        svc.remove_server(id);
+        let id2 = svc.add_server(n);
+        assert!(id2.is_ok());
+        let Ok(id2) = id2 else { return };
+        // The connections of the removed server end.
+        old.stats.dec_active();
+        old.stats.dec_active();
+        let cfg = svc.snapshot();
+        assert!(cfg.is_ok());
+        let Ok(cfg) = cfg else { return };
+        let new = cfg.server(id2);
+        assert!(new.is_some());
+        let Some(new) = new else { return };
+        assert_eq!(new.slot, slot);
+        assert_eq!(new.rt.stats.line().values, [0; 6]);
+        assert!(new.rt.health.lock().available(1000));
+        assert!(*new.rt.health.lock() == PassiveHealth::new());
+    }
+}
