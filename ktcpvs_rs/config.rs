@@ -185,7 +185,7 @@ impl ServiceCfg {
         }
     }
 
-    fn try_clone(&self) -> Result<Self> {
+    pub(crate) fn try_clone(&self) -> Result<Self> {
         let mut servers = KVVec::with_capacity(self.servers.len(), GFP_KERNEL)?;
         servers.extend_from_slice(&self.servers, GFP_KERNEL)?;
         let mut rules = KVVec::with_capacity(self.rules.len(), GFP_KERNEL)?;
