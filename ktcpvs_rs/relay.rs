@@ -400,7 +400,7 @@ enum Phase {
 enum Resp {
     /// Reading its head (interim 1xx heads are relayed as they come).
     Head,
-    /// Relaying its body (delimited by `Conn::resp_body`).
+    /// Relaying its body (delimited by `Response::body`).
     Body,
     /// Read completely (bytes may still wait in `down`).
     Done,
@@ -1683,7 +1683,7 @@ impl Conn {
     }
 
     /// The response is complete: the server connection goes to the pool if it can carry
-    /// another request (see `server_keep`; the request was sent completely and the server did
+    /// another request (see `Upstream::keep`; the request was sent completely and the server did
     /// not end its side), taken out of the server's `active_conns`.
     fn pool_server(&mut self, now: u64) {
         let idle = self.req.done
