@@ -628,8 +628,7 @@ impl Entry {
                 EntryAttr::Weight => writeln!(w, "{}", s.weight),
                 EntryAttr::State => writeln!(w, "{}", ktcpvs_cfs::state_name(s.state)),
                 EntryAttr::Stats => {
-                    let st = &self.svc.server_stats[usize::from(s.slot)];
-                    writeln!(w, "{}", st.line())
+                    writeln!(w, "{}", s.rt.stats.line())
                 }
                 EntryAttr::Pattern | EntryAttr::Target => Err(core::fmt::Error),
             });

@@ -7,9 +7,15 @@
 //! mutex. Writers validate a new value before changing anything, so a rejected write leaves the
 //! configuration as it was. Readers take [`Service::snapshot`]: an immutable `Arc<ServiceCfg>`
 //! built on the first read after a change and shared until the next one, so a connection
-//! works with one consistent view however the tree changes meanwhile. Counters live outside the
-//! snapshots ([`Service::stats`], [`Service::server_stats`]) so that every snapshot's users
-//! update the same atomics.
+//! works with one consistent view however the tree changes meanwhile. Each snapshot carries the
+//! generation of the configuration it was taken from ([`ServiceCfg::gen`], one higher after
+//! every change), which keys the scheduler state ([`SchedState`]).
+//!
+//! Counters live outside the configuration values, so that every snapshot's users update the
+//! same atomics: the service's in [`Service::stats`], each server's in its [`ServerRt`], made
+//! when the server is added and shared by every snapshot that has the server and by the
+//! connections to it. A server added in the slot of a removed one gets a new [`ServerRt`]: the
+//! removed server's connections still in flight update only their own.
 
 use crate::ktcpvs_cfs::{self, CfgError, Mode, NameList, MAX_NAME, MAX_RULES, MAX_SERVERS};
 use crate::l7_rules::{Rule, RuleError};
@@ -62,18 +68,45 @@ impl Name {
     }
 }
 
+/// What the data path keeps about one server: its counters and passive health. One per server
+/// for its lifetime (made by [`Service::add_server`]), shared by the snapshots that have the
+/// server and the connections to it, so that nothing of a removed server reaches a server
+/// added later in the same slot.
+#[pin_data]
+pub(crate) struct ServerRt {
+    pub(crate) stats: Stats,
+    /// Lock order: innermost (taken alone).
+    #[pin]
+    pub(crate) health: SpinLock<PassiveHealth>,
+}
+
+impl ServerRt {
+    fn new() -> Result<Arc<ServerRt>> {
+        Arc::pin_init(
+            try_pin_init!(ServerRt {
+                stats: Stats::new(),
+                health <- new_spinlock!(PassiveHealth::new()),
+            }? Error),
+            GFP_KERNEL,
+        )
+    }
+}
+
 /// A real server.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub(crate) struct ServerCfg {
     /// Unique within the service for its lifetime (directory identity).
     pub(crate) id: u64,
     pub(crate) name: Name,
-    /// Bit of the server in rule targets and index into [`Service::server_stats`].
+    /// Bit of the server in rule targets and its index in the schedulers' views. A slot is
+    /// reused by a server added after this one is removed.
     pub(crate) slot: u8,
     /// `None` until written: a server without an address takes no requests.
     pub(crate) addr: Option<SocketAddr>,
     pub(crate) weight: u16,
     pub(crate) state: ServerState,
+    /// Counters and passive health of this server (not of its slot).
+    pub(crate) rt: Arc<ServerRt>,
 }
 
 /// A content rule.
@@ -104,6 +137,9 @@ pub(crate) struct RuleCfg {
 /// (order, name); every rule target and `default_target` names only slots of `servers`; when
 /// `enabled`, [`ktcpvs_cfs::enable_check`] holds.
 pub(crate) struct ServiceCfg {
+    /// In a snapshot: the generation of the configuration it was taken from (in
+    /// [`Service`]'s own value: 0).
+    pub(crate) gen: u64,
     pub(crate) listen: Option<SocketAddr>,
     pub(crate) scheduler: SchedKind,
     pub(crate) mode: Mode,
@@ -128,6 +164,7 @@ pub(crate) struct ServiceCfg {
 impl ServiceCfg {
     fn new() -> Self {
         ServiceCfg {
+            gen: 0,
             listen: None,
             scheduler: SchedKind::Wlc,
             mode: Mode::Http,
@@ -148,7 +185,7 @@ impl ServiceCfg {
         }
     }
 
-    fn try_clone(&self) -> Result<Self> {
+    pub(crate) fn try_clone(&self) -> Result<Self> {
         let mut servers = KVVec::with_capacity(self.servers.len(), GFP_KERNEL)?;
         servers.extend_from_slice(&self.servers, GFP_KERNEL)?;
         let mut rules = KVVec::with_capacity(self.rules.len(), GFP_KERNEL)?;
@@ -311,15 +348,14 @@ impl Stats {
         line
     }
 
-    fn reset(&self) {
-        for a in &self.values {
-            a.store(0, Relaxed);
-        }
-    }
-
     /// Adds `n` to counter `s`.
     pub(crate) fn add(&self, s: Stat, n: u64) {
         self.values[s as usize].add(n, Relaxed);
+    }
+
+    /// Adds `n` to counter `s`; returns the value before.
+    pub(crate) fn fetch_add(&self, s: Stat, n: u64) -> u64 {
+        self.values[s as usize].fetch_add(n, Relaxed)
     }
 
     /// Takes one from [`Stat::ActiveConns`] (paired with an earlier `add(ActiveConns, 1)`).
@@ -360,20 +396,54 @@ pub(crate) enum Stat {
 /// Scheduler state shared by the connections of a service (round-robin positions, the
 /// smooth-wrr scores and the Maglev table of `uri-hash`).
 pub(crate) struct SchedState {
-    /// Address of the snapshot the state was computed for (0: none); a new snapshot resets
-    /// the wrr scores and rebuilds the Maglev table.
-    pub(crate) key: usize,
+    /// Generation of the configuration the state was computed for (0: none).
+    pub(crate) gen: u64,
     pub(crate) rr: RoundRobin,
     pub(crate) wrr: SmoothWrr,
     /// Empty until `uri-hash` first needs it.
     pub(crate) maglev: KVec<u16>,
 }
 
+impl SchedState {
+    pub(crate) fn new() -> Self {
+        SchedState {
+            gen: 0,
+            rr: RoundRobin::new(),
+            wrr: SmoothWrr::new(),
+            maglev: KVec::new(),
+        }
+    }
+
+    /// Makes the state follow the configuration `cfg` (a snapshot) is about to pick with: a
+    /// newer generation resets the wrr scores and drops the Maglev table (rebuilt by the next
+    /// `uri-hash` pick); an older one (a request that chose its servers before the change)
+    /// uses the state as it is. Keyed by the generation, not by the snapshot's address, which
+    /// the allocator gives again to a later snapshot once the old one is freed.
+    pub(crate) fn follow(&mut self, cfg: &ServiceCfg) {
+        if cfg.gen > self.gen {
+            self.gen = cfg.gen;
+            self.wrr.reset();
+            self.maglev.clear();
+        }
+    }
+}
+
 struct Inner {
     cfg: ServiceCfg,
     /// The snapshot of `cfg`, if one was taken since its last change.
     snapshot: Option<Arc<ServiceCfg>>,
+    /// Generation of `cfg`: starts at 1, one higher after every change.
+    gen: u64,
     next_id: u64,
+}
+
+impl Inner {
+    /// `cfg` changed: the next snapshot is a new one, of the next generation.
+    fn changed(&mut self) {
+        self.snapshot = None;
+        // u64: never saturates (one change a nanosecond would take 584 years).
+        self.gen = self.gen.saturating_add(1);
+    }
 }
 
 /// A virtual service.
@@ -385,15 +455,9 @@ pub(crate) struct Service {
     #[pin]
     inner: Mutex<Inner>,
     pub(crate) stats: Stats,
-    /// Counters of the servers, by slot.
-    pub(crate) server_stats: [Stats; MAX_SERVERS],
     /// Scheduler state of the data path. Lock order: taken alone (never with `inner`).
     #[pin]
     pub(crate) sched: Mutex<SchedState>,
-    /// Passive health of the servers, by slot. Lock order: innermost (taken alone, or under
-    /// `inner` by `add_server`).
-    #[pin]
-    pub(crate) health: SpinLock<[PassiveHealth; MAX_SERVERS]>,
     /// Key of the persistence cookies, random for each service, so that a client cannot
     /// forge a cookie naming a server of its choice.
     pub(crate) cookie_key: CookieKey,
@@ -411,17 +475,11 @@ impl Service {
                 inner <- new_mutex!(Inner {
                     cfg: ServiceCfg::new(),
                     snapshot: None,
+                    gen: 1,
                     next_id: 1,
                 }),
                 stats: Stats::new(),
-                server_stats: [const { Stats::new() }; MAX_SERVERS],
-                sched <- new_mutex!(SchedState {
-                    key: 0,
-                    rr: RoundRobin::new(),
-                    wrr: SmoothWrr::new(),
-                    maglev: KVec::new(),
-                }),
-                health <- new_spinlock!([const { PassiveHealth::new() }; MAX_SERVERS]),
+                sched <- new_mutex!(SchedState::new()),
                 cookie_key,
             }? Error),
             GFP_KERNEL,
@@ -434,7 +492,9 @@ impl Service {
         if let Some(s) = &g.snapshot {
             return Ok(s.clone());
         }
-        let s = Arc::new(g.cfg.try_clone()?, GFP_KERNEL)?;
+        let mut cfg = g.cfg.try_clone()?;
+        cfg.gen = g.gen;
+        let s = Arc::new(cfg, GFP_KERNEL)?;
         g.snapshot = Some(s.clone());
         Ok(s)
     }
@@ -447,7 +507,7 @@ impl Service {
     ) -> Result<R, Why> {
         let mut g = self.inner.lock();
         let r = f(&mut g.cfg)?;
-        g.snapshot = None;
+        g.changed();
         Ok(r)
     }
 
@@ -462,6 +522,8 @@ impl Service {
         // A free slot exists: `used` has a zero bit.
         let slot = used.trailing_ones() as u8;
         let id = inner.next_id;
+        // New counters and passive health: nothing of a server that had the slot before.
+        let rt = ServerRt::new().map_err(|_| Why::NoMem)?;
         let servers = &mut inner.cfg.servers;
         // Sorted by name, so that server lists read back in the same order however the servers
         // were made (`rtcpvsadm save | load` gives the same text).
@@ -480,14 +542,13 @@ impl Service {
                     addr: None,
                     weight: ktcpvs_cfs::DEFAULT_WEIGHT,
                     state: ServerState::Up,
+                    rt,
                 },
             )
             .map_err(|_| Why::NoMem)?;
         // u64: never saturates.
         inner.next_id = inner.next_id.saturating_add(1);
-        inner.snapshot = None;
-        self.server_stats[usize::from(slot)].reset();
-        self.health.lock()[usize::from(slot)] = PassiveHealth::new();
+        inner.changed();
         Ok(id)
     }
 
@@ -528,7 +589,7 @@ impl Service {
                 s.name.as_str()
             );
         }
-        g.snapshot = None;
+        g.changed();
     }
 
     /// Adds a rule (no pattern, no target) in (order, name) order; returns its id.
@@ -560,7 +621,7 @@ impl Service {
             .map_err(|_| Why::NoMem)?;
         // u64: never saturates.
         inner.next_id = inner.next_id.saturating_add(1);
-        inner.snapshot = None;
+        inner.changed();
         Ok(id)
     }
 
@@ -569,7 +630,7 @@ impl Service {
         let mut g = self.inner.lock();
         if let Some(i) = g.cfg.rules.iter().position(|r| r.id == id) {
             let _ = g.cfg.rules.remove(i);
-            g.snapshot = None;
+            g.changed();
         }
     }
 }

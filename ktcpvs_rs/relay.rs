@@ -25,7 +25,7 @@
 //! `listeners` only to accept, and take snapshots (`inner`) after dropping it. The pool's lock
 //! is taken alone.
 
-use crate::config::{SchedState, ServerCfg, Service, ServiceCfg, Stat, Stats};
+use crate::config::{SchedState, ServerCfg, ServerRt, Service, ServiceCfg, Stat};
 use crate::http1::{
     self, BodyRelay, ChunkLimits, Framing, Header, HttpError, Limits, Method, Version,
 };
@@ -400,7 +400,7 @@ enum Phase {
 enum Resp {
     /// Reading its head (interim 1xx heads are relayed as they come).
     Head,
-    /// Relaying its body (delimited by `Conn::resp_body`).
+    /// Relaying its body (delimited by `Response::body`).
     Body,
     /// Read completely (bytes may still wait in `down`).
     Done,
@@ -415,21 +415,41 @@ enum Step {
     Wait,
 }
 
+/// What a part of a relay step did.
+enum Flow {
+    /// Bytes moved.
+    Moved,
+    /// Nothing could move.
+    Idle,
+    /// The connection changed phase (failed, retried, finished): step again.
+    Stop,
+}
+
+/// Where the bytes of `down` the client may have end: in http mode a response head is held
+/// back until it is complete (then rewritten), the bytes before it may go.
+fn sendable(down: &Buf, http: bool, resp: &Response) -> usize {
+    if http && resp.state == Resp::Head {
+        resp.hold.min(down.end)
+    } else {
+        down.end
+    }
+}
+
 /// A client connection and, once chosen, its server connection.
 ///
 /// # Invariants
 ///
 /// `client` and `server` are attached to `ev` and declared before it, so they are released
 /// (and detached) before `ev` is freed; a server connection leaving for the pool is detached
-/// by [`Pool::put`]. `svc.stats` counts this connection in `ActiveConns`, and when `slot` is
-/// `Some(s)`, `svc.server_stats[s]` counts the server connection; `Drop` (or
-/// [`Conn::release_server`], [`Conn::pool_server`]) takes both back. When `reused` is true,
-/// `server` came from the pool and `key` names its server.
+/// by [`Pool::put`]. `svc.stats` counts this connection in `ActiveConns` (taken back by
+/// `Drop`). When `req.srv.reused` is true, `server` came from the pool and `req.srv.key`
+/// names its server.
 pub(crate) struct Conn {
     client: Sock,
     server: Option<Sock>,
     ev: Ev,
     svc: Arc<Service>,
+    /// The configuration of the current request (a new snapshot for each request head).
     cfg: Arc<ServiceCfg>,
     peer: Addr,
     phase: Phase,
@@ -437,74 +457,179 @@ pub(crate) struct Conn {
     deadline: u64,
     /// The request head as read, then the body bytes read with it (`start..end`).
     head: Buf,
-    /// Length of the head in `head` once parsed.
-    head_len: usize,
     /// Bytes to send to the server (head, then body); allocated when a server is chosen.
     up: Option<Buf>,
     /// Bytes to send to the client.
     down: Option<Buf>,
-    /// Delimits the client-to-server bytes.
-    body: BodyRelay,
-    req_done: bool,
     client_eof: bool,
-    server_eof: bool,
     client_wr_shut: bool,
-    server_wr_shut: bool,
-    /// Servers that may take the request; those already tried.
-    target: u64,
-    tried: u64,
-    /// The server connected to (counted in its `ActiveConns`).
-    slot: Option<u8>,
-    /// The server being connected to (phase `Connect`).
-    pending_slot: u8,
-    /// The server a valid persistence cookie of the request names, if it may take it.
-    cookie_slot: Option<u8>,
-    /// The path, for `uri-hash` (a range of `head`).
-    path: (usize, usize),
-    /// Bytes of the current response sent to the client so far.
-    sent_down: u64,
+    /// Client bytes read and dropped while closing.
     drained: usize,
-    /// State of the response (http).
-    resp: Resp,
-    /// Delimits the response body.
-    resp_body: BodyRelay,
-    /// With `resp == Head`: `down.data[hold..end]` is the response head being read (not sent
-    /// yet); `down.data[start..hold]` may go to the client.
-    hold: usize,
-    /// The client connection carries another request after this one.
-    keep: bool,
-    /// The request is a HEAD (its response has no body).
-    req_head: bool,
     /// Requests parsed on this client connection.
     nreq: u32,
     /// Where idle server connections go (`pool_idle`).
     pool: Arc<Pool>,
+    /// The current request (http; tcp mode: the one relayed connection).
+    req: Request,
+}
+
+/// The state of one request, from its head to the end of its response; a kept-alive client
+/// connection starts each request with a new one.
+struct Request {
+    /// Length of the head in `Conn::head` once parsed.
+    head_len: usize,
+    /// Delimits the client-to-server bytes.
+    body: BodyRelay,
+    /// The request (head and body) was read completely.
+    done: bool,
+    /// The request is a HEAD (its response has no body).
+    is_head: bool,
+    /// The client connection carries another request after this one.
+    keep: bool,
     /// The request is sent without `Connection: close`: its server connection may be pooled.
     pool_req: bool,
-    /// The server (as of the connect) of the current server connection.
-    key: Option<Key>,
-    /// The current server connection came from the pool.
-    reused: bool,
-    /// A byte of a response came on the current server connection.
-    got_resp: bool,
     /// `up.data[..up.end]` still holds everything sent to the server for this request (its
     /// body was not streamed): the request can be sent again.
     replayable: bool,
     /// The request was sent again once, on a new connection, after a pooled one broke.
     retried: bool,
-    /// Slots of the servers whose `requests` counts the current request (a request sent
-    /// again to the same server counts once).
+    /// Servers that may take the request; those already tried.
+    target: u64,
+    tried: u64,
+    /// Slots of the servers whose `requests` counts the request (a request sent again to the
+    /// same server counts once).
     counted: u64,
+    /// The server a valid persistence cookie of the request names, if it may take it.
+    cookie_slot: Option<u8>,
+    /// The path, for `uri-hash` (a range of `Conn::head`).
+    path: (usize, usize),
+    /// The server connection of the request (a new one for each attempt).
+    srv: Upstream,
+    /// The response.
+    resp: Response,
+}
+
+impl Request {
+    fn new() -> Self {
+        Request {
+            head_len: 0,
+            body: BodyRelay::UntilClose,
+            done: false,
+            is_head: false,
+            keep: false,
+            pool_req: false,
+            replayable: false,
+            retried: false,
+            target: 0,
+            tried: 0,
+            counted: 0,
+            cookie_slot: None,
+            path: (0, 0),
+            srv: Upstream::new(),
+            resp: Response::new(),
+        }
+    }
+}
+
+/// The server side of a request: the server chosen, and the state of the connection to it
+/// (the socket itself is `Conn::server`).
+struct Upstream {
+    /// The server connected to, counted in its `ActiveConns` while held.
+    active: Option<Active>,
+    /// The server being connected to (phase `Connect`).
+    pending: Option<Chosen>,
+    /// The server (as of the connect) of the server connection.
+    key: Option<Key>,
+    /// The server connection came from the pool.
+    reused: bool,
+    /// A byte of a response came on the server connection.
+    got_resp: bool,
+    eof: bool,
+    wr_shut: bool,
     /// The server connection can go to the pool once the response is complete: the response
     /// is framed, the server did not ask to close and sent nothing after it.
-    server_keep: bool,
+    keep: bool,
+}
+
+impl Upstream {
+    fn new() -> Self {
+        Upstream {
+            active: None,
+            pending: None,
+            key: None,
+            reused: false,
+            got_resp: false,
+            eof: false,
+            wr_shut: false,
+            keep: false,
+        }
+    }
+}
+
+/// The response to a request (http).
+struct Response {
+    state: Resp,
+    /// Delimits the response body.
+    body: BodyRelay,
+    /// With `state == Head`: `down.data[hold..end]` is the response head being read (not sent
+    /// yet); `down.data[start..hold]` may go to the client.
+    hold: usize,
+    /// Bytes of the response sent to the client so far.
+    sent: u64,
+}
+
+impl Response {
+    fn new() -> Self {
+        Response {
+            state: Resp::Head,
+            body: BodyRelay::UntilClose,
+            hold: 0,
+            sent: 0,
+        }
+    }
+}
+
+/// A server chosen for the current request: its slot in the request's snapshot, and its
+/// counters and passive health (those of this server even if it is removed meanwhile and its
+/// slot reused).
+struct Chosen {
+    slot: u8,
+    rt: Arc<ServerRt>,
+}
+
+/// A server connection counted in its server's `ActiveConns`.
+///
+/// # Invariants
+///
+/// `self.0.rt.stats` counts it in `ActiveConns`; `Drop` takes it back.
+struct Active(Chosen);
+
+impl Active {
+    /// Counts a connection to `c`.
+    fn new(c: Chosen) -> Self {
+        c.rt.stats.add(Stat::ActiveConns, 1);
+        // INVARIANT: counted just above.
+        Active(c)
+    }
+
+    fn slot(&self) -> u8 {
+        self.0.slot
+    }
+
+    fn rt(&self) -> &ServerRt {
+        &self.0.rt
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.rt.stats.dec_active();
+    }
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        if let Some(s) = self.slot {
-            self.svc.server_stats[usize::from(s)].dec_active();
-        }
+        // The server connection's count goes with `req.srv.active`.
         self.svc.stats.dec_active();
     }
 }
@@ -512,30 +637,25 @@ impl Drop for Conn {
 /// The servers of `cfg` as the schedulers see them, by slot. With `now`, the servers that
 /// passive health has failed at `now` are shown `Down` (unless `max_fails` is 0: passive
 /// health off).
-fn views(cfg: &ServiceCfg, svc: &Service, now: Option<u64>) -> [ServerView; MAX_SERVERS] {
+fn views(cfg: &ServiceCfg, now: Option<u64>) -> [ServerView; MAX_SERVERS] {
     let mut v = [ServerView {
         id: 0,
         weight: 0,
         state: ServerState::Down,
         active: 0,
     }; MAX_SERVERS];
+    let now = now.filter(|_| cfg.max_fails != 0);
     for s in cfg.servers.iter() {
         let i = usize::from(s.slot);
         if i < MAX_SERVERS && s.addr.is_some() {
+            let failed = now.is_some_and(|now| !s.rt.health.lock().available(now));
             v[i] = ServerView {
                 id: s.id as u32,
                 weight: s.weight,
-                state: s.state,
-                active: svc.server_stats[i].get(Stat::ActiveConns) as u32,
+                state: if failed { ServerState::Down } else { s.state },
+                // Saturating: a count that ever went wrong must not make the server look idle.
+                active: u32::try_from(s.rt.stats.get(Stat::ActiveConns)).unwrap_or(u32::MAX),
             };
-        }
-    }
-    if let Some(now) = now.filter(|_| cfg.max_fails != 0) {
-        let health = svc.health.lock();
-        for (v, h) in v.iter_mut().zip(health.iter()) {
-            if !h.available(now) {
-                v.state = ServerState::Down;
-            }
         }
     }
     v
@@ -548,6 +668,98 @@ fn all_slots(cfg: &ServiceCfg) -> u64 {
 
 fn server_by_slot(cfg: &ServiceCfg, slot: usize) -> Option<&ServerCfg> {
     cfg.servers.iter().find(|s| usize::from(s.slot) == slot)
+}
+
+/// The servers that may take `req` (the target of the first rule with a pattern and a target
+/// that matches, else the default), and the one a valid persistence cookie of the request
+/// names, if it may take it.
+fn route(
+    cfg: &ServiceCfg,
+    svc: &Service,
+    req: &http1::Request<'_, '_>,
+    now: u64,
+) -> (u64, Option<u8>) {
+    let target = cfg
+        .rules
+        .iter()
+        .find_map(|r| match &r.rule {
+            Some(rule) if r.target != 0 && rule.matches(req) => Some(r.target),
+            _ => None,
+        })
+        .unwrap_or_else(|| cfg.default_target.unwrap_or_else(|| all_slots(cfg)));
+    let cookie_slot = cfg.cookie.as_ref().and_then(|name| {
+        let value = l7_sched::find_cookie(req.headers, name.as_bytes())?;
+        let id = l7_sched::cookie_decode(&svc.cookie_key, value)?;
+        let v = views(cfg, Some(now));
+        // A slot is below 64.
+        l7_sched::cookie_pick(&v, target, id).map(|s| s as u8)
+    });
+    (target, cookie_slot)
+}
+
+/// Writes into `line` the `Set-Cookie` line of the persistence cookie for the server of `req`,
+/// unless the service has none or the request's cookie named this server already; returns its
+/// length (0: none).
+fn cookie_line(cfg: &ServiceCfg, svc: &Service, req: &Request, line: &mut [u8]) -> usize {
+    let (Some(name), Some(slot)) = (&cfg.cookie, req.srv.active.as_ref().map(Active::slot)) else {
+        return 0;
+    };
+    if req.cookie_slot == Some(slot) {
+        return 0;
+    }
+    let Some(s) = server_by_slot(cfg, usize::from(slot)) else {
+        return 0;
+    };
+    l7_sched::set_cookie_header(
+        line,
+        name.as_bytes(),
+        &svc.cookie_key,
+        s.id as u32,
+        b"/",
+        None,
+    )
+    .unwrap_or(0)
+}
+
+/// Where `part` (a part of `buf`) lies in `buf`; `(0, 0)` if it is not in it.
+fn range_in(buf: &[u8], part: &[u8]) -> (usize, usize) {
+    let base = buf.as_ptr() as usize;
+    let p = part.as_ptr() as usize;
+    p.checked_sub(base)
+        .and_then(|s| Some((s, s.checked_add(part.len())?)))
+        .filter(|&(_, e)| e <= buf.len())
+        .unwrap_or((0, 0))
+}
+
+/// Writes the request head to forward into `up` (see [`rewrite_head`]), with
+/// `X-Forwarded-For: <xff>` added if `xff` is given (then the head is rewritten into `down`,
+/// which must be empty, first). Returns its length.
+fn forward_head(
+    line: &[u8],
+    headers: &[Header<'_>],
+    close: bool,
+    xff: Option<IpAddr>,
+    up: &mut Buf,
+    down: &mut Buf,
+) -> Result<usize, HttpError> {
+    let Some(ip) = xff else {
+        return rewrite_head(line, headers, &mut up.data, close);
+    };
+    let mut client = [0u8; 48];
+    let mut o = Out {
+        buf: &mut client,
+        len: 0,
+    };
+    match ip {
+        IpAddr::V4(a) => core::fmt::write(&mut o, format_args!("{a}")),
+        IpAddr::V6(a) => core::fmt::write(&mut o, format_args!("{a}")),
+    }
+    .map_err(|_| HttpError::HeadTooLarge)?;
+    let clen = o.len;
+    let n = rewrite_head(line, headers, &mut down.data, close)?;
+    let client = client.get(..clen).unwrap_or(&[]);
+    let head = down.data.get(..n).unwrap_or(&[]);
+    http1::add_forwarded_for(head, client, &mut up.data)
 }
 
 impl Conn {
@@ -564,8 +776,6 @@ impl Conn {
             svc.stats.add(Stat::Errors, 1);
             return None;
         };
-        let over =
-            cfg.max_conns != 0 && svc.stats.get(Stat::ActiveConns) >= u64::from(cfg.max_conns);
         let peer = client.peer().ok()?;
         let head_size = if cfg.mode == Mode::Http {
             cfg.max_header_bytes as usize
@@ -579,7 +789,10 @@ impl Conn {
         // SAFETY: `ev` is moved into the same `Conn` as `client`, declared after it (type
         // invariant), with nothing that can fail in between: `client` is released first.
         unsafe { client.attach(&ev) };
-        svc.stats.add(Stat::ActiveConns, 1);
+        // Counted and compared in one step: both workers accept at once, and a check before
+        // the count would let each of them past the limit.
+        let before = svc.stats.fetch_add(Stat::ActiveConns, 1);
+        let over = cfg.max_conns != 0 && before >= u64::from(cfg.max_conns);
         let mode = cfg.mode;
         let deadline = now.saturating_add(u64::from(cfg.client_header_timeout_ms));
         let mut c = KBox::new(
@@ -593,38 +806,14 @@ impl Conn {
                 phase: Phase::Head,
                 deadline,
                 head,
-                head_len: 0,
                 up: None,
                 down: None,
-                body: BodyRelay::UntilClose,
-                req_done: false,
                 client_eof: false,
-                server_eof: false,
                 client_wr_shut: false,
-                server_wr_shut: false,
-                target: 0,
-                tried: 0,
-                slot: None,
-                pending_slot: 0,
-                cookie_slot: None,
-                path: (0, 0),
-                sent_down: 0,
                 drained: 0,
-                resp: Resp::Head,
-                resp_body: BodyRelay::UntilClose,
-                hold: 0,
-                keep: false,
-                req_head: false,
                 nreq: 0,
                 pool: pool.clone(),
-                pool_req: false,
-                key: None,
-                reused: false,
-                got_resp: false,
-                replayable: false,
-                retried: false,
-                counted: 0,
-                server_keep: false,
+                req: Request::new(),
             },
             GFP_KERNEL,
         )
@@ -635,7 +824,7 @@ impl Conn {
             if c.alloc_bufs(BUF).is_err() {
                 return None;
             }
-            c.target = c.cfg.default_target.unwrap_or_else(|| all_slots(&c.cfg));
+            c.req.target = c.cfg.default_target.unwrap_or_else(|| all_slots(&c.cfg));
             c.phase = Phase::Connect;
             c.connect_next(now);
         }
@@ -683,7 +872,7 @@ impl Conn {
             None => None,
         };
         match response {
-            Some(r) if self.http() && self.sent_down == 0 => {
+            Some(r) if self.http() && self.req.resp.sent == 0 => {
                 if self.down.is_none() {
                     match Buf::new(r.len()) {
                         Ok(b) => self.down = Some(b),
@@ -758,7 +947,8 @@ impl Conn {
     /// Parses the head read so far; when complete, chooses the servers and builds the head to
     /// forward.
     fn parse_head(&mut self, now: u64) {
-        let max_head = self.cfg.max_header_bytes as usize;
+        // The head buffer was sized with `max_header_bytes` as the connection was accepted.
+        let max_head = (self.cfg.max_header_bytes as usize).min(self.head.data.len());
         let limits = Limits {
             max_head,
             max_headers: MAX_FIELDS,
@@ -780,44 +970,30 @@ impl Conn {
                 return;
             }
         };
+        // The request is routed with the configuration as it is now (servers deleted, moved
+        // or added since the accept or the connection's previous request), in the mode the
+        // connection was accepted in.
+        match self.svc.snapshot() {
+            Ok(cfg) if cfg.mode == self.cfg.mode => self.cfg = cfg,
+            _ => {
+                // Out of memory, or the service changed mode: the connection ends.
+                self.phase = Phase::Done;
+                return;
+            }
+        }
         self.svc.stats.add(Stat::Requests, 1);
         self.nreq = self.nreq.saturating_add(1);
-        self.keep = req.keep_alive && self.nreq < MAX_REQUESTS;
+        self.req.keep = req.keep_alive && self.nreq < MAX_REQUESTS;
         // HTTP/1.0 requests keep `Connection: close` (their client may not read chunked).
-        self.pool_req = self.cfg.pool_idle > 0 && req.version == Version::Http11;
-        let close = !self.pool_req;
-        self.req_head = req.method == Method::Head;
+        self.req.pool_req = self.cfg.pool_idle > 0 && req.version == Version::Http11;
+        let close = !self.req.pool_req;
+        self.req.is_head = req.method == Method::Head;
         if req.method == Method::Connect {
             self.fail(Some(501), now);
             return;
         }
-        // The first rule with a pattern and a target that matches, else the default.
-        let cfg = &self.cfg;
-        let target = cfg
-            .rules
-            .iter()
-            .find_map(|r| match &r.rule {
-                Some(rule) if r.target != 0 && rule.matches(&req) => Some(r.target),
-                _ => None,
-            })
-            .unwrap_or_else(|| cfg.default_target.unwrap_or_else(|| all_slots(cfg)));
-        // A valid persistence cookie names the server, if it may take the request.
-        let cookie_slot = cfg.cookie.as_ref().and_then(|name| {
-            let value = l7_sched::find_cookie(req.headers, name.as_bytes())?;
-            let id = l7_sched::cookie_decode(&self.svc.cookie_key, value)?;
-            let v = views(cfg, &self.svc, Some(now));
-            // A slot is below 64.
-            l7_sched::cookie_pick(&v, target, id).map(|s| s as u8)
-        });
-        let path = req.path();
-        let base = buf.as_ptr() as usize;
-        let p = path.as_ptr() as usize;
-        // Where the path lies in `buf` (it is a part of it).
-        let path_range = p
-            .checked_sub(base)
-            .and_then(|s| Some((s, s.checked_add(path.len())?)))
-            .filter(|&(_, e)| e <= buf.len())
-            .unwrap_or((0, 0));
+        let (target, cookie_slot) = route(&self.cfg, &self.svc, &req, now);
+        let path_range = range_in(buf, req.path());
         let framing = req.framing;
         let head_len = req.head_len;
         let line_end = buf
@@ -839,31 +1015,8 @@ impl Conn {
         };
         down.clear();
         let line = buf.get(req.start..line_end).unwrap_or(&[]);
-        let written = if cfg.xff {
-            // The rewritten head goes to `down` (empty for now), then X-Forwarded-For is added
-            // on the way to `up`.
-            let mut client = [0u8; 48];
-            let mut o = Out {
-                buf: &mut client,
-                len: 0,
-            };
-            let ip = self.peer.ip();
-            let ok = match ip {
-                IpAddr::V4(a) => core::fmt::write(&mut o, format_args!("{a}")),
-                IpAddr::V6(a) => core::fmt::write(&mut o, format_args!("{a}")),
-            };
-            let clen = o.len;
-            ok.map_err(|_| HttpError::HeadTooLarge)
-                .and_then(|()| rewrite_head(line, req.headers, &mut down.data, close))
-                .and_then(|n| {
-                    let client = client.get(..clen).unwrap_or(&[]);
-                    let head = down.data.get(..n).unwrap_or(&[]);
-                    http1::add_forwarded_for(head, client, &mut up.data)
-                })
-        } else {
-            rewrite_head(line, req.headers, &mut up.data, close)
-        };
-        let n = match written {
+        let xff = self.cfg.xff.then(|| self.peer.ip());
+        let n = match forward_head(line, req.headers, close, xff, &mut up, &mut down) {
             Ok(n) => n,
             Err(e) => {
                 self.fail(Some(e.status()), now);
@@ -874,14 +1027,14 @@ impl Conn {
         up.end = n;
         self.up = Some(up);
         self.down = Some(down);
-        self.head_len = head_len;
+        self.req.head_len = head_len;
         self.head.start = head_len;
-        self.path = path_range;
-        self.target = target;
-        self.cookie_slot = cookie_slot;
-        self.body = BodyRelay::new(framing, ChunkLimits::DEFAULT);
-        self.req_done = self.body.is_done();
-        self.replayable = true;
+        self.req.path = path_range;
+        self.req.target = target;
+        self.req.cookie_slot = cookie_slot;
+        self.req.body = BodyRelay::new(framing, ChunkLimits::DEFAULT);
+        self.req.done = self.req.body.is_done();
+        self.req.replayable = true;
         self.phase = Phase::Connect;
         self.connect_next(now);
     }
@@ -889,11 +1042,11 @@ impl Conn {
     /// Picks a server of `mask` with the service's scheduler, leaving out the servers failed
     /// by passive health unless they are all that is left.
     fn pick(&self, mask: u64, now: u64) -> Option<usize> {
-        let healthy = views(&self.cfg, &self.svc, Some(now));
+        let healthy = views(&self.cfg, Some(now));
         self.pick_in(&healthy, mask).or_else(|| {
             // Without passive health the views are the same: nothing else to try.
             (self.cfg.max_fails != 0)
-                .then(|| self.pick_in(&views(&self.cfg, &self.svc, None), mask))
+                .then(|| self.pick_in(&views(&self.cfg, None), mask))
                 .flatten()
         })
     }
@@ -907,12 +1060,7 @@ impl Conn {
             SchedKind::Rr | SchedKind::Wrr | SchedKind::UriHash => {
                 let mut g = self.svc.sched.lock();
                 let st: &mut SchedState = &mut g;
-                let key = Arc::as_ptr(&self.cfg) as usize;
-                if st.key != key {
-                    st.key = key;
-                    st.wrr.reset();
-                    st.maglev.clear();
-                }
+                st.follow(&self.cfg);
                 match self.cfg.scheduler {
                     SchedKind::Rr => st.rr.pick(v, mask),
                     SchedKind::Wrr => st.wrr.pick(v, mask),
@@ -923,14 +1071,18 @@ impl Conn {
                             }
                             // Built from the servers regardless of passive health, so that
                             // a failed server's return moves no other path.
-                            let all = views(&self.cfg, &self.svc, None);
+                            let all = views(&self.cfg, None);
                             let slots = all_slots(&self.cfg);
                             if l7_sched::maglev_build(&all, slots, &mut st.maglev).is_err() {
                                 st.maglev.clear();
                                 return None;
                             }
                         }
-                        let path = self.head.data.get(self.path.0..self.path.1).unwrap_or(b"/");
+                        let path = self
+                            .head
+                            .data
+                            .get(self.req.path.0..self.req.path.1)
+                            .unwrap_or(b"/");
                         l7_sched::maglev_lookup(&st.maglev, v, mask, path)
                     }
                 }
@@ -942,17 +1094,17 @@ impl Conn {
     /// all) or 502 (every one failed) when there is none.
     fn connect_next(&mut self, now: u64) {
         loop {
-            let mask = self.target & !self.tried;
+            let mask = self.req.target & !self.req.tried;
             // The cookie's server first, then the scheduler's choice.
-            let slot = match self.cookie_slot.map(usize::from) {
+            let slot = match self.req.cookie_slot.map(usize::from) {
                 Some(s) if mask & (1u64 << (s & 63)) != 0 => Some(s),
                 _ => self.pick(mask, now),
             };
             let Some(slot) = slot else {
-                self.fail(Some(if self.tried == 0 { 503 } else { 502 }), now);
+                self.fail(Some(if self.req.tried == 0 { 503 } else { 502 }), now);
                 return;
             };
-            self.tried |= 1u64 << (slot & 63);
+            self.req.tried |= 1u64 << (slot & 63);
             if self.open(slot & 63, now) {
                 return;
             }
@@ -963,9 +1115,14 @@ impl Conn {
     /// failed.
     fn passive_failure(&self, slot: usize, now: u64) {
         let timeout = self.cfg.fail_timeout_ms;
+        let Some(s) = server_by_slot(&self.cfg, slot) else {
+            return;
+        };
         let marked =
-            self.svc.health.lock()[slot & 63].failed(now, self.cfg.max_fails, u64::from(timeout));
-        if let Some(s) = server_by_slot(&self.cfg, slot).filter(|_| marked) {
+            s.rt.health
+                .lock()
+                .failed(now, self.cfg.max_fails, u64::from(timeout));
+        if marked {
             pr_warn!(
                 "service {}: server {} failed {} time(s): no new requests for {} ms\n",
                 self.svc.name.as_str(),
@@ -988,14 +1145,17 @@ impl Conn {
             return false;
         };
         // `slot < 64` fits a u8.
-        self.pending_slot = slot as u8;
+        self.req.srv.pending = Some(Chosen {
+            slot: slot as u8,
+            rt: srv.rt.clone(),
+        });
         let key = Key {
             svc: self.svc.id,
             server: srv.id,
             addr,
         };
-        self.key = Some(key);
-        if self.pool_req && !self.retried {
+        self.req.srv.key = Some(key);
+        if self.req.pool_req && !self.req.retried {
             while let Some(sock) = self.pool.take(&key) {
                 // SAFETY: `sock` goes to `self.server`, declared before `self.ev`, or is
                 // released below, before this function returns.
@@ -1005,13 +1165,13 @@ impl Conn {
                 let mut probe = [0u8; 1];
                 if let Ok(Io::Again) = sock.recv(&mut probe) {
                     self.server = Some(sock);
-                    self.reused = true;
+                    self.req.srv.reused = true;
                     self.connected(false, now);
                     return true;
                 }
             }
         }
-        let stats: &Stats = &self.svc.server_stats[slot];
+        let stats = &srv.rt.stats;
         let sock = match Sock::new_for(&addr) {
             Ok(s) => s,
             Err(_) => {
@@ -1025,7 +1185,7 @@ impl Conn {
         match sock.connect(&addr) {
             Ok(done) => {
                 self.server = Some(sock);
-                self.reused = false;
+                self.req.srv.reused = false;
                 self.deadline = now.saturating_add(u64::from(self.cfg.connect_timeout_ms));
                 if done {
                     self.connected(true, now);
@@ -1044,19 +1204,23 @@ impl Conn {
     /// relaying. The server's `total_conns` counts TCP connections, its `requests` requests
     /// (a request sent again after a pooled connection broke counts once).
     fn connected(&mut self, fresh: bool, now: u64) {
-        let slot = self.pending_slot;
-        let st = &self.svc.server_stats[usize::from(slot)];
-        st.add(Stat::ActiveConns, 1);
+        let Some(c) = self.req.srv.pending.take() else {
+            self.phase = Phase::Done;
+            return;
+        };
+        let slot = c.slot;
+        // Counted in the server's `ActiveConns` until `req.srv.active` lets it go.
+        let active = Active::new(c);
+        let st = &active.rt().stats;
         if fresh {
             st.add(Stat::TotalConns, 1);
         }
         let bit = 1u64 << (slot & 63);
-        if self.counted & bit == 0 {
-            self.counted |= bit;
+        if self.req.counted & bit == 0 {
+            self.req.counted |= bit;
             st.add(Stat::Requests, 1);
         }
-        // INVARIANT: counted just above, taken back by `Drop`.
-        self.slot = Some(slot);
+        self.req.srv.active = Some(active);
         if !self.http() {
             self.svc.stats.add(Stat::Requests, 1);
         }
@@ -1074,8 +1238,10 @@ impl Conn {
             Ok(false) if now < self.deadline => return Step::Wait,
             // Refused, unreachable or timed out: a passive failure; try the next server.
             _ => {
-                self.svc.server_stats[usize::from(self.pending_slot)].add(Stat::Errors, 1);
-                self.passive_failure(usize::from(self.pending_slot), now);
+                if let Some(c) = self.req.srv.pending.take() {
+                    c.rt.stats.add(Stat::Errors, 1);
+                    self.passive_failure(usize::from(c.slot), now);
+                }
                 self.server = None;
                 self.connect_next(now);
             }
@@ -1083,243 +1249,345 @@ impl Conn {
         Step::Again
     }
 
-    /// Moves what can move in both directions.
+    /// Moves what can move in both directions, then ends the request (or the connection)
+    /// when both are done.
     fn relay_step(&mut self, now: u64) -> Step {
-        let http = self.http();
-        let (Some(server), Some(up), Some(down)) = (&self.server, &mut self.up, &mut self.down)
-        else {
+        let ready = self.server.is_some()
+            && self.up.is_some()
+            && self.down.is_some()
+            && self.req.srv.active.is_some();
+        if !ready {
             self.phase = Phase::Done;
             return Step::Again;
-        };
-        let sst = &self.svc.server_stats[usize::from(self.slot.unwrap_or(0))];
-        let cst = &self.svc.stats;
+        }
+        let parts: [fn(&mut Self, u64) -> Flow; 5] = [
+            Self::send_up,
+            Self::fill_up,
+            Self::half_close_server,
+            Self::send_down,
+            Self::fill_down,
+        ];
         let mut moved = false;
-        // Client to server.
-        if !up.is_empty() {
-            match server.send(up.pending()) {
-                Ok(Io::Done(n)) => {
-                    up.consume(n);
-                    sst.add(Stat::BytesIn, n as u64);
-                    moved = true;
-                }
-                Ok(_) => {}
-                Err(_) => {
-                    self.server_broke(now);
-                    return Step::Again;
-                }
+        for part in parts {
+            match part(self, now) {
+                Flow::Moved => moved = true,
+                Flow::Idle => {}
+                Flow::Stop => return Step::Again,
             }
         }
-        if up.is_empty() && !self.req_done && !self.client_eof {
-            up.clear();
-            // The body streams through `up`: what was sent cannot be sent again.
-            self.replayable = false;
-            let from_head = !self.head.is_empty();
-            let r = if from_head {
-                // Body bytes that came with the head.
-                let rest = self.head.pending();
-                let n = rest.len().min(up.data.len());
-                up.data[..n].copy_from_slice(&rest[..n]);
-                self.head.consume(n);
-                Ok(Io::Done(n))
-            } else {
-                let r = self.client.recv(&mut up.data);
-                if let Ok(Io::Done(n)) = r {
-                    cst.add(Stat::BytesIn, n as u64);
-                }
-                r
-            };
-            match r {
-                Ok(Io::Done(n)) => {
-                    let n = n.min(up.data.len());
-                    match self.body.feed(&up.data[..n]) {
-                        Ok(p) => {
-                            let used = p.consumed.min(n);
-                            up.end = used;
-                            self.req_done = p.done;
-                            // Bytes after the body: the next (pipelined) request, kept in
-                            // `head` for later.
-                            let extra = n.saturating_sub(used);
-                            if extra > 0 {
-                                if from_head {
-                                    // They are still in `head`: give them back.
-                                    self.head.start = self.head.start.saturating_sub(extra);
-                                } else if extra <= self.head.data.len() {
-                                    // `head` is empty (read from first): they go there.
-                                    self.head.data[..extra].copy_from_slice(&up.data[used..n]);
-                                    self.head.start = 0;
-                                    self.head.end = extra;
-                                } else {
-                                    // More than a head can hold: dropped, and the
-                                    // connection ends after this response.
-                                    self.keep = false;
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            self.fail(Some(e.status()), now);
-                            return Step::Again;
-                        }
-                    }
-                    moved = true;
-                }
-                Ok(Io::Eof) => {
-                    self.client_eof = true;
-                    moved = true;
-                    if http {
-                        // The client gave up in the middle of its request body.
-                        self.fail(None, now);
-                        return Step::Again;
-                    }
-                }
-                Ok(Io::Again) => {}
-                Err(_) => {
-                    self.fail(None, now);
-                    return Step::Again;
-                }
-            }
-        }
-        if !http && self.client_eof && up.is_empty() && !self.server_wr_shut {
-            server.shutdown_write();
-            self.server_wr_shut = true;
-        }
-        // Server to client. In http mode a response head is held back until it is complete
-        // (then rewritten); the bytes before it may go.
-        let sendable = if http && self.resp == Resp::Head {
-            self.hold.min(down.end)
-        } else {
-            down.end
+        self.relay_end(moved, now)
+    }
+
+    /// Sends what `up` holds to the server.
+    fn send_up(&mut self, now: u64) -> Flow {
+        let (Some(server), Some(up), Some(active)) =
+            (&self.server, &mut self.up, &self.req.srv.active)
+        else {
+            return Flow::Idle;
         };
-        if down.start < sendable {
-            let out = down.data.get(down.start..sendable).unwrap_or(&[]);
-            match self.client.send(out) {
-                Ok(Io::Done(n)) => {
-                    down.consume(n);
-                    cst.add(Stat::BytesOut, n as u64);
-                    self.sent_down = self.sent_down.saturating_add(n as u64);
-                    moved = true;
-                }
-                Ok(_) => {}
-                Err(_) => {
-                    self.fail(None, now);
-                    return Step::Again;
-                }
+        if up.is_empty() {
+            return Flow::Idle;
+        }
+        match server.send(up.pending()) {
+            Ok(Io::Done(n)) => {
+                up.consume(n);
+                active.rt().stats.add(Stat::BytesIn, n as u64);
+                Flow::Moved
+            }
+            Ok(_) => Flow::Idle,
+            Err(_) => {
+                self.server_broke(now);
+                Flow::Stop
             }
         }
-        if down.start >= sendable && !self.server_eof && !(http && self.resp == Resp::Done) {
-            let r = if http && self.resp == Resp::Head {
-                // The held bytes go to the front; room is kept for the rewrite.
-                let (h, e) = (self.hold.min(down.end), down.end);
-                down.data.copy_within(h..e, 0);
-                down.start = 0;
-                down.end = e.saturating_sub(h);
-                self.hold = 0;
-                let cap = down.data.len().saturating_sub(RESPONSE_RESERVE);
-                match down.data.get_mut(down.end..cap) {
-                    Some(free) if !free.is_empty() => server.recv(free),
-                    // A response head larger than the buffer.
-                    _ => Err(EMSGSIZE),
-                }
-            } else {
-                down.clear();
-                server.recv(&mut down.data)
-            };
-            match r {
-                Ok(Io::Done(n)) => {
-                    sst.add(Stat::BytesOut, n as u64);
-                    moved = true;
-                    self.got_resp = true;
-                    if !http {
-                        down.end = n.min(down.data.len());
-                    } else if self.resp == Resp::Head {
-                        down.end = down.end.saturating_add(n).min(down.data.len());
-                        if !self.response_head() {
-                            self.server_failed(now);
-                            return Step::Again;
-                        }
-                    } else {
-                        let n = n.min(down.data.len());
-                        match self.resp_body.feed(&down.data[..n]) {
-                            Ok(p) => {
-                                // Bytes after the response (the server was asked to close)
-                                // are dropped; the connection is not pooled.
-                                down.end = p.consumed.min(n);
-                                self.server_keep &= p.consumed >= n;
-                                if p.done {
-                                    self.resp = Resp::Done;
-                                }
-                            }
-                            Err(_) => {
-                                // A broken chunked response: the client can only be closed.
-                                self.keep = false;
-                                self.server_failed(now);
-                                return Step::Again;
-                            }
-                        }
-                    }
-                }
-                Ok(Io::Eof) => {
-                    self.server_eof = true;
-                    moved = true;
-                    if http && self.resp == Resp::Head {
-                        // No (complete) response: 502 if nothing reached the client yet.
-                        self.server_broke(now);
-                        return Step::Again;
-                    }
-                }
-                Ok(Io::Again) => {}
-                Err(_) => {
-                    self.server_broke(now);
-                    return Step::Again;
-                }
-            }
+    }
+
+    /// Once `up` is empty and the request body goes on: its next bytes, those that came with
+    /// the head first, then from the client.
+    fn fill_up(&mut self, now: u64) -> Flow {
+        let Some(up) = &mut self.up else {
+            return Flow::Idle;
+        };
+        if !up.is_empty() || self.req.done || self.client_eof {
+            return Flow::Idle;
         }
-        if http {
-            let Some(down) = &self.down else {
-                self.phase = Phase::Done;
-                return Step::Again;
-            };
-            let drained = down.is_empty();
-            if drained && self.resp == Resp::Done {
-                self.pool_server(now);
-                if self.keep && self.req_done {
-                    // The response is complete: the next request.
-                    self.next_request(now);
-                    return Step::Again;
-                }
-                self.server_eof = true;
-            }
-            if self.server_eof && drained {
-                // The response is complete (or cut by the server): close, lingering (see
-                // `closing_step`).
-                self.release_server();
-                self.phase = Phase::Closing;
-                self.deadline = now.saturating_add(LINGER_MS);
-                return Step::Again;
-            }
-        } else if self.server_eof && self.down.as_ref().is_none_or(|d| d.is_empty()) {
-            if !self.client_wr_shut {
-                self.client.shutdown_write();
-                self.client_wr_shut = true;
-            }
-            if self.client_eof && self.up.as_ref().is_none_or(|u| u.is_empty()) {
-                self.phase = Phase::Done;
-                return Step::Again;
-            }
-        }
-        if moved {
-            self.deadline = now.saturating_add(u64::from(self.cfg.idle_timeout_ms));
-            Step::Again
-        } else if now >= self.deadline {
-            // Idle: 504 if the server never answered, else just close.
-            if http && self.sent_down == 0 {
-                self.server_failed_status(504, now);
-            } else {
-                self.phase = Phase::Done;
-            }
-            Step::Again
+        up.clear();
+        // The body streams through `up`: what was sent cannot be sent again.
+        self.req.replayable = false;
+        let from_head = !self.head.is_empty();
+        let r = if from_head {
+            // Body bytes that came with the head.
+            let rest = self.head.pending();
+            let n = rest.len().min(up.data.len());
+            up.data[..n].copy_from_slice(&rest[..n]);
+            self.head.consume(n);
+            Ok(Io::Done(n))
         } else {
-            Step::Wait
+            let r = self.client.recv(&mut up.data);
+            if let Ok(Io::Done(n)) = r {
+                self.svc.stats.add(Stat::BytesIn, n as u64);
+            }
+            r
+        };
+        match r {
+            Ok(Io::Done(n)) => self.feed_body(n, from_head, now),
+            Ok(Io::Eof) => {
+                self.client_eof = true;
+                if self.http() {
+                    // The client gave up in the middle of its request body.
+                    self.fail(None, now);
+                    return Flow::Stop;
+                }
+                Flow::Moved
+            }
+            Ok(Io::Again) => Flow::Idle,
+            Err(_) => {
+                self.fail(None, now);
+                Flow::Stop
+            }
         }
+    }
+
+    /// Delimits the `n` bytes just put in `up` (`from_head`: taken from `head`) as the request
+    /// body; bytes after the body, the next (pipelined) request, are kept in `head`.
+    fn feed_body(&mut self, n: usize, from_head: bool, now: u64) -> Flow {
+        let Some(up) = &mut self.up else {
+            return Flow::Idle;
+        };
+        let n = n.min(up.data.len());
+        let p = match self.req.body.feed(&up.data[..n]) {
+            Ok(p) => p,
+            Err(e) => {
+                self.fail(Some(e.status()), now);
+                return Flow::Stop;
+            }
+        };
+        let used = p.consumed.min(n);
+        up.end = used;
+        self.req.done = p.done;
+        let extra = n.saturating_sub(used);
+        if extra == 0 {
+            return Flow::Moved;
+        }
+        if from_head {
+            // They are still in `head`: give them back.
+            self.head.start = self.head.start.saturating_sub(extra);
+        } else if extra <= self.head.data.len() {
+            // `head` is empty (read from first): they go there.
+            self.head.data[..extra].copy_from_slice(&up.data[used..n]);
+            self.head.start = 0;
+            self.head.end = extra;
+        } else {
+            // More than a head can hold: dropped, and the connection ends after this response.
+            self.req.keep = false;
+        }
+        Flow::Moved
+    }
+
+    /// TCP mode: once the client ended its side and all its bytes were sent, ends the
+    /// server-bound side too (half-close).
+    fn half_close_server(&mut self, _now: u64) -> Flow {
+        let sent = self.up.as_ref().is_some_and(|u| u.is_empty());
+        if !self.http() && self.client_eof && sent && !self.req.srv.wr_shut {
+            if let Some(server) = &self.server {
+                server.shutdown_write();
+            }
+            self.req.srv.wr_shut = true;
+        }
+        Flow::Idle
+    }
+
+    /// Sends the client what it may have of `down` (see [`sendable`]).
+    fn send_down(&mut self, now: u64) -> Flow {
+        let http = self.http();
+        let Some(down) = &mut self.down else {
+            return Flow::Idle;
+        };
+        let end = sendable(down, http, &self.req.resp);
+        if down.start >= end {
+            return Flow::Idle;
+        }
+        let out = down.data.get(down.start..end).unwrap_or(&[]);
+        match self.client.send(out) {
+            Ok(Io::Done(n)) => {
+                down.consume(n);
+                self.svc.stats.add(Stat::BytesOut, n as u64);
+                self.req.resp.sent = self.req.resp.sent.saturating_add(n as u64);
+                Flow::Moved
+            }
+            Ok(_) => Flow::Idle,
+            Err(_) => {
+                self.fail(None, now);
+                Flow::Stop
+            }
+        }
+    }
+
+    /// Once the client has all it may have of `down`: reads from the server, in http mode
+    /// the response head (held back after what may go, with room kept for its rewrite) or
+    /// the response body, in tcp mode anything.
+    fn fill_down(&mut self, now: u64) -> Flow {
+        let http = self.http();
+        let (Some(server), Some(down), Some(active)) =
+            (&self.server, &mut self.down, &self.req.srv.active)
+        else {
+            return Flow::Idle;
+        };
+        let resp = &mut self.req.resp;
+        let busy = down.start < sendable(down, http, resp);
+        if busy || self.req.srv.eof || (http && resp.state == Resp::Done) {
+            return Flow::Idle;
+        }
+        let in_head = http && resp.state == Resp::Head;
+        let r = if in_head {
+            // The held bytes go to the front; room is kept for the rewrite.
+            let (h, e) = (resp.hold.min(down.end), down.end);
+            down.data.copy_within(h..e, 0);
+            down.start = 0;
+            down.end = e.saturating_sub(h);
+            resp.hold = 0;
+            let cap = down.data.len().saturating_sub(RESPONSE_RESERVE);
+            match down.data.get_mut(down.end..cap) {
+                Some(free) if !free.is_empty() => server.recv(free),
+                // A response head larger than the buffer.
+                _ => Err(EMSGSIZE),
+            }
+        } else {
+            down.clear();
+            server.recv(&mut down.data)
+        };
+        match r {
+            Ok(Io::Done(n)) => {
+                active.rt().stats.add(Stat::BytesOut, n as u64);
+                self.req.srv.got_resp = true;
+                self.took_down(n, in_head, now)
+            }
+            Ok(Io::Eof) => {
+                self.req.srv.eof = true;
+                if in_head {
+                    // No (complete) response: 502 if nothing reached the client yet.
+                    self.server_broke(now);
+                    return Flow::Stop;
+                }
+                Flow::Moved
+            }
+            Ok(Io::Again) => Flow::Idle,
+            Err(_) => {
+                self.server_broke(now);
+                Flow::Stop
+            }
+        }
+    }
+
+    /// Takes the `n` bytes just read from the server into `down` (`in_head`: after the held
+    /// part of a response head).
+    fn took_down(&mut self, n: usize, in_head: bool, now: u64) -> Flow {
+        let http = self.http();
+        let Some(down) = &mut self.down else {
+            return Flow::Idle;
+        };
+        if !http {
+            down.end = n.min(down.data.len());
+        } else if in_head {
+            down.end = down.end.saturating_add(n).min(down.data.len());
+            if !self.response_head() {
+                self.server_failed(now);
+                return Flow::Stop;
+            }
+        } else {
+            let n = n.min(down.data.len());
+            match self.req.resp.body.feed(&down.data[..n]) {
+                Ok(p) => {
+                    // Bytes after the response (the server was asked to close) are dropped;
+                    // the connection is not pooled.
+                    down.end = p.consumed.min(n);
+                    self.req.srv.keep &= p.consumed >= n;
+                    if p.done {
+                        self.req.resp.state = Resp::Done;
+                    }
+                }
+                Err(_) => {
+                    // A broken chunked response: the client can only be closed.
+                    self.req.keep = false;
+                    self.server_failed(now);
+                    return Flow::Stop;
+                }
+            }
+        }
+        Flow::Moved
+    }
+
+    /// After a relay step (`moved`: bytes moved): ends the request or the connection when
+    /// both directions are done, else restarts or enforces the idle timeout.
+    fn relay_end(&mut self, moved: bool, now: u64) -> Step {
+        let http = self.http();
+        let ended = if http {
+            self.response_end(now)
+        } else {
+            self.tcp_end()
+        };
+        if ended || moved {
+            if !ended {
+                self.deadline = now.saturating_add(u64::from(self.cfg.idle_timeout_ms));
+            }
+            return Step::Again;
+        }
+        if now < self.deadline {
+            return Step::Wait;
+        }
+        // Idle: 504 if the server never answered, else just close.
+        if http && self.req.resp.sent == 0 {
+            self.server_failed_status(504, now);
+        } else {
+            self.phase = Phase::Done;
+        }
+        Step::Again
+    }
+
+    /// http: once the response is complete and sent, the server connection goes to the pool
+    /// (if it can) and the client connection to its next request or to closing. Returns
+    /// whether the phase changed.
+    fn response_end(&mut self, now: u64) -> bool {
+        let Some(down) = &self.down else {
+            self.phase = Phase::Done;
+            return true;
+        };
+        let drained = down.is_empty();
+        if drained && self.req.resp.state == Resp::Done {
+            self.pool_server(now);
+            if self.req.keep && self.req.done {
+                // The response is complete: the next request.
+                self.next_request(now);
+                return true;
+            }
+            self.req.srv.eof = true;
+        }
+        if self.req.srv.eof && drained {
+            // The response is complete (or cut by the server): close, lingering (see
+            // `closing_step`).
+            self.release_server();
+            self.phase = Phase::Closing;
+            self.deadline = now.saturating_add(LINGER_MS);
+            return true;
+        }
+        false
+    }
+
+    /// tcp: once the server ended its side and all its bytes were sent, ends the client's
+    /// side; once both ended, the connection is done. Returns whether the phase changed.
+    fn tcp_end(&mut self) -> bool {
+        if !self.req.srv.eof || !self.down.as_ref().is_none_or(|d| d.is_empty()) {
+            return false;
+        }
+        if !self.client_wr_shut {
+            self.client.shutdown_write();
+            self.client_wr_shut = true;
+        }
+        if self.client_eof && self.up.as_ref().is_none_or(|u| u.is_empty()) {
+            self.phase = Phase::Done;
+            return true;
+        }
+        false
     }
 
     /// Parses the response head held in `down` from `hold`: interim (1xx) heads are relayed as
@@ -1337,13 +1605,13 @@ impl Conn {
             max_target: 0,
             max_body: u64::MAX,
         };
-        let method = if self.req_head {
+        let method = if self.req.is_head {
             Method::Head
         } else {
             Method::Get
         };
         loop {
-            let (hold, end) = (self.hold.min(down.end), down.end);
+            let (hold, end) = (self.req.resp.hold.min(down.end), down.end);
             let mut fields = [Header::EMPTY; MAX_FIELDS];
             let buf = down.data.get(hold..end).unwrap_or(&[]);
             let (interim, framing, head_len, server_keep) =
@@ -1356,46 +1624,30 @@ impl Conn {
                 };
             if interim {
                 // Relayed as it is (`100 Continue`); the final head follows.
-                self.hold = hold.saturating_add(head_len);
+                self.req.resp.hold = hold.saturating_add(head_len);
                 continue;
             }
             let framed = matches!(
                 framing,
                 Framing::None | Framing::ContentLength(_) | Framing::Chunked
             );
-            self.keep = self.keep && self.req_done && framed;
-            self.server_keep = self.pool_req && server_keep && framed;
+            self.req.keep = self.req.keep && self.req.done && framed;
+            self.req.srv.keep = self.req.pool_req && server_keep && framed;
             let Some(buf) = down.data.get_mut(hold..) else {
                 return false;
             };
             // A response: the server works.
-            if let Some(s) = self.slot {
-                self.svc.health.lock()[usize::from(s) & 63].succeeded();
+            if let Some(a) = &self.req.srv.active {
+                a.rt().health.lock().succeeded();
             }
-            // The persistence cookie, unless the request's named this server already.
             let mut line = [0u8; COOKIE_LINE_MAX];
-            let mut cookie_len = 0;
-            if let (Some(name), Some(slot)) = (&self.cfg.cookie, self.slot) {
-                if self.cookie_slot != Some(slot) {
-                    if let Some(s) = server_by_slot(&self.cfg, usize::from(slot)) {
-                        cookie_len = l7_sched::set_cookie_header(
-                            &mut line,
-                            name.as_bytes(),
-                            &self.svc.cookie_key,
-                            s.id as u32,
-                            b"/",
-                            None,
-                        )
-                        .unwrap_or(0);
-                    }
-                }
-            }
+            let cookie_len = cookie_line(&self.cfg, &self.svc, &self.req, &mut line);
             let extra = line.get(..cookie_len).unwrap_or(&[]);
             let Ok(new_head) = http1::rewrite_response_head(
                 buf,
                 end.saturating_sub(hold),
                 head_len,
-                self.keep,
+                self.req.keep,
                 extra,
             ) else {
                 return false;
@@ -1404,19 +1656,19 @@ impl Conn {
             let body_start = hold.saturating_add(new_head);
             let body_end =
                 body_start.saturating_add(end.saturating_sub(hold).saturating_sub(head_len));
-            self.resp_body = BodyRelay::new(framing, RESPONSE_CHUNKS);
+            self.req.resp.body = BodyRelay::new(framing, RESPONSE_CHUNKS);
             let rest = down.data.get(body_start..body_end).unwrap_or(&[]);
-            match self.resp_body.feed(rest) {
+            match self.req.resp.body.feed(rest) {
                 Ok(p) => {
                     // Bytes after the response are dropped (the server was asked to close); the
                     // connection is not pooled.
                     down.end = body_start.saturating_add(p.consumed.min(rest.len()));
-                    self.server_keep &= p.consumed >= rest.len();
-                    self.resp = if p.done { Resp::Done } else { Resp::Body };
+                    self.req.srv.keep &= p.consumed >= rest.len();
+                    self.req.resp.state = if p.done { Resp::Done } else { Resp::Body };
                 }
                 Err(_) => return false,
             }
-            self.hold = down.end;
+            self.req.resp.hold = down.end;
             return true;
         }
     }
@@ -1425,24 +1677,23 @@ impl Conn {
     /// `active_conns`.
     fn release_server(&mut self) {
         self.server = None;
-        self.key = None;
-        if let Some(s) = self.slot.take() {
-            self.svc.server_stats[usize::from(s)].dec_active();
-        }
+        self.req.srv.key = None;
+        // Taken out of the server's `ActiveConns`.
+        self.req.srv.active = None;
     }
 
     /// The response is complete: the server connection goes to the pool if it can carry
-    /// another request (see `server_keep`; the request was sent completely and the server did
+    /// another request (see `Upstream::keep`; the request was sent completely and the server did
     /// not end its side), taken out of the server's `active_conns`.
     fn pool_server(&mut self, now: u64) {
-        let idle = self.req_done
-            && self.server_keep
-            && !self.server_eof
+        let idle = self.req.done
+            && self.req.srv.keep
+            && !self.req.srv.eof
             && self.up.as_ref().is_some_and(|u| u.is_empty());
         if !idle {
             return;
         }
-        if let (Some(sock), Some(key)) = (self.server.take(), self.key) {
+        if let (Some(sock), Some(key)) = (self.server.take(), self.req.srv.key) {
             let expires = now.saturating_add(u64::from(self.cfg.idle_timeout_ms));
             // Detaches `sock` from `self.ev` (type invariant).
             self.pool.put(key, sock, self.cfg.pool_idle, expires);
@@ -1455,13 +1706,16 @@ impl Conn {
     /// again once on a new connection to the same server (the server may have closed the
     /// idle connection just as the request went out, as nginx assumes); else 502.
     fn server_broke(&mut self, now: u64) {
-        let slot = self.slot;
-        let retry = self.reused && !self.got_resp && self.replayable && !self.retried;
+        let slot = self.req.srv.active.as_ref().map(Active::slot);
+        let retry = self.req.srv.reused
+            && !self.req.srv.got_resp
+            && self.req.replayable
+            && !self.req.retried;
         let (Some(slot), true) = (slot, retry) else {
             self.server_failed(now);
             return;
         };
-        self.retried = true;
+        self.req.retried = true;
         self.release_server();
         if let Some(up) = &mut self.up {
             up.start = 0;
@@ -1469,10 +1723,10 @@ impl Conn {
         if let Some(down) = &mut self.down {
             down.clear();
         }
-        self.hold = 0;
-        self.server_eof = false;
-        self.server_wr_shut = false;
-        self.resp = Resp::Head;
+        // A new server connection, no response yet (none of it reached the client: nothing
+        // came from the server).
+        self.req.srv = Upstream::new();
+        self.req.resp = Response::new();
         self.phase = Phase::Connect;
         // A failed connect was counted by `open`.
         if !self.open(usize::from(slot), now) {
@@ -1495,27 +1749,7 @@ impl Conn {
         if let Some(b) = &mut self.down {
             b.clear();
         }
-        self.head_len = 0;
-        self.body = BodyRelay::UntilClose;
-        self.req_done = false;
-        self.server_eof = false;
-        self.server_wr_shut = false;
-        self.target = 0;
-        self.tried = 0;
-        self.cookie_slot = None;
-        self.path = (0, 0);
-        self.sent_down = 0;
-        self.resp = Resp::Head;
-        self.resp_body = BodyRelay::UntilClose;
-        self.hold = 0;
-        self.keep = false;
-        self.pool_req = false;
-        self.reused = false;
-        self.got_resp = false;
-        self.replayable = false;
-        self.retried = false;
-        self.counted = 0;
-        self.server_keep = false;
+        self.req = Request::new();
         self.phase = Phase::Head;
         self.deadline = now.saturating_add(u64::from(self.cfg.client_header_timeout_ms));
         if self.head.end > 0 {
@@ -1524,9 +1758,10 @@ impl Conn {
     }
 
     fn server_failed_status(&mut self, status: u16, now: u64) {
-        if let Some(s) = self.slot {
-            self.svc.server_stats[usize::from(s)].add(Stat::Errors, 1);
-            if self.resp == Resp::Head {
+        if let Some(a) = &self.req.srv.active {
+            a.rt().stats.add(Stat::Errors, 1);
+            let s = a.slot();
+            if self.req.resp.state == Resp::Head {
                 // No valid response: a passive failure.
                 self.passive_failure(usize::from(s), now);
             }
@@ -1548,7 +1783,7 @@ impl Conn {
                     Ok(Io::Done(n)) => {
                         down.consume(n);
                         self.svc.stats.add(Stat::BytesOut, n as u64);
-                        self.sent_down = self.sent_down.saturating_add(n as u64);
+                        self.req.resp.sent = self.req.resp.sent.saturating_add(n as u64);
                         Step::Again
                     }
                     Ok(_) => Step::Wait,
