@@ -347,4 +347,9 @@ void drbd_rs_genl_set_err(struct genl_info *info, const char *msg)
 	NL_SET_ERR_MSG_FMT(info->extack, "%s", msg);
 }
 
+u8 drbd_rs_genl_mcast_cap_net_admin(void)
+{
+	return GENL_MCAST_CAP_NET_ADMIN;
+}
+
 MODULE_VERSION("0.1.0");

@@ -68,6 +68,8 @@ void drbd_rs_module_put(void);
 int drbd_rs_genl_reply(struct sk_buff *skb, struct genl_info *info);
 /* Copies @msg (NUL-terminated) into the request's extended ack as its error message. */
 void drbd_rs_genl_set_err(struct genl_info *info, const char *msg);
+/* GENL_MCAST_CAP_NET_ADMIN (a BIT() macro, which bindgen does not carry). */
+u8 drbd_rs_genl_mcast_cap_net_admin(void);
 
 /* ---------------------------------------------------------------- networking (drbd_rs_net.c) */
 

@@ -4,9 +4,10 @@
 //! command handlers.
 //!
 //! Names and numbers come from the shared `drbd_genl` module (also used by `rdrbdadm`). Every
-//! command needs `CAP_SYS_ADMIN`; attributes are validated by the kernel against the policy
-//! below before a handler runs, and handlers check presence and ranges. An error is returned
-//! as a negative errno with a message in the extended ack, and logged.
+//! command needs `CAP_SYS_ADMIN`, joining the `events` multicast group `CAP_NET_ADMIN`;
+//! attributes are validated by the kernel against the policy below before a handler runs,
+//! and handlers check presence and ranges. An error is returned as a negative errno with a
+//! message in the extended ack, and logged.
 
 use crate::conn::{self, Connection, NetConf};
 use crate::device::{self, Device, Resource, DEVICES, RESOURCES};
@@ -124,6 +125,9 @@ pub(crate) fn register(module: &'static ThisModule) -> Result<Registration> {
     unsafe {
         let groups = &mut *GROUPS.0.get();
         copy_name(&mut groups[0].name, nl::MCGRP_EVENTS);
+        // Events name resources and show their states: only for administrators, like the
+        // commands (`genl_bind()` refuses a join without the capability with `EPERM`).
+        groups[0].flags = glue::genl_mcast_cap_net_admin();
         let f = &mut *FAMILY.0.get();
         copy_name(&mut f.name, nl::FAMILY_NAME);
         f.version = nl::FAMILY_VERSION.into();
