@@ -269,11 +269,6 @@ impl Activity {
         r
     }
 
-    /// Writes in flight (activity-log references).
-    pub(crate) fn writes_in_flight(&self) -> u64 {
-        self.al.refs()
-    }
-
     /// Number of activity-log slots ("al-extents").
     pub(crate) fn nr_slots(&self) -> usize {
         self.al.nr_slots()
