@@ -619,9 +619,15 @@ fn is_sync(c: Conn) -> bool {
 
 /// Monotonic milliseconds.
 fn now_ms() -> u64 {
+    now_ns() / 1_000_000
+}
+
+/// The monotonic clock in nanoseconds.
+fn now_ns() -> u64 {
     // SAFETY: `ktime_get` has no preconditions.
     let ns = unsafe { kernel::bindings::ktime_get() };
-    (ns / 1_000_000) as u64
+    // Nanoseconds since boot: not negative.
+    ns as u64
 }
 
 /// Our `P_UUIDS` payload and the bitmap size in bits (0 without a disk).
@@ -1316,6 +1322,11 @@ struct Receiving {
     /// Receiving the peer's bitmap: next bit (`P_COMPRESSED_BITMAP`) and word (`P_BITMAP`).
     bm_bit: u64,
     bm_word: u64,
+    /// Bitmap packets received so far, when the first came (ns), and the longest hold of the
+    /// bitmap lock merging one (ns).
+    bm_packets: u32,
+    bm_started_ns: u64,
+    bm_slice_max_ns: u64,
     /// The session's resync worker, while a resync runs.
     worker: Option<KThread<Connection>>,
     /// Sync source: a resync reply's data (`MAX_BIO_SIZE`, allocated at the first request).
@@ -1331,6 +1342,9 @@ impl Receiving {
             epoch_writes: 0,
             bm_bit: 0,
             bm_word: 0,
+            bm_packets: 0,
+            bm_started_ns: 0,
+            bm_slice_max_ns: 0,
             worker: None,
             reply: KVVec::new(),
         })
@@ -1741,6 +1755,7 @@ fn start_bitmap_exchange(
     }
     rx.bm_bit = 0;
     rx.bm_word = 0;
+    rx.bm_packets = 0;
     c.set_cstate(if source {
         Conn::WFBitMapS
     } else {
@@ -1845,46 +1860,31 @@ fn receive_bitmap(
         .as_ref()
         .map(|b| b.md.geometry().bm_bits())
         .ok_or(End::Retry)?;
-    let words = bm_bits.div_ceil(64);
-    let more = {
-        let mut g = dev.activity().lock();
-        let act = (*g).as_mut().ok_or(End::Retry)?;
-        act.merge(bm_bits, |bm| {
-            if h.command == Packet::CompressedBitmap as u16 {
-                let mut off = rx.bm_bit;
-                let r = w::decode_compressed_bitmap(agreed, p, bm, bm_bits, &mut off);
-                rx.bm_bit = off;
-                rx.bm_word = off / 64;
-                r
-            } else {
-                // `bm_word` is at most `words` (a compressed packet's clear runs may end past
-                // the bitmap: nothing is left then).
-                let n = w::bitmap_plain_words(agreed, words.saturating_sub(rx.bm_word));
-                if p.len() != n.saturating_mul(8) {
-                    return Err(WireError::BadLength);
-                }
-                let dst = usize::try_from(rx.bm_word.saturating_mul(8))
-                    .ok()
-                    .and_then(|b0| bm.get_mut(b0..)?.get_mut(..p.len()))
-                    .ok_or(WireError::BadLength)?;
-                for (d, s) in dst.iter_mut().zip(p) {
-                    *d |= *s;
-                }
-                rx.bm_word = rx.bm_word.saturating_add(n as u64);
-                rx.bm_bit = rx.bm_word.saturating_mul(64).min(bm_bits);
-                Ok(n != 0)
-            }
-        })
+    if rx.bm_packets == 0 {
+        rx.bm_started_ns = now_ns();
+        rx.bm_slice_max_ns = 0;
+    }
+    rx.bm_packets = rx.bm_packets.saturating_add(1);
+    let more = if h.command == Packet::CompressedBitmap as u16 {
+        merge_compressed(agreed, p, dev, bm_bits, rx)
+    } else {
+        merge_plain(agreed, p, dev, bm_bits, rx)
     }
     .map_err(|e| bad(c, h, e))?;
     if more {
         return Ok(());
     }
+    // Whole nanoseconds of a monotonic clock: no saturation.
+    let took_ms = now_ns().saturating_sub(rx.bm_started_ns) / 1_000_000;
     pr_info!(
-        "resource {}: received bitmap: {} KiB out of sync\n",
+        "resource {}: received bitmap: {} KiB out of sync ({} packets in {} ms, longest slice under the bitmap lock {} us)\n",
         c.name(),
-        dev.out_of_sync_kib()
+        dev.out_of_sync_kib(),
+        rx.bm_packets,
+        took_ms,
+        rx.bm_slice_max_ns / 1000
     );
+    rx.bm_packets = 0;
     if cstate == Conn::WFBitMapT {
         send_bitmap(c, agreed, dev).map_err(|_| End::Retry)?;
         c.set_cstate(Conn::WFSyncUUID);
@@ -1906,6 +1906,66 @@ fn receive_bitmap(
     c.send(false, Packet::SyncUuid, &w::SyncUuid { uuid }.encode())
         .map_err(|_| End::Retry)?;
     begin_resync(c, dev, Conn::SyncSource, rx)
+}
+
+/// Bits of work per hold of the bitmap's interrupt-safe lock while merging a peer's bitmap: a
+/// 1 TiB device's whole bitmap (2^28 bits) set by one packet takes 256 holds of 128 KiB each.
+const BM_SLICE_BITS: u64 = 1 << 20;
+
+/// Merges one `P_COMPRESSED_BITMAP` in slices of [`BM_SLICE_BITS`], taking the lock per slice;
+/// returns whether bits remain to be received.
+fn merge_compressed(
+    agreed: u32,
+    p: &[u8],
+    dev: &Device,
+    bm_bits: u64,
+    rx: &mut Receiving,
+) -> core::result::Result<bool, WireError> {
+    let (enc, code) = w::compressed_bitmap_parts(agreed, p)?;
+    let mut d = w::RleDecoder::new(enc, code, bm_bits, rx.bm_bit)?;
+    loop {
+        let t0 = now_ns();
+        let done = {
+            let mut g = dev.activity().lock();
+            let act = (*g).as_mut().ok_or(WireError::BadValue)?;
+            act.merge_rle(&mut d, BM_SLICE_BITS)?
+        };
+        rx.bm_slice_max_ns = rx.bm_slice_max_ns.max(now_ns().saturating_sub(t0));
+        if done {
+            break;
+        }
+    }
+    rx.bm_bit = d.offset();
+    rx.bm_word = rx.bm_bit / 64;
+    Ok(rx.bm_bit < bm_bits)
+}
+
+/// Merges one plain `P_BITMAP` (at most 511 words, one hold of the lock); returns whether
+/// words remain to be received.
+fn merge_plain(
+    agreed: u32,
+    p: &[u8],
+    dev: &Device,
+    bm_bits: u64,
+    rx: &mut Receiving,
+) -> core::result::Result<bool, WireError> {
+    // `bm_word` is at most the bitmap's words (a compressed packet's clear runs may end past
+    // the bitmap: nothing is left then).
+    let words = bm_bits.div_ceil(64);
+    let n = w::bitmap_plain_words(agreed, words.saturating_sub(rx.bm_word));
+    if p.len() != n.saturating_mul(8) {
+        return Err(WireError::BadLength);
+    }
+    let t0 = now_ns();
+    {
+        let mut g = dev.activity().lock();
+        let act = (*g).as_mut().ok_or(WireError::BadValue)?;
+        act.merge_plain(rx.bm_word, p, bm_bits)?;
+    }
+    rx.bm_slice_max_ns = rx.bm_slice_max_ns.max(now_ns().saturating_sub(t0));
+    rx.bm_word = rx.bm_word.saturating_add(n as u64);
+    rx.bm_bit = rx.bm_word.saturating_mul(64).min(bm_bits);
+    Ok(n != 0)
 }
 
 /// `P_SYNC_UUID` (`receive_sync_uuid()`): the sync target takes the source's new UUID, becomes
