@@ -1923,21 +1923,26 @@ fn merge_compressed(
 ) -> core::result::Result<bool, WireError> {
     let (enc, code) = w::compressed_bitmap_parts(agreed, p)?;
     let mut d = w::RleDecoder::new(enc, code, bm_bits, rx.bm_bit)?;
-    loop {
-        let t0 = now_ns();
-        let done = {
-            let mut g = dev.activity().lock();
-            let act = (*g).as_mut().ok_or(WireError::BadValue)?;
-            act.merge_rle(&mut d, BM_SLICE_BITS)?
-        };
-        rx.bm_slice_max_ns = rx.bm_slice_max_ns.max(now_ns().saturating_sub(t0));
-        if done {
-            break;
-        }
-    }
+    while !with_bitmap(dev, rx, |act| act.merge_rle(&mut d, BM_SLICE_BITS))? {}
     rx.bm_bit = d.offset();
     rx.bm_word = rx.bm_bit / 64;
     Ok(rx.bm_bit < bm_bits)
+}
+
+/// Runs `f` on the bitmap under its interrupt-safe lock (no bitmap: `BadValue`), and records
+/// the longest hold in `rx`.
+fn with_bitmap<R>(
+    dev: &Device,
+    rx: &mut Receiving,
+    f: impl FnOnce(&mut activity::Activity) -> core::result::Result<R, WireError>,
+) -> core::result::Result<R, WireError> {
+    let t0 = now_ns();
+    let r = {
+        let mut g = dev.activity().lock();
+        (*g).as_mut().ok_or(WireError::BadValue).and_then(f)
+    };
+    rx.bm_slice_max_ns = rx.bm_slice_max_ns.max(now_ns().saturating_sub(t0));
+    r
 }
 
 /// Merges one plain `P_BITMAP` (at most 511 words, one hold of the lock); returns whether
@@ -1956,13 +1961,8 @@ fn merge_plain(
     if p.len() != n.saturating_mul(8) {
         return Err(WireError::BadLength);
     }
-    let t0 = now_ns();
-    {
-        let mut g = dev.activity().lock();
-        let act = (*g).as_mut().ok_or(WireError::BadValue)?;
-        act.merge_plain(rx.bm_word, p, bm_bits)?;
-    }
-    rx.bm_slice_max_ns = rx.bm_slice_max_ns.max(now_ns().saturating_sub(t0));
+    let word = rx.bm_word;
+    with_bitmap(dev, rx, |act| act.merge_plain(word, p, bm_bits))?;
     rx.bm_word = rx.bm_word.saturating_add(n as u64);
     rx.bm_bit = rx.bm_word.saturating_mul(64).min(bm_bits);
     Ok(n != 0)
