@@ -2515,7 +2515,8 @@ fn got_ack(c: &Connection, meta: &Socket, dev: Option<&Device>, h: &w::Header) -
 }
 
 /// An answer about a resync block (`ID_SYNCER`). Sync source: `P_RS_WRITE_ACK` of a reply we
-/// sent marks it in sync. Sync target: `P_NEG_RS_DREPLY` to one of our requests counts a failed
+/// sent marks it in sync; `P_NEG_ACK` (the target could not write it) leaves it out of sync and
+/// counts a failed block. Sync target: `P_NEG_RS_DREPLY` to one of our requests counts a failed
 /// block. Each must name an outstanding block exactly and counts once; anything else (another
 /// packet, a block never asked for or answered already) is a protocol error, and no bit or
 /// counter moves.
@@ -2526,7 +2527,7 @@ fn got_resync_ack(c: &Connection, dev: Option<&Device>, h: &w::Header, a: &w::Bl
     };
     let cmd = Packet::from_u16(h.command);
     let ok = match cmd {
-        Some(Packet::RsWriteAck) => c.served.lock().take(b),
+        Some(Packet::RsWriteAck | Packet::NegAck) => c.served.lock().take(b),
         Some(Packet::NegRsDReply) => c.requested.lock().take(b),
         _ => false,
     };
@@ -2546,9 +2547,15 @@ fn got_resync_ack(c: &Connection, dev: Option<&Device>, h: &w::Header, a: &w::Bl
             d.mark_in_sync(a.sector, u64::from(a.blksize >> 9));
         }
     } else {
+        let what = if cmd == Some(Packet::NegAck) {
+            "write"
+        } else {
+            "read"
+        };
         pr_warn!(
-            "resource {}: peer could not read {} bytes at sector {} for the resync\n",
+            "resource {}: peer could not {} {} bytes at sector {} for the resync\n",
             c.name(),
+            what,
             a.blksize,
             a.sector
         );
