@@ -1909,7 +1909,7 @@ fn receive_bitmap(
 }
 
 /// Bits of work per hold of the bitmap's interrupt-safe lock while merging a peer's bitmap: a
-/// 1 TiB device's whole bitmap (2^28 bits) set by one packet takes 256 holds of 128 KiB each.
+/// 1 TiB device's whole bitmap (2^28 bits) set by one packet takes 257 holds of at most 128 KiB.
 const BM_SLICE_BITS: u64 = 1 << 20;
 
 /// Merges one `P_COMPRESSED_BITMAP` in slices of [`BM_SLICE_BITS`], taking the lock per slice;
