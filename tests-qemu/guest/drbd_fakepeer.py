@@ -19,6 +19,9 @@ node is SyncSource (full sync: its bitmap in, an empty one back, P_SYNC_UUID), t
   dupack     requests 4 KiB at sector 0, takes the reply and acknowledges it twice
   slowread   requests 64 x 512 KiB and reads nothing more for 40 s (a slow peer), answering
              pings; the node's application I/O must not wait for it
+The next plays an UpToDate Primary whose bitmap UUID is the (Secondary) node's current UUID,
+with 8 blocks out of sync, until the node is SyncTarget and requests them, then:
+  negreply   P_NEG_RS_DREPLY for 4 KiB at sector 1024, which the node never requested
 """
 
 import os
@@ -33,12 +36,14 @@ MAGIC_100 = 0x8620EC20
 P_INITIAL_META, P_INITIAL_DATA, P_FEATURES = 0xFFF1, 0xFFF2, 0xFFFE
 P_DATA, P_RS_DATA_REPLY, P_BITMAP, P_RS_DATA_REQUEST = 0x00, 0x02, 0x04, 0x09
 P_PROTOCOL, P_UUIDS, P_SIZES, P_STATE, P_SYNC_UUID = 0x0B, 0x0C, 0x0D, 0x0E, 0x0F
-P_PING, P_PING_ACK, P_RS_WRITE_ACK = 0x13, 0x14, 0x17
+P_PING, P_PING_ACK, P_RS_WRITE_ACK, P_NEG_RS_DREPLY = 0x13, 0x14, 0x17, 0x1B
 P_SYNC_PARAM89, P_COMPRESSED_BITMAP = 0x23, 0x24
 ID_SYNCER = 2**64 - 1
 UUID_JUST_CREATED = 4
 # Secondary, peer Primary, WFReportParams, Inconsistent, peer DUnknown (drbd_state.rs layout).
 STATE_INCONSISTENT = 2 | 1 << 2 | 9 << 4 | 4 << 9 | 6 << 13
+# Primary, peer Secondary, WFReportParams, UpToDate, peer DUnknown.
+STATE_UPTODATE_PRIMARY = 1 | 2 << 2 | 9 << 4 | 8 << 9 | 6 << 13
 
 
 def h80(cmd, length):
@@ -106,21 +111,52 @@ def become_sync_target(data, meta):
             capacity = struct.unpack_from(">Q", p)[0]
         if cmd == P_STATE and not sent_params:
             sent_params = True
-            data.sendall(pkt(P_SYNC_PARAM89, struct.pack(">I64s64sIIII", 250, b"", b"", 0, 10, 100, 102400)))
-            data.sendall(pkt(P_SIZES, struct.pack(">QQQIHH", capacity, 0, capacity, 512 * 1024, 0, 0)))
-            data.sendall(pkt(P_UUIDS, struct.pack(">QQQQQQ", UUID_JUST_CREATED, 0, 0, 0, 0, 0)))
-            data.sendall(pkt(P_STATE, struct.pack(">I", STATE_INCONSISTENT)))
+            send_params(data, capacity, (UUID_JUST_CREATED, 0, 0, 0, 0, 0), STATE_INCONSISTENT)
         if cmd in (P_BITMAP, P_COMPRESSED_BITMAP) and (cmd == P_COMPRESSED_BITMAP or not p):
             # The node's (full) bitmap is in (one RLE packet, or plain ending empty): answer
-            # with ours, all clear, as plain words and the empty end packet.
-            words = -(-(-(-capacity // 8)) // 64)
-            while words:
-                n = min(words, (4096 - 16) // 8)
-                data.sendall(pkt(P_BITMAP, bytes(8 * n)))
-                words -= n
-            data.sendall(pkt(P_BITMAP))
+            # with ours, all clear.
+            send_plain_bitmap(data, capacity)
         if cmd == P_SYNC_UUID:
             return
+
+
+def send_params(data, capacity, uuids, state):
+    data.sendall(pkt(P_SYNC_PARAM89, struct.pack(">I64s64sIIII", 250, b"", b"", 0, 10, 100, 102400)))
+    data.sendall(pkt(P_SIZES, struct.pack(">QQQIHH", capacity, 0, capacity, 512 * 1024, 0, 0)))
+    data.sendall(pkt(P_UUIDS, struct.pack(">QQQQQQ", *uuids)))
+    data.sendall(pkt(P_STATE, struct.pack(">I", state)))
+
+
+def send_plain_bitmap(data, capacity, first_word=0):
+    """Our whole bitmap as plain words (the first one `first_word`), then the empty end packet."""
+    words = -(-(-(-capacity // 8)) // 64)
+    head = struct.pack("<Q", first_word)
+    while words:
+        n = min(words, (4096 - 16) // 8)
+        data.sendall(pkt(P_BITMAP, (head + bytes(8 * n))[: 8 * n]))
+        head = b""
+        words -= n
+    data.sendall(pkt(P_BITMAP))
+
+
+def become_sync_source(data):
+    """Handshake as an UpToDate Primary whose bitmap UUID is the node's current UUID, with 8
+    blocks (sector 0..63) out of sync; returns once the node sent its first resync request."""
+    data.sendall(pkt(P_PROTOCOL, struct.pack(">IIIIII", 3, 0, 0, 0, 0, 0) + b"\0"))
+    capacity = current = None
+    while True:
+        cmd, p = recv_pkt(data)
+        if cmd == P_SIZES:
+            capacity = struct.unpack_from(">Q", p)[0]
+        if cmd == P_UUIDS and current is None:
+            current = struct.unpack_from(">Q", p)[0] & ~1
+            uuids = (0x5EED_0000_0000_0001, current, 0, 0, 8, 0)
+            send_params(data, capacity, uuids, STATE_UPTODATE_PRIMARY)
+            send_plain_bitmap(data, capacity, 0xFF)
+        if cmd in (P_BITMAP, P_COMPRESSED_BITMAP) and (cmd == P_COMPRESSED_BITMAP or not p):
+            data.sendall(pkt(P_SYNC_UUID, struct.pack(">Q", 0x5EED_0000_0001_0000)))
+        if cmd == P_RS_DATA_REQUEST:
+            return struct.unpack_from(">QQI", p)
 
 
 def mode_after_sync(mode, data, meta):
@@ -194,6 +230,14 @@ def main(host, port, mode, src=None):
         else:
             p_data = struct.pack(">QQII", 1 << 60, 1, 1, 0x100)
             data.sendall(h100(P_DATA, 24 + 4096) + p_data + bytes(4096))
+    elif mode == "negreply":
+        data.sendall(h80(P_FEATURES, 72) + features())
+        data.settimeout(120)
+        m = Meta(meta)
+        req = become_sync_source(data)
+        print(f"fakepeer: negreply: the node is SyncTarget and requested {req}", flush=True)
+        m.send(P_NEG_RS_DREPLY, struct.pack(">QQII", 1024, ID_SYNCER, 4096, 1))
+        time.sleep(2)
     elif mode in ("rsack", "dupack", "slowread"):
         data.sendall(h80(P_FEATURES, 72) + features())
         data.settimeout(120)

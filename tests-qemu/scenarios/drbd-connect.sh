@@ -10,7 +10,8 @@
 # device, connections from an address that is not the peer's) is refused with a log line;
 # CRAM-HMAC with the same and with a different secret; a hostile sync target (resync acks it
 # never requested or sent twice; a peer that stops reading while vm0 serves its requests,
-# which must not stall vm0's application reads).
+# which must not stall vm0's application reads) and a hostile sync source (a negative reply to
+# a request never made).
 # The disk is small (16 MiB): the full sync of >= 64 MiB is drbd-resync's job.
 . "$HARK_TOP/tests-qemu/guest/lib.sh"
 A=$RDRBDADM
@@ -132,7 +133,7 @@ step "hostile sync target: vm1 plays a new node that vm0 fully syncs, and misbeh
 must $A disconnect r0
 barrier sync-fake-start
 if [ "$HARK_VM" = 1 ]; then
-	for mode in rsack dupack slowread; do
+	for mode in rsack dupack slowread negreply; do
 		barrier "fake-$mode"
 		must $PY "$HARK_TOP/tests-qemu/guest/drbd_fakepeer.py" "$PEER" 7789 "$mode"
 		barrier "fake-$mode-done"
@@ -156,6 +157,9 @@ else
 	[ "$t" -le $((5 * HARK_WAIT_SCALE)) ] || die "application read waited ${t} s for a slow peer"
 	barrier fake-slowread-done
 	wait_status 'connection:WFConnection' 120
+	# As a Secondary vm0 becomes the fake's sync target (bitmap-based, 8 blocks).
+	must $A secondary r0
+	expect_log negreply 'r0: NegRSDReply for 4096 bytes at sector 1024 that was not requested' WFConnection
 	must $A disconnect r0
 fi
 barrier sync-fake-done
