@@ -23,6 +23,7 @@ use crate::drbd_md::{
     InternalGeometry, MdError, MD_4KB_SECT, MD_BLOCK_SIZE,
 };
 use crate::drbd_resync;
+use crate::drbd_wire::{self as w, RleDecoder, WireError};
 use crate::glue::LowerDev;
 use kernel::alloc::KVVec;
 use kernel::prelude::*;
@@ -260,18 +261,51 @@ impl Activity {
         &self.bm
     }
 
-    /// Lets `f` OR a peer's bits into the bitmap, then recounts and marks it all dirty.
-    pub(crate) fn merge<R>(&mut self, bm_bits: u64, f: impl FnOnce(&mut [u8]) -> R) -> R {
-        let r = f(&mut self.bm);
-        clear_bits_from(&mut self.bm, bm_bits);
-        self.oos = bm_count(&self.bm);
-        self.dirty.fill(true);
-        r
+    /// ORs the next slice of a peer's `P_COMPRESSED_BITMAP` into the bitmap: about `budget`
+    /// bits of work (see [`RleDecoder::apply`]), so that the caller's interrupt-safe lock is
+    /// held briefly however long the runs are. Keeps the count and marks only the touched
+    /// blocks dirty. Returns whether the payload is fully applied.
+    pub(crate) fn merge_rle(
+        &mut self,
+        d: &mut RleDecoder<'_>,
+        budget: u64,
+    ) -> core::result::Result<bool, WireError> {
+        let p = d.apply(&mut self.bm, budget)?;
+        self.count_merged(p.newly_set, p.first, p.end);
+        Ok(p.done)
     }
 
-    /// Writes in flight (activity-log references).
-    pub(crate) fn writes_in_flight(&self) -> u64 {
-        self.al.refs()
+    /// ORs a peer's plain `P_BITMAP` words (`p`, at word `word`) into the bitmap; bits from
+    /// `bm_bits` on stay clear. Keeps the count and marks only the touched blocks dirty.
+    pub(crate) fn merge_plain(
+        &mut self,
+        word: u64,
+        p: &[u8],
+        bm_bits: u64,
+    ) -> core::result::Result<(), WireError> {
+        let n = w::merge_bitmap_plain(&mut self.bm, word, p, bm_bits)?;
+        // Words of our bitmap: the bit numbers stay below 2^64.
+        let first = word.saturating_mul(64);
+        self.count_merged(
+            n,
+            first,
+            first.saturating_add((p.len() as u64).saturating_mul(8)),
+        );
+        Ok(())
+    }
+
+    /// `newly` bits within bits `first..end` were set by a merge.
+    fn count_merged(&mut self, newly: u64, first: u64, end: u64) {
+        if newly == 0 {
+            return;
+        }
+        // `oos` counts set bits of `bm` and `newly` newly set ones: never saturates.
+        self.oos = self.oos.saturating_add(newly);
+        let sector = first.saturating_mul(fmt::BM_SECT_PER_BIT);
+        let sectors = end
+            .saturating_sub(first)
+            .saturating_mul(fmt::BM_SECT_PER_BIT);
+        self.set_dirty(sector, sectors);
     }
 
     /// Number of activity-log slots ("al-extents").

@@ -3,8 +3,9 @@
 //! The connection of a resource to its peer, DRBD 8.4 style.
 //!
 //! One receiver thread per connected resource runs DRBD's `conn_connect()` loop: listen on
-//! the local address and connect to the peer until both of DRBD's sockets exist (data and
-//! meta, told apart by `P_INITIAL_DATA`/`P_INITIAL_META`), then the feature handshake, then
+//! the local address (accepting only the peer's address) and connect to the peer until both
+//! of DRBD's sockets exist (data and meta, told apart by `P_INITIAL_DATA`/`P_INITIAL_META`),
+//! then the feature handshake, then
 //! `P_PROTOCOL` and per volume `P_SYNC_PARAM89`, `P_SIZES`, `P_UUIDS`, `P_STATE`, and then it
 //! receives on the data socket. While a session lasts an asender thread serves the meta socket
 //! (ping / ping-ack, state-change replies). Any error, protocol violation or missed ping
@@ -19,13 +20,14 @@
 use crate::activity;
 use crate::device::{self, Device, DEVICES};
 use crate::drbd_genl::{DiskState, Role};
-use crate::drbd_resync::{self as rs, ID_SYNCER};
+use crate::drbd_resync::{self as rs, RsBlock, ID_SYNCER};
 use crate::drbd_state::{self as ws, Conn};
 use crate::drbd_sync as sync;
 use crate::drbd_wire::{self as w, Features, Packet, WireError};
 use crate::glue::RqRef;
 use crate::net::{self, Addr, KThread, Listener, Socket};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use kernel::alloc::KVVec;
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex, SpinLock};
 use kernel::{new_mutex, new_spinlock};
@@ -48,6 +50,10 @@ const MAX_BIO_SIZE: u32 = 512 * 1024;
 const RS_REQUEST_MAX: u32 = 256 * 1024;
 /// Resync requests in flight at most.
 const RS_INFLIGHT_MAX: u32 = 8;
+/// Resync replies the sync source keeps track of until the target acknowledges them (C DRBD's
+/// target has at most `max-buffers / 2` blocks in flight, 1024 by default). When full, serving
+/// waits for acks.
+const RS_SERVED_MAX: usize = 4096;
 
 /// The `net` options of a resource (DRBD's units).
 #[derive(Clone)]
@@ -158,8 +164,6 @@ struct ResyncStats {
     start_ms: AtomicU64,
     /// Blocks the source could not read (`rs_failed`).
     failed_bits: AtomicU64,
-    /// Our resync requests waiting for their reply (sync target).
-    inflight: AtomicU32,
     /// The sync target told us it is done (sync source).
     peer_done: AtomicBool,
 }
@@ -198,6 +202,26 @@ pub(crate) struct Connection {
     rs: ResyncStats,
     /// Sequence numbers of our acks.
     ack_seq: AtomicU32,
+    /// Sync target: our resync requests awaiting their reply (at most `RS_INFLIGHT_MAX`).
+    #[pin]
+    requested: SpinLock<Outstanding>,
+    /// Sync source: our resync replies awaiting the target's `P_RS_WRITE_ACK`.
+    #[pin]
+    served: SpinLock<Outstanding>,
+    /// Sync source: the block whose reply is being sent (read, not yet all on the socket).
+    /// An application write to it waits before its `P_DATA`, see [`serve_rs_request`].
+    #[pin]
+    serving: SpinLock<Option<RsBlock>>,
+}
+
+/// Resync blocks outstanding with the peer (storage allocated once per connection).
+type Outstanding = rs::Outstanding<KVVec<RsBlock>>;
+
+/// A table of `n` outstanding resync blocks.
+fn outstanding(n: usize) -> Result<Outstanding> {
+    let mut v = KVVec::with_capacity(n, GFP_KERNEL)?;
+    v.resize(n, RsBlock::default(), GFP_KERNEL)?;
+    Ok(rs::Outstanding::new(v))
 }
 
 /// Our current write epoch (DRBD's transfer-log epoch).
@@ -261,6 +285,8 @@ impl Connection {
         let mut name = KVec::with_capacity(resource.len(), GFP_KERNEL)?;
         name.extend_from_slice(resource, GFP_KERNEL)?;
         let tl = KVec::with_capacity(TL_CAPACITY, GFP_KERNEL)?;
+        let requested = outstanding(RS_INFLIGHT_MAX as usize)?;
+        let served = outstanding(RS_SERVED_MAX)?;
         let conn = Arc::pin_init(
             pin_init!(Connection {
                 resource: name,
@@ -290,10 +316,12 @@ impl Connection {
                     total_bits: AtomicU64::new(0),
                     start_ms: AtomicU64::new(0),
                     failed_bits: AtomicU64::new(0),
-                    inflight: AtomicU32::new(0),
                     peer_done: AtomicBool::new(false),
                 },
                 ack_seq: AtomicU32::new(0),
+                requested <- new_spinlock!(requested),
+                served <- new_spinlock!(served),
+                serving <- new_spinlock!(None),
             }),
             GFP_KERNEL,
         )?;
@@ -399,42 +427,6 @@ impl Connection {
         }
     }
 
-    /// Sends a data-socket packet of `head` and then `len` bytes that `fill` produces into
-    /// `chunk`, piece by piece (`fill(offset, piece)`), without holding them all in memory. A
-    /// failure part-way leaves a truncated packet behind: the caller ends the session.
-    fn send_streamed(
-        &self,
-        cmd: Packet,
-        head: &[u8],
-        len: u32,
-        chunk: &mut [u8],
-        mut fill: impl FnMut(u32, &mut [u8]) -> Result,
-    ) -> Result {
-        let (sock, agreed) = {
-            let i = self.info.lock();
-            (i.data.clone(), i.view.agreed)
-        };
-        let sock = sock.ok_or(ENOTCONN)?;
-        let total = u32::try_from(head.len())
-            .ok()
-            .and_then(|h| h.checked_add(len))
-            .ok_or(EINVAL)?;
-        let mut h = [0u8; 16];
-        let n = w::encode_header(agreed, cmd as u16, 0, total, &mut h).map_err(|_| EINVAL)?;
-        let _guard = self.data_tx.lock();
-        sock.send(&h[..n], true)?;
-        sock.send(head, len != 0)?;
-        let mut off = 0u32;
-        while off < len {
-            // `off` < `len`, and grows by at most `len - off`.
-            let k = len.saturating_sub(off).min(chunk.len() as u32) as usize;
-            fill(off, &mut chunk[..k])?;
-            off = off.saturating_add(k as u32);
-            sock.send(&chunk[..k], off < len)?;
-        }
-        Ok(())
-    }
-
     /// Whether the handshake is done (`Connected` or beyond).
     pub(crate) fn is_connected(&self) -> bool {
         reached(self.view().cstate, Conn::Connected)
@@ -501,6 +493,7 @@ impl Connection {
             seq_num: id as u32,
             dp_flags: ack_flag | if fua { w::DP_FUA } else { 0 },
         };
+        self.wait_not_serving(sector, sectors);
         let (sock, agreed) = self.session_socket(false);
         let Some(sock) = sock else {
             dev.mark_out_of_sync(sector, sectors);
@@ -567,6 +560,22 @@ impl Connection {
         drop(held);
     }
 
+    /// A write of `sectors` from `sector` that overlaps the resync block being served (read
+    /// before the write was submitted) waits until that reply is on the socket, so that its
+    /// `P_DATA` follows the older data (see [`serve_rs_request`]). Other writes do not wait.
+    fn wait_not_serving(&self, sector: u64, sectors: u64) {
+        let end = sector.saturating_add(sectors);
+        let overlaps = || {
+            (*self.serving.lock()).is_some_and(|b| {
+                let b_end = b.sector.saturating_add(u64::from(b.bytes >> 9));
+                b.sector < end && sector < b_end
+            })
+        };
+        while overlaps() && !self.stopping() && !self.down.load(Ordering::SeqCst) {
+            net::sleep_interruptible(1);
+        }
+    }
+
     /// Tells the peer our current state (after a local role or disk change). Best effort: a
     /// failure ends the session by itself.
     pub(crate) fn send_state(&self, dev: &Device) {
@@ -610,9 +619,15 @@ fn is_sync(c: Conn) -> bool {
 
 /// Monotonic milliseconds.
 fn now_ms() -> u64 {
+    now_ns() / 1_000_000
+}
+
+/// The monotonic clock in nanoseconds.
+fn now_ns() -> u64 {
     // SAFETY: `ktime_get` has no preconditions.
     let ns = unsafe { kernel::bindings::ktime_get() };
-    (ns / 1_000_000) as u64
+    // Nanoseconds since boot: not negative.
+    ns as u64
 }
 
 /// Our `P_UUIDS` payload and the bitmap size in bits (0 without a disk).
@@ -841,6 +856,33 @@ fn coin() -> bool {
     r & 1 == 1
 }
 
+/// Whether an accepted socket comes from the configured peer's address. Anything else is
+/// logged (rate-limited) and dropped before a byte is read from it.
+fn from_peer(c: &Connection, s: &Socket) -> bool {
+    match s.peer_addr() {
+        Ok(a) if a.same_host(&c.conf.peer) => true,
+        r => {
+            // SAFETY: `net_ratelimit` has no preconditions.
+            if unsafe { kernel::bindings::net_ratelimit() } != 0 {
+                match r {
+                    Ok(a) => pr_warn!(
+                        "resource {}: connection from {} refused: not the peer {}\n",
+                        c.name(),
+                        a,
+                        c.conf.peer
+                    ),
+                    Err(e) => pr_warn!(
+                        "resource {}: connection of unknown origin refused: {:?}\n",
+                        c.name(),
+                        e
+                    ),
+                }
+            }
+            false
+        }
+    }
+}
+
 /// `conn_connect()`'s socket part: returns the data and meta sockets, and whether we have
 /// `RESOLVE_CONFLICTS` (we accepted the meta socket).
 fn establish(c: &Connection) -> Result<(Socket, Socket, bool)> {
@@ -893,8 +935,10 @@ fn establish(c: &Connection) -> Result<(Socket, Socket, bool)> {
         'retry: while waited < total && !c.stopping() {
             let slice = total.saturating_sub(waited).min(500);
             let s = match listener.accept(slice) {
-                Ok(s) => s,
-                Err(_) => {
+                Ok(s) if from_peer(c, &s) => s,
+                // A refused connection counts as a slice, so that a flood of them cannot keep
+                // us from connecting out.
+                Ok(_) | Err(_) => {
                     waited = waited.saturating_add(slice);
                     continue;
                 }
@@ -1139,6 +1183,10 @@ fn session(c: &Arc<Connection>, data: Socket, meta: Socket, resolve_conflicts: b
         i.peer_max_bio = 0;
         i.peer_sectors = 0;
     }
+    // Nothing is outstanding with a new session's peer.
+    c.requested.lock().clear();
+    c.served.lock().clear();
+    *c.serving.lock() = None;
     // A disconnect that raced with the publication above missed these sockets.
     if c.stopping() {
         return End::Retry;
@@ -1274,8 +1322,15 @@ struct Receiving {
     /// Receiving the peer's bitmap: next bit (`P_COMPRESSED_BITMAP`) and word (`P_BITMAP`).
     bm_bit: u64,
     bm_word: u64,
+    /// Bitmap packets received so far, when the first came (ns), and the longest hold of the
+    /// bitmap lock merging one (ns).
+    bm_packets: u32,
+    bm_started_ns: u64,
+    bm_slice_max_ns: u64,
     /// The session's resync worker, while a resync runs.
     worker: Option<KThread<Connection>>,
+    /// Sync source: a resync reply's data (`MAX_BIO_SIZE`, allocated at the first request).
+    reply: KVVec<u8>,
 }
 
 impl Receiving {
@@ -1287,8 +1342,22 @@ impl Receiving {
             epoch_writes: 0,
             bm_bit: 0,
             bm_word: 0,
+            bm_packets: 0,
+            bm_started_ns: 0,
+            bm_slice_max_ns: 0,
             worker: None,
+            reply: KVVec::new(),
         })
+    }
+
+    /// Allocates the reply buffer if it is not yet.
+    fn reply_buf(&mut self) -> core::result::Result<(), End> {
+        if self.reply.is_empty() {
+            self.reply
+                .resize(MAX_BIO_SIZE as usize, 0, GFP_KERNEL)
+                .map_err(|_| End::Retry)?;
+        }
+        Ok(())
     }
 }
 
@@ -1686,6 +1755,7 @@ fn start_bitmap_exchange(
     }
     rx.bm_bit = 0;
     rx.bm_word = 0;
+    rx.bm_packets = 0;
     c.set_cstate(if source {
         Conn::WFBitMapS
     } else {
@@ -1790,46 +1860,31 @@ fn receive_bitmap(
         .as_ref()
         .map(|b| b.md.geometry().bm_bits())
         .ok_or(End::Retry)?;
-    let words = bm_bits.div_ceil(64);
-    let more = {
-        let mut g = dev.activity().lock();
-        let act = (*g).as_mut().ok_or(End::Retry)?;
-        act.merge(bm_bits, |bm| {
-            if h.command == Packet::CompressedBitmap as u16 {
-                let mut off = rx.bm_bit;
-                let r = w::decode_compressed_bitmap(agreed, p, bm, bm_bits, &mut off);
-                rx.bm_bit = off;
-                rx.bm_word = off / 64;
-                r
-            } else {
-                // `bm_word` is at most `words` (a compressed packet's clear runs may end past
-                // the bitmap: nothing is left then).
-                let n = w::bitmap_plain_words(agreed, words.saturating_sub(rx.bm_word));
-                if p.len() != n.saturating_mul(8) {
-                    return Err(WireError::BadLength);
-                }
-                let dst = usize::try_from(rx.bm_word.saturating_mul(8))
-                    .ok()
-                    .and_then(|b0| bm.get_mut(b0..)?.get_mut(..p.len()))
-                    .ok_or(WireError::BadLength)?;
-                for (d, s) in dst.iter_mut().zip(p) {
-                    *d |= *s;
-                }
-                rx.bm_word = rx.bm_word.saturating_add(n as u64);
-                rx.bm_bit = rx.bm_word.saturating_mul(64).min(bm_bits);
-                Ok(n != 0)
-            }
-        })
+    if rx.bm_packets == 0 {
+        rx.bm_started_ns = now_ns();
+        rx.bm_slice_max_ns = 0;
+    }
+    rx.bm_packets = rx.bm_packets.saturating_add(1);
+    let more = if h.command == Packet::CompressedBitmap as u16 {
+        merge_compressed(agreed, p, dev, bm_bits, rx)
+    } else {
+        merge_plain(agreed, p, dev, bm_bits, rx)
     }
     .map_err(|e| bad(c, h, e))?;
     if more {
         return Ok(());
     }
+    // Whole nanoseconds of a monotonic clock: no saturation.
+    let took_ms = now_ns().saturating_sub(rx.bm_started_ns) / 1_000_000;
     pr_info!(
-        "resource {}: received bitmap: {} KiB out of sync\n",
+        "resource {}: received bitmap: {} KiB out of sync ({} packets in {} ms, longest slice under the bitmap lock {} us)\n",
         c.name(),
-        dev.out_of_sync_kib()
+        dev.out_of_sync_kib(),
+        rx.bm_packets,
+        took_ms,
+        rx.bm_slice_max_ns / 1000
     );
+    rx.bm_packets = 0;
     if cstate == Conn::WFBitMapT {
         send_bitmap(c, agreed, dev).map_err(|_| End::Retry)?;
         c.set_cstate(Conn::WFSyncUUID);
@@ -1851,6 +1906,66 @@ fn receive_bitmap(
     c.send(false, Packet::SyncUuid, &w::SyncUuid { uuid }.encode())
         .map_err(|_| End::Retry)?;
     begin_resync(c, dev, Conn::SyncSource, rx)
+}
+
+/// Bits of work per hold of the bitmap's interrupt-safe lock while merging a peer's bitmap: a
+/// 1 TiB device's whole bitmap (2^28 bits) set by one packet takes 257 holds of at most 128 KiB.
+const BM_SLICE_BITS: u64 = 1 << 20;
+
+/// Merges one `P_COMPRESSED_BITMAP` in slices of [`BM_SLICE_BITS`], taking the lock per slice;
+/// returns whether bits remain to be received.
+fn merge_compressed(
+    agreed: u32,
+    p: &[u8],
+    dev: &Device,
+    bm_bits: u64,
+    rx: &mut Receiving,
+) -> core::result::Result<bool, WireError> {
+    let (enc, code) = w::compressed_bitmap_parts(agreed, p)?;
+    let mut d = w::RleDecoder::new(enc, code, bm_bits, rx.bm_bit)?;
+    while !with_bitmap(dev, rx, |act| act.merge_rle(&mut d, BM_SLICE_BITS))? {}
+    rx.bm_bit = d.offset();
+    rx.bm_word = rx.bm_bit / 64;
+    Ok(rx.bm_bit < bm_bits)
+}
+
+/// Runs `f` on the bitmap under its interrupt-safe lock (no bitmap: `BadValue`), and records
+/// the longest hold in `rx`.
+fn with_bitmap<R>(
+    dev: &Device,
+    rx: &mut Receiving,
+    f: impl FnOnce(&mut activity::Activity) -> core::result::Result<R, WireError>,
+) -> core::result::Result<R, WireError> {
+    let t0 = now_ns();
+    let r = {
+        let mut g = dev.activity().lock();
+        (*g).as_mut().ok_or(WireError::BadValue).and_then(f)
+    };
+    rx.bm_slice_max_ns = rx.bm_slice_max_ns.max(now_ns().saturating_sub(t0));
+    r
+}
+
+/// Merges one plain `P_BITMAP` (at most 511 words, one hold of the lock); returns whether
+/// words remain to be received.
+fn merge_plain(
+    agreed: u32,
+    p: &[u8],
+    dev: &Device,
+    bm_bits: u64,
+    rx: &mut Receiving,
+) -> core::result::Result<bool, WireError> {
+    // `bm_word` is at most the bitmap's words (a compressed packet's clear runs may end past
+    // the bitmap: nothing is left then).
+    let words = bm_bits.div_ceil(64);
+    let n = w::bitmap_plain_words(agreed, words.saturating_sub(rx.bm_word));
+    if p.len() != n.saturating_mul(8) {
+        return Err(WireError::BadLength);
+    }
+    let word = rx.bm_word;
+    with_bitmap(dev, rx, |act| act.merge_plain(word, p, bm_bits))?;
+    rx.bm_word = rx.bm_word.saturating_add(n as u64);
+    rx.bm_bit = rx.bm_word.saturating_mul(64).min(bm_bits);
+    Ok(n != 0)
 }
 
 /// `P_SYNC_UUID` (`receive_sync_uuid()`): the sync target takes the source's new UUID, becomes
@@ -1896,7 +2011,6 @@ fn begin_resync(
     c.rs.total_bits.store(bits, Ordering::SeqCst);
     c.rs.start_ms.store(now_ms(), Ordering::SeqCst);
     c.rs.failed_bits.store(0, Ordering::SeqCst);
-    c.rs.inflight.store(0, Ordering::SeqCst);
     c.rs.peer_done.store(false, Ordering::SeqCst);
     if side == Conn::SyncSource {
         c.info.lock().view.disk = ws::Disk::Inconsistent;
@@ -1912,6 +2026,7 @@ fn begin_resync(
     crate::genl::notify(dev, crate::drbd_genl::EventType::Change);
     // A previous worker has ended (it stops when the state leaves its sync state).
     drop(rx.worker.take());
+    c.requested.lock().clear();
     match KThread::spawn(c"drbd_rs_resync", c.clone(), resync_worker) {
         Ok(t) => {
             rx.worker = Some(t);
@@ -1957,7 +2072,7 @@ fn resync_worker(c: &Arc<Connection>) {
             net::sleep_interruptible(50);
             continue;
         }
-        if c.rs.inflight.load(Ordering::SeqCst) >= RS_INFLIGHT_MAX {
+        if c.requested.lock().is_full() {
             net::sleep_interruptible(2);
             continue;
         }
@@ -1965,7 +2080,7 @@ fn resync_worker(c: &Arc<Connection>) {
             .as_ref()
             .and_then(|a| rs::next_request(a.bitmap(), bm_bits, cursor, max_bits));
         let Some((first, n)) = next else {
-            if c.rs.inflight.load(Ordering::SeqCst) == 0 {
+            if c.requested.lock().is_empty() {
                 if left <= failed {
                     finish_resync(c, &dev, side);
                     return;
@@ -1991,7 +2106,11 @@ fn resync_worker(c: &Arc<Connection>) {
             net::sleep_interruptible(10);
             continue;
         }
-        c.rs.inflight.fetch_add(1, Ordering::SeqCst);
+        // Recorded before it is sent: the reply may come back at once. Not full (checked
+        // above; only this thread adds).
+        if !c.requested.lock().insert(RsBlock { sector, bytes }) {
+            continue;
+        }
         let req = w::BlockReq {
             sector,
             block_id: ID_SYNCER,
@@ -2072,9 +2191,12 @@ fn finish_resync(c: &Connection, dev: &Device, side: Conn) {
 /// `P_RS_DATA_REQUEST` (`receive_DataRequest()`, sync source): reads the range and sends it as
 /// `P_RS_DATA_REPLY`, or `P_NEG_RS_DREPLY` if the read fails.
 ///
-/// Ordering against application writes: the state lock keeps new writes out, and every write
-/// submitted before must be complete first. Then a write's `P_DATA` either precedes this reply
-/// on the data socket and its data is in the reply too, or it follows the reply.
+/// The device's state lock is held only while reading, never across network I/O: a slow peer
+/// must not stall the application. Ordering against application writes: under the lock (no new
+/// write is submitted) every write already submitted completes on the lower device, the block
+/// is read into memory and marked as being served ([`Connection::serving`]). A write submitted
+/// before is in the data we send; a write to the block submitted after waits in
+/// [`Connection::send_data`] until the reply is on the socket, so its `P_DATA` follows it.
 fn serve_rs_request(
     c: &Connection,
     p: &[u8],
@@ -2082,42 +2204,13 @@ fn serve_rs_request(
     rx: &mut Receiving,
 ) -> core::result::Result<(), End> {
     let r = w::BlockReq::decode(p).map_err(|_| End::Retry)?;
-    let cstate = c.view().cstate;
-    let st = dev.lock();
-    let cap = st.backing.as_ref().map_or(0, |b| b.md.capacity_sectors());
-    let ok = matches!(cstate, Conn::SyncSource | Conn::PausedSyncS)
-        && st.disk_state == DiskState::UpToDate
-        && r.blksize > 0
-        && r.blksize % 512 == 0
-        && r.blksize <= MAX_BIO_SIZE
-        && r.sector
-            .checked_add(u64::from(r.blksize >> 9))
-            .is_some_and(|e| e <= cap);
-    if !ok {
-        pr_err!(
-            "resource {}: resync request of {} bytes at sector {} refused (capacity {}, {})\n",
-            c.name(),
-            r.blksize,
-            r.sector,
-            cap,
-            cstate.name()
-        );
-        return Err(End::Retry);
-    }
-    let deadline = now_ms().saturating_add(30_000);
-    while (*dev.activity().lock())
-        .as_ref()
-        .is_some_and(|a| a.writes_in_flight() > 0)
-    {
-        if c.stopping() || c.down.load(Ordering::SeqCst) || now_ms() > deadline {
-            return Err(End::Retry);
-        }
-        net::sleep_interruptible(1);
-    }
-    let b = st.backing.as_ref().ok_or(End::Retry)?;
-    let len = r.blksize;
-    let first = len.min(RX_CHUNK as u32) as usize;
-    if let Err(e) = b.lower.read_into(r.sector, &mut rx.chunk[..first]) {
+    rx.reply_buf()?;
+    wait_served_room(c)?;
+    let b = RsBlock {
+        sector: r.sector,
+        bytes: r.blksize,
+    };
+    if let Err(e) = read_rs_block(c, dev, b, rx)? {
         pr_warn!(
             "resource {}: resync read at sector {} failed: {:?}\n",
             c.name(),
@@ -2127,35 +2220,27 @@ fn serve_rs_request(
         let a = w::BlockAck {
             sector: r.sector,
             block_id: r.block_id,
-            blksize: len,
+            blksize: r.blksize,
             seq_num: c.next_ack_seq(),
         };
         return c
             .send(true, Packet::NegRsDReply, &a.encode())
             .map_err(|_| End::Retry);
     }
+    // Recorded before it is sent: the ack may come back at once. There is room (checked
+    // above; only this thread adds).
+    c.served.lock().insert(b);
     let d = w::DataHeader {
         sector: r.sector,
         block_id: r.block_id,
         seq_num: 0,
         dp_flags: 0,
     };
-    c.send_streamed(
-        Packet::RsDataReply,
-        &d.encode(),
-        len,
-        &mut rx.chunk,
-        |off, buf| {
-            if off == 0 {
-                // Read above.
-                return Ok(());
-            }
-            // Checked against the capacity above.
-            b.lower
-                .read_into(r.sector.saturating_add(u64::from(off >> 9)), buf)
-        },
-    )
-    .map_err(|e| {
+    let data = rx.reply.get(..r.blksize as usize).unwrap_or(&[]);
+    let sent = c.send_parts(false, Packet::RsDataReply, &[&d.encode(), data]);
+    // Writes to the block may go now (after the reply, or after the session if it failed).
+    *c.serving.lock() = None;
+    sent.map_err(|e| {
         pr_err!(
             "resource {}: sending resync data failed: {:?}\n",
             c.name(),
@@ -2163,6 +2248,84 @@ fn serve_rs_request(
         );
         End::Retry
     })
+}
+
+/// Waits (without locks) until the sync target has acknowledged enough replies that another
+/// one can be tracked; gives up when the session ends or after 30 s.
+fn wait_served_room(c: &Connection) -> core::result::Result<(), End> {
+    let deadline = now_ms().saturating_add(30_000);
+    while c.served.lock().is_full() {
+        if c.stopping() || c.down.load(Ordering::SeqCst) || now_ms() > deadline {
+            pr_err!(
+                "resource {}: {} resync replies without the peer's ack\n",
+                c.name(),
+                RS_SERVED_MAX
+            );
+            return Err(End::Retry);
+        }
+        net::sleep_interruptible(1);
+    }
+    Ok(())
+}
+
+/// Checks a resync request and reads its block into `rx.reply` under the device's state lock,
+/// after every write submitted before has completed on the lower device; then marks the block
+/// as being served (cleared by the caller once the reply is sent). `Err(End)` for a request
+/// that is refused (the session ends), `Ok(Err(_))` for a failed read.
+fn read_rs_block(
+    c: &Connection,
+    dev: &Device,
+    b: RsBlock,
+    rx: &mut Receiving,
+) -> core::result::Result<Result, End> {
+    let cstate = c.view().cstate;
+    let st = dev.lock();
+    let cap = st.backing.as_ref().map_or(0, |b| b.md.capacity_sectors());
+    let ok = matches!(cstate, Conn::SyncSource | Conn::PausedSyncS)
+        && st.disk_state == DiskState::UpToDate
+        && b.bytes > 0
+        && b.bytes % 512 == 0
+        && b.bytes <= MAX_BIO_SIZE
+        && b.sector
+            .checked_add(u64::from(b.bytes >> 9))
+            .is_some_and(|e| e <= cap);
+    if !ok {
+        pr_err!(
+            "resource {}: resync request of {} bytes at sector {} refused (capacity {}, {})\n",
+            c.name(),
+            b.bytes,
+            b.sector,
+            cap,
+            cstate.name()
+        );
+        return Err(End::Retry);
+    }
+    let deadline = now_ms().saturating_add(30_000);
+    let stop = || c.stopping() || c.down.load(Ordering::SeqCst) || now_ms() > deadline;
+    if !dev.wait_lower_writes(|| !stop()) {
+        return Err(End::Retry);
+    }
+    let lower = &st.backing.as_ref().ok_or(End::Retry)?.lower;
+    let mut off = 0u32;
+    while off < b.bytes {
+        // `off` < `bytes` <= MAX_BIO_SIZE: the pieces stay within `rx.reply`.
+        let k = b.bytes.saturating_sub(off).min(RX_CHUNK as u32) as usize;
+        let at = b.sector.saturating_add(u64::from(off >> 9));
+        // Read through the kmalloc'd chunk (the reply buffer may be vmalloc'd).
+        if let Err(e) = lower.read_into(at, &mut rx.chunk[..k]) {
+            return Ok(Err(e));
+        }
+        let dst = rx
+            .reply
+            .get_mut(off as usize..)
+            .and_then(|d| d.get_mut(..k))
+            .ok_or(End::Retry)?;
+        dst.copy_from_slice(&rx.chunk[..k]);
+        off = off.saturating_add(k as u32);
+    }
+    *c.serving.lock() = Some(b);
+    drop(st);
+    Ok(Ok(()))
 }
 
 /// `P_RS_DATA_REPLY` (sync target): writes the block, marks it in sync and acknowledges it with
@@ -2180,10 +2343,14 @@ fn receive_rs_data(
         let cap = st.backing.as_ref().map_or(0, |b| b.md.capacity_sectors());
         let cstate = c.view().cstate;
         match w::check_data(h.length, d.sector, cap, MAX_BIO_SIZE) {
+            // Only the answer to one of our requests, once.
             Ok(len)
                 if d.block_id == ID_SYNCER
                     && matches!(cstate, Conn::SyncTarget | Conn::PausedSyncT)
-                    && c.rs.inflight.load(Ordering::SeqCst) > 0 =>
+                    && c.requested.lock().take(RsBlock {
+                        sector: d.sector,
+                        bytes: len,
+                    }) =>
             {
                 len
             }
@@ -2203,7 +2370,6 @@ fn receive_rs_data(
     };
     write_payload(c, sock, dev, rx, d.sector, len)?;
     dev.mark_in_sync(d.sector, u64::from(len >> 9));
-    c.rs.inflight.fetch_sub(1, Ordering::SeqCst);
     let a = w::BlockAck {
         sector: d.sector,
         block_id: d.block_id,
@@ -2303,36 +2469,7 @@ fn got_ack(c: &Connection, meta: &Socket, dev: Option<&Device>, h: &w::Header) -
     };
     let cmd = Packet::from_u16(h.command);
     if a.block_id == ID_SYNCER {
-        let sectors = u64::from(a.blksize >> 9);
-        match cmd {
-            Some(Packet::RsWriteAck) if c.view().cstate == Conn::SyncSource => {
-                if let Some(d) = dev {
-                    d.mark_in_sync(a.sector, sectors);
-                }
-                return true;
-            }
-            Some(Packet::NegRsDReply) if c.view().cstate == Conn::SyncTarget => {
-                pr_warn!(
-                    "resource {}: peer could not read {} bytes at sector {} for the resync\n",
-                    c.name(),
-                    a.blksize,
-                    a.sector
-                );
-                c.rs.failed_bits
-                    .fetch_add(u64::from(a.blksize).div_ceil(4096), Ordering::SeqCst);
-                c.rs.inflight.fetch_sub(1, Ordering::SeqCst);
-                return true;
-            }
-            _ => {
-                pr_err!(
-                    "resource {}: {} for a resync block in state {}\n",
-                    c.name(),
-                    packet_name(h.command),
-                    c.view().cstate.name()
-                );
-                return false;
-            }
-        }
+        return got_resync_ack(c, dev, h, &a);
     }
     // The entry stays in the log until its epoch's barrier ack; the request completes now
     // (outside the lock: completing it may sleep).
@@ -2375,6 +2512,58 @@ fn got_ack(c: &Connection, meta: &Socket, dev: Option<&Device>, h: &w::Header) -
             false
         }
     }
+}
+
+/// An answer about a resync block (`ID_SYNCER`). Sync source: `P_RS_WRITE_ACK` of a reply we
+/// sent marks it in sync; `P_NEG_ACK` (the target could not write it) leaves it out of sync and
+/// counts a failed block. Sync target: `P_NEG_RS_DREPLY` to one of our requests counts a failed
+/// block. Each must name an outstanding block exactly and counts once; anything else (another
+/// packet, a block never asked for or answered already) is a protocol error, and no bit or
+/// counter moves.
+fn got_resync_ack(c: &Connection, dev: Option<&Device>, h: &w::Header, a: &w::BlockAck) -> bool {
+    let b = RsBlock {
+        sector: a.sector,
+        bytes: a.blksize,
+    };
+    let cmd = Packet::from_u16(h.command);
+    let ok = match cmd {
+        Some(Packet::RsWriteAck | Packet::NegAck) => c.served.lock().take(b),
+        Some(Packet::NegRsDReply) => c.requested.lock().take(b),
+        _ => false,
+    };
+    if !ok {
+        pr_err!(
+            "resource {}: {} for {} bytes at sector {} that was not requested (state {})\n",
+            c.name(),
+            packet_name(h.command),
+            a.blksize,
+            a.sector,
+            c.view().cstate.name()
+        );
+        return false;
+    }
+    if cmd == Some(Packet::RsWriteAck) {
+        if let Some(d) = dev {
+            d.mark_in_sync(a.sector, u64::from(a.blksize >> 9));
+        }
+    } else {
+        let what = if cmd == Some(Packet::NegAck) {
+            "write"
+        } else {
+            "read"
+        };
+        pr_warn!(
+            "resource {}: peer could not {} {} bytes at sector {} for the resync\n",
+            c.name(),
+            what,
+            a.blksize,
+            a.sector
+        );
+        // At most 128 blocks of one request (`MAX_BIO_SIZE`): no saturation.
+        c.rs.failed_bits
+            .fetch_add(u64::from(a.blksize).div_ceil(4096), Ordering::SeqCst);
+    }
+    true
 }
 
 /// `P_BARRIER_ACK`: every write of epoch `barrier` is on the peer's disk. They leave the

@@ -108,6 +108,8 @@ pub(crate) struct Device {
     /// Set by `connect`/`new-minor`, cleared by `disconnect`.
     #[pin]
     conn: SpinLock<Option<Arc<Connection>>>,
+    /// Writes (of any kind) submitted to the lower device and not completed there yet.
+    lower_writes: AtomicU64,
     /// Completed application writes (statistics).
     writes_done: AtomicU64,
     /// Application I/O that completed with an error (statistics).
@@ -135,6 +137,7 @@ impl Device {
                 act <- new_spinlock_irq!(None),
                 act_wait <- new_condvar!(),
                 conn <- new_spinlock!(None),
+                lower_writes: AtomicU64::new(0),
                 writes_done: AtomicU64::new(0),
                 io_errors: AtomicU64::new(0),
             }),
@@ -380,6 +383,19 @@ impl Device {
             .map_or(0, |a| a.oos_bits().saturating_mul(4))
     }
 
+    /// Waits until every write submitted to the lower device so far has completed there (not
+    /// necessarily at the peer), polling each millisecond while `go_on` allows; false if it
+    /// gave up. The caller holds the state lock, so no new write is submitted meanwhile.
+    pub(crate) fn wait_lower_writes(&self, mut go_on: impl FnMut() -> bool) -> bool {
+        while self.lower_writes.load(Ordering::SeqCst) > 0 {
+            if !go_on() {
+                return false;
+            }
+            crate::net::sleep_interruptible(1);
+        }
+        true
+    }
+
     /// Statistics: completed application writes and failed application I/O.
     pub(crate) fn stats(&self) -> (u64, u64) {
         (
@@ -517,6 +533,20 @@ extern "C" fn drbd_rs_rust_queue_rq(
     }
     pending.submit_lower(&backing.lower);
     0
+}
+
+/// A write goes to the lower device (`done` false) or completed there (any context: atomics
+/// only).
+#[no_mangle]
+extern "C" fn drbd_rs_rust_lower_write(owner: *mut c_void, done: bool) {
+    // SAFETY: The C side passes the cookie of a live disk: `del_gendisk` waits for requests.
+    let dev = unsafe { owner_device(owner) };
+    if done {
+        // Paired with the start of the same request, counted first.
+        dev.lower_writes.fetch_sub(1, Ordering::SeqCst);
+    } else {
+        dev.lower_writes.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 /// Completion of a request that `queue_rq` took over (any context: atomics only).

@@ -35,6 +35,7 @@ struct drbd_rs_disk {
 /* Per-request state, blk-mq's PDU. */
 struct drbd_rs_cmd {
 	atomic_t pending;	/* clones in flight + 1 while submitting */
+	atomic_t lower_pending;	/* the same, without the extra references */
 	blk_status_t status;	/* first error seen */
 	void *owner;
 	struct work_struct done_work;	/* ends the request, see drbd_rs_cmd_put() */
@@ -73,6 +74,19 @@ static void drbd_rs_cmd_put(struct request *rq)
 		queue_work(system_bh_wq, &cmd->done_work);
 }
 
+/*
+ * The lower device is done with one clone (or submitting is done). A write's last one tells
+ * Rust that the lower device has it (the resync source waits for that before reading). Runs
+ * before the matching drbd_rs_cmd_put(), so the request is still ours.
+ */
+static void drbd_rs_lower_put(struct request *rq)
+{
+	struct drbd_rs_cmd *cmd = blk_mq_rq_to_pdu(rq);
+
+	if (atomic_dec_and_test(&cmd->lower_pending) && op_is_write(req_op(rq)))
+		drbd_rs_rust_lower_write(cmd->owner, true);
+}
+
 static void drbd_rs_clone_end_io(struct bio *clone)
 {
 	struct request *rq = clone->bi_private;
@@ -81,6 +95,7 @@ static void drbd_rs_clone_end_io(struct bio *clone)
 	if (clone->bi_status)
 		cmpxchg(&cmd->status, BLK_STS_OK, clone->bi_status);
 	bio_put(clone);
+	drbd_rs_lower_put(rq);
 	drbd_rs_cmd_put(rq);
 }
 
@@ -92,7 +107,10 @@ void drbd_rs_rq_submit_lower(struct request *rq, struct file *lower, int extra)
 	struct bio *src, *clone;
 
 	atomic_set(&cmd->pending, 1 + extra);
+	atomic_set(&cmd->lower_pending, 1);
 	cmd->status = BLK_STS_OK;
+	if (op_is_write(req_op(rq)))
+		drbd_rs_rust_lower_write(cmd->owner, false);
 	if (req_op(rq) == REQ_OP_FLUSH) {
 		/* A flush request carries no bio: send an empty preflush to the lower device. */
 		clone = bio_alloc_bioset(bdev, 0, REQ_OP_WRITE | REQ_PREFLUSH, GFP_NOIO,
@@ -100,6 +118,7 @@ void drbd_rs_rq_submit_lower(struct request *rq, struct file *lower, int extra)
 		clone->bi_end_io = drbd_rs_clone_end_io;
 		clone->bi_private = rq;
 		atomic_inc(&cmd->pending);
+		atomic_inc(&cmd->lower_pending);
 		submit_bio(clone);
 	} else {
 		__rq_for_each_bio(src, rq) {
@@ -111,9 +130,11 @@ void drbd_rs_rq_submit_lower(struct request *rq, struct file *lower, int extra)
 			clone->bi_end_io = drbd_rs_clone_end_io;
 			clone->bi_private = rq;
 			atomic_inc(&cmd->pending);
+			atomic_inc(&cmd->lower_pending);
 			submit_bio(clone);
 		}
 	}
+	drbd_rs_lower_put(rq);
 	drbd_rs_cmd_put(rq);
 }
 
@@ -345,6 +366,11 @@ int drbd_rs_genl_reply(struct sk_buff *skb, struct genl_info *info)
 void drbd_rs_genl_set_err(struct genl_info *info, const char *msg)
 {
 	NL_SET_ERR_MSG_FMT(info->extack, "%s", msg);
+}
+
+u8 drbd_rs_genl_mcast_cap_net_admin(void)
+{
+	return GENL_MCAST_CAP_NET_ADMIN;
 }
 
 MODULE_VERSION("0.1.0");

@@ -68,6 +68,8 @@ void drbd_rs_module_put(void);
 int drbd_rs_genl_reply(struct sk_buff *skb, struct genl_info *info);
 /* Copies @msg (NUL-terminated) into the request's extended ack as its error message. */
 void drbd_rs_genl_set_err(struct genl_info *info, const char *msg);
+/* GENL_MCAST_CAP_NET_ADMIN (a BIT() macro, which bindgen does not carry). */
+u8 drbd_rs_genl_mcast_cap_net_admin(void);
 
 /* ---------------------------------------------------------------- networking (drbd_rs_net.c) */
 
@@ -90,6 +92,8 @@ struct socket *drbd_rs_sock_accept(struct socket *listener, long timeout_ms);
 /* Binds to @local's address (any port) and connects to @peer within @timeout_ms. */
 struct socket *drbd_rs_sock_connect(const struct drbd_rs_addr *local,
 				    const struct drbd_rs_addr *peer, long timeout_ms);
+/* The address and port of the other end of a connected socket. 0 or -errno. */
+int drbd_rs_sock_peer(struct socket *sock, struct drbd_rs_addr *peer);
 /* Sets the receive/send timeouts, TCP_NODELAY and GFP_NOIO allocations. */
 void drbd_rs_sock_setup(struct socket *sock, long rcv_timeout_ms, long snd_timeout_ms);
 /*
@@ -118,6 +122,11 @@ void drbd_rs_rust_release(void *owner);
  */
 int drbd_rs_rust_queue_rq(void *owner, struct request *rq, u32 op, u64 sector, u32 bytes,
 			  u32 flags);
+/*
+ * A write request of drbd_rs_rq_submit_lower() goes to the lower device (@done false, process
+ * context) or the lower device completed all of it (@done true, any context, must not sleep).
+ */
+void drbd_rs_rust_lower_write(void *owner, bool done);
 /* A request taken over by Rust completed (any context, must not sleep). */
 void drbd_rs_rust_rq_done(void *owner, u32 op, u64 sector, u32 bytes, int error);
 

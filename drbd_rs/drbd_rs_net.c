@@ -107,6 +107,34 @@ struct socket *drbd_rs_sock_connect(const struct drbd_rs_addr *local,
 	return sock;
 }
 
+int drbd_rs_sock_peer(struct socket *sock, struct drbd_rs_addr *peer)
+{
+	struct sockaddr_storage ss;
+	int len;
+
+	len = kernel_getpeername(sock, (struct sockaddr *)&ss);
+	if (len < 0)
+		return len;
+	memset(peer, 0, sizeof(*peer));
+	if (ss.ss_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+
+		peer->family = AF_INET;
+		peer->port = ntohs(in->sin_port);
+		memcpy(peer->addr, &in->sin_addr, 4);
+		return 0;
+	}
+	if (ss.ss_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+
+		peer->family = AF_INET6;
+		peer->port = ntohs(in6->sin6_port);
+		memcpy(peer->addr, &in6->sin6_addr, 16);
+		return 0;
+	}
+	return -EAFNOSUPPORT;
+}
+
 void drbd_rs_sock_setup(struct socket *sock, long rcv_timeout_ms, long snd_timeout_ms)
 {
 	sock->sk->sk_rcvtimeo = drbd_rs_ms_to_jiffies(rcv_timeout_ms);

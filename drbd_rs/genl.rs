@@ -4,9 +4,10 @@
 //! command handlers.
 //!
 //! Names and numbers come from the shared `drbd_genl` module (also used by `rdrbdadm`). Every
-//! command needs `CAP_SYS_ADMIN`; attributes are validated by the kernel against the policy
-//! below before a handler runs, and handlers check presence and ranges. An error is returned
-//! as a negative errno with a message in the extended ack, and logged.
+//! command needs `CAP_SYS_ADMIN`, joining the `events` multicast group `CAP_NET_ADMIN`;
+//! attributes are validated by the kernel against the policy below before a handler runs,
+//! and handlers check presence and ranges. An error is returned as a negative errno with a
+//! message in the extended ack, and logged.
 
 use crate::conn::{self, Connection, NetConf};
 use crate::device::{self, Device, Resource, DEVICES, RESOURCES};
@@ -124,6 +125,9 @@ pub(crate) fn register(module: &'static ThisModule) -> Result<Registration> {
     unsafe {
         let groups = &mut *GROUPS.0.get();
         copy_name(&mut groups[0].name, nl::MCGRP_EVENTS);
+        // Events name resources and show their states: only for administrators, like the
+        // commands (`genl_bind()` refuses a join without the capability with `EPERM`).
+        groups[0].flags = glue::genl_mcast_cap_net_admin();
         let f = &mut *FAMILY.0.get();
         copy_name(&mut f.name, nl::FAMILY_NAME);
         f.version = nl::FAMILY_VERSION.into();
@@ -183,6 +187,13 @@ impl Req {
     /// A NUL-terminated string attribute (the policy guarantees the NUL).
     fn cstr(&self, a: Attr) -> Option<&CStr> {
         CStr::from_bytes_until_nul(self.payload(a)?).ok()
+    }
+
+    /// A reply message to this request.
+    fn reply_msg(&self) -> core::result::Result<Msg, c_int> {
+        // SAFETY: `info` is the live request.
+        let (portid, seq) = unsafe { ((*self.info).snd_portid, (*self.info).snd_seq) };
+        Msg::new(portid, seq, Cmd::Reply).map_err(|e| self.fail(e, c"out of memory"))
     }
 
     fn fail(&self, err: Error, msg: &CStr) -> c_int {
@@ -475,265 +486,312 @@ fn device_of(req: &Req) -> core::result::Result<Arc<Device>, c_int> {
     device::find(&DEVICES.lock(), minor).ok_or_else(|| req.fail(ENODEV, c"no such minor"))
 }
 
-fn handle(req: &Req, cmd: Cmd) -> core::result::Result<(), c_int> {
-    // SAFETY: `info` is the live request and `genlhdr`/`nlhdr` point into it.
-    let (portid, seq) = unsafe { ((*req.info).snd_portid, (*req.info).snd_seq) };
+/// What a command handler returns: `Err` carries the negative errno (already reported).
+type HandlerResult = core::result::Result<(), c_int>;
+
+fn handle(req: &Req, cmd: Cmd) -> HandlerResult {
     match cmd {
-        Cmd::NewResource => {
-            let name = resource_name_of(req)?;
-            let mut res = RESOURCES.lock();
-            if res.iter().any(|r| r.name.as_slice() == name.to_bytes()) {
-                return Err(req.fail(EEXIST, c"resource exists"));
-            }
-            let mut owned = KVec::with_capacity(name.to_bytes().len(), GFP_KERNEL)
-                .map_err(|_| req.fail(ENOMEM, c"out of memory"))?;
-            owned
-                .extend_from_slice(name.to_bytes(), GFP_KERNEL)
-                .map_err(|_| req.fail(ENOMEM, c"out of memory"))?;
-            res.push(
-                Resource {
-                    name: owned,
-                    conn: None,
-                    stopped: None,
-                },
-                GFP_KERNEL,
-            )
+        Cmd::NewResource => new_resource(req),
+        Cmd::DelResource => del_resource(req),
+        Cmd::NewMinor => new_minor(req),
+        Cmd::DelMinor => del_minor(req),
+        Cmd::Attach => attach(req),
+        Cmd::Detach => detach(req),
+        Cmd::Primary => primary(req),
+        Cmd::Secondary => secondary(req),
+        Cmd::Status => status(req),
+        Cmd::Connect => connect(req),
+        Cmd::Disconnect => disconnect(req),
+        Cmd::Reply => Err(req.fail(EOPNOTSUPP, c"command not supported")),
+    }
+}
+
+/// `new-resource`: creates a resource (it keeps the module loaded until `del-resource`).
+fn new_resource(req: &Req) -> HandlerResult {
+    let name = resource_name_of(req)?;
+    let mut res = RESOURCES.lock();
+    if res.iter().any(|r| r.name.as_slice() == name.to_bytes()) {
+        return Err(req.fail(EEXIST, c"resource exists"));
+    }
+    let mut owned = KVec::with_capacity(name.to_bytes().len(), GFP_KERNEL)
+        .map_err(|_| req.fail(ENOMEM, c"out of memory"))?;
+    owned
+        .extend_from_slice(name.to_bytes(), GFP_KERNEL)
+        .map_err(|_| req.fail(ENOMEM, c"out of memory"))?;
+    res.push(
+        Resource {
+            name: owned,
+            conn: None,
+            stopped: None,
+        },
+        GFP_KERNEL,
+    )
+    .map_err(|_| req.fail(ENOMEM, c"out of memory"))?;
+    drop(res);
+    // Like a minor, a resource keeps the module loaded until `del-resource`.
+    glue::module_get();
+    pr_info!("resource {}: created\n", name.to_str().unwrap_or("?"));
+    notify_resource(name, EventType::Create);
+    Ok(())
+}
+
+/// Whether resource `name` has minors.
+fn has_minors(name: &CStr) -> bool {
+    DEVICES
+        .lock()
+        .iter()
+        .any(|d| d.resource.as_slice() == name.to_bytes())
+}
+
+/// `del-resource`: removes a resource without connection and minors.
+fn del_resource(req: &Req) -> HandlerResult {
+    let name = resource_name_of(req)?;
+    let mut res = RESOURCES.lock();
+    let idx = res
+        .iter()
+        .position(|r| r.name.as_slice() == name.to_bytes())
+        .ok_or_else(|| req.fail(ENOENT, c"no such resource"))?;
+    if res[idx].conn.is_some() {
+        return Err(req.fail(EBUSY, c"resource is connected (disconnect first)"));
+    }
+    if has_minors(name) {
+        return Err(req.fail(EBUSY, c"resource still has minors (del-minor first)"));
+    }
+    res.remove(idx)
+        .map_err(|_| req.fail(ENOENT, c"no such resource"))?;
+    drop(res);
+    glue::module_put();
+    pr_info!("resource {}: destroyed\n", name.to_str().unwrap_or("?"));
+    notify_resource(name, EventType::Destroy);
+    Ok(())
+}
+
+/// `new-minor`: creates `/dev/rdrbd<minor>` in an existing resource.
+fn new_minor(req: &Req) -> HandlerResult {
+    let minor = minor_of(req)?;
+    if minor >= crate::minor_limit() {
+        return Err(req.fail(EINVAL, c"minor out of range (module parameter minor_count)"));
+    }
+    let name = resource_name_of(req)?;
+    let res = RESOURCES.lock();
+    if !res.iter().any(|r| r.name.as_slice() == name.to_bytes()) {
+        return Err(req.fail(ENOENT, c"no such resource (new-resource first)"));
+    }
+    let mut devs = DEVICES.lock();
+    if device::find(&devs, minor).is_some() {
+        return Err(req.fail(EEXIST, c"minor exists"));
+    }
+    devs.reserve(1, GFP_KERNEL)
+        .map_err(|_| req.fail(ENOMEM, c"out of memory"))?;
+    let dev = Device::create(minor, name.to_bytes())
+        .map_err(|e| req.fail(e, c"cannot create the block device"))?;
+    devs.push_within_capacity(dev.clone())
+        .map_err(|_| req.fail(ENOMEM, c"out of memory"))?;
+    if let Some(r) = res.iter().find(|r| r.name.as_slice() == name.to_bytes()) {
+        dev.set_connection(r.conn.as_ref().map(|h| h.conn.clone()));
+    }
+    drop(devs);
+    drop(res);
+    glue::module_get();
+    pr_info!(
+        "rdrbd{}: created (resource {})\n",
+        minor,
+        name.to_str().unwrap_or("?")
+    );
+    notify(&dev, EventType::Create);
+    Ok(())
+}
+
+/// `del-minor`: removes a minor that is neither open nor attached.
+fn del_minor(req: &Req) -> HandlerResult {
+    let minor = minor_of(req)?;
+    let mut devs = DEVICES.lock();
+    let idx = devs
+        .iter()
+        .position(|d| d.minor == minor)
+        .ok_or_else(|| req.fail(ENODEV, c"no such minor"))?;
+    devs[idx]
+        .destroy()
+        .map_err(|e| req.fail(e, c"device is open or attached"))?;
+    let dev = devs
+        .remove(idx)
+        .map_err(|_| req.fail(ENODEV, c"no such minor"))?;
+    drop(devs);
+    notify(&dev, EventType::Destroy);
+    let (writes, errors) = dev.stats();
+    drop(dev);
+    glue::module_put();
+    pr_info!(
+        "rdrbd{}: destroyed ({} writes, {} I/O errors)\n",
+        minor,
+        writes,
+        errors
+    );
+    Ok(())
+}
+
+/// `attach`: opens the lower device and reads its metadata.
+fn attach(req: &Req) -> HandlerResult {
+    let dev = device_of(req)?;
+    let path = req
+        .cstr(Attr::LowerDev)
+        .ok_or_else(|| req.fail(EINVAL, c"missing attribute: lower device"))?;
+    dev.attach(path).map_err(|e| {
+        req.fail(
+            e,
+            c"attach failed (no valid metadata, device busy, or not a block device)",
+        )
+    })?;
+    pr_info!(
+        "rdrbd{}: attached {}\n",
+        dev.minor,
+        path.to_str().unwrap_or("?")
+    );
+    notify(&dev, EventType::Change);
+    Ok(())
+}
+
+/// `detach`: writes the metadata back and closes the lower device.
+fn detach(req: &Req) -> HandlerResult {
+    let dev = device_of(req)?;
+    dev.detach()
+        .map_err(|e| req.fail(e, c"detach failed (device open, Primary, or diskless)"))?;
+    pr_info!("rdrbd{}: detached\n", dev.minor);
+    notify(&dev, EventType::Change);
+    Ok(())
+}
+
+/// `primary`: becomes Primary (`force`: with data made UpToDate).
+fn primary(req: &Req) -> HandlerResult {
+    let dev = device_of(req)?;
+    let force = req.flag(Attr::Force);
+    dev.primary(force).map_err(|e| {
+        let msg = if e == EROFS {
+            c"refusing to become Primary without UpToDate data (use --force)"
+        } else {
+            c"cannot become Primary (no lower device attached?)"
+        };
+        req.fail(e, msg)
+    })?;
+    pr_info!(
+        "rdrbd{}: Primary{}\n",
+        dev.minor,
+        if force { " (forced)" } else { "" }
+    );
+    notify(&dev, EventType::Change);
+    conn::state_changed(&dev);
+    Ok(())
+}
+
+/// `secondary`: becomes Secondary unless held open for writing.
+fn secondary(req: &Req) -> HandlerResult {
+    let dev = device_of(req)?;
+    let changed = dev
+        .secondary()
+        .map_err(|e| req.fail(e, c"device is held open for writing"))?;
+    if changed {
+        pr_info!("rdrbd{}: Secondary\n", dev.minor);
+        notify(&dev, EventType::Change);
+        conn::state_changed(&dev);
+    }
+    Ok(())
+}
+
+/// `status`: one reply per resource (without `minor`), then one per device; with `minor`,
+/// that device's only.
+fn status(req: &Req) -> HandlerResult {
+    let only = req.u32(Attr::Minor);
+    let devs: KVec<Arc<Device>> = {
+        let all = DEVICES.lock();
+        let mut v = KVec::with_capacity(all.len(), GFP_KERNEL)
             .map_err(|_| req.fail(ENOMEM, c"out of memory"))?;
-            drop(res);
-            // Like a minor, a resource keeps the module loaded until `del-resource`.
-            glue::module_get();
-            pr_info!("resource {}: created\n", name.to_str().unwrap_or("?"));
-            notify_resource(name, EventType::Create);
-        }
-        Cmd::DelResource => {
-            let name = resource_name_of(req)?;
-            let mut res = RESOURCES.lock();
-            let idx = res
-                .iter()
-                .position(|r| r.name.as_slice() == name.to_bytes())
-                .ok_or_else(|| req.fail(ENOENT, c"no such resource"))?;
-            if res[idx].conn.is_some() {
-                return Err(req.fail(EBUSY, c"resource is connected (disconnect first)"));
-            }
-            if DEVICES
-                .lock()
-                .iter()
-                .any(|d| d.resource.as_slice() == name.to_bytes())
-            {
-                return Err(req.fail(EBUSY, c"resource still has minors (del-minor first)"));
-            }
-            res.remove(idx)
-                .map_err(|_| req.fail(ENOENT, c"no such resource"))?;
-            drop(res);
-            glue::module_put();
-            pr_info!("resource {}: destroyed\n", name.to_str().unwrap_or("?"));
-            notify_resource(name, EventType::Destroy);
-        }
-        Cmd::NewMinor => {
-            let minor = minor_of(req)?;
-            if minor >= crate::minor_limit() {
-                return Err(req.fail(EINVAL, c"minor out of range (module parameter minor_count)"));
-            }
-            let name = resource_name_of(req)?;
-            let res = RESOURCES.lock();
-            if !res.iter().any(|r| r.name.as_slice() == name.to_bytes()) {
-                return Err(req.fail(ENOENT, c"no such resource (new-resource first)"));
-            }
-            let mut devs = DEVICES.lock();
-            if device::find(&devs, minor).is_some() {
-                return Err(req.fail(EEXIST, c"minor exists"));
-            }
-            devs.reserve(1, GFP_KERNEL)
+        for d in all.iter().filter(|d| only.is_none_or(|m| m == d.minor)) {
+            v.push_within_capacity(d.clone())
                 .map_err(|_| req.fail(ENOMEM, c"out of memory"))?;
-            let dev = Device::create(minor, name.to_bytes())
-                .map_err(|e| req.fail(e, c"cannot create the block device"))?;
-            devs.push_within_capacity(dev.clone())
-                .map_err(|_| req.fail(ENOMEM, c"out of memory"))?;
-            if let Some(r) = res.iter().find(|r| r.name.as_slice() == name.to_bytes()) {
-                dev.set_connection(r.conn.as_ref().map(|h| h.conn.clone()));
-            }
-            drop(devs);
-            drop(res);
-            glue::module_get();
-            pr_info!(
-                "rdrbd{}: created (resource {})\n",
-                minor,
-                name.to_str().unwrap_or("?")
-            );
-            notify(&dev, EventType::Create);
         }
-        Cmd::DelMinor => {
-            let minor = minor_of(req)?;
-            let mut devs = DEVICES.lock();
-            let idx = devs
-                .iter()
-                .position(|d| d.minor == minor)
-                .ok_or_else(|| req.fail(ENODEV, c"no such minor"))?;
-            devs[idx]
-                .destroy()
-                .map_err(|e| req.fail(e, c"device is open or attached"))?;
-            let dev = devs
-                .remove(idx)
-                .map_err(|_| req.fail(ENODEV, c"no such minor"))?;
-            drop(devs);
-            notify(&dev, EventType::Destroy);
-            let (writes, errors) = dev.stats();
-            drop(dev);
-            glue::module_put();
-            pr_info!(
-                "rdrbd{}: destroyed ({} writes, {} I/O errors)\n",
-                minor,
-                writes,
-                errors
-            );
-        }
-        Cmd::Attach => {
-            let dev = device_of(req)?;
-            let path = req
-                .cstr(Attr::LowerDev)
-                .ok_or_else(|| req.fail(EINVAL, c"missing attribute: lower device"))?;
-            dev.attach(path).map_err(|e| {
-                req.fail(
-                    e,
-                    c"attach failed (no valid metadata, device busy, or not a block device)",
-                )
-            })?;
-            pr_info!(
-                "rdrbd{}: attached {}\n",
-                dev.minor,
-                path.to_str().unwrap_or("?")
-            );
-            notify(&dev, EventType::Change);
-        }
-        Cmd::Detach => {
-            let dev = device_of(req)?;
-            dev.detach()
-                .map_err(|e| req.fail(e, c"detach failed (device open, Primary, or diskless)"))?;
-            pr_info!("rdrbd{}: detached\n", dev.minor);
-            notify(&dev, EventType::Change);
-        }
-        Cmd::Primary => {
-            let dev = device_of(req)?;
-            let force = req.flag(Attr::Force);
-            dev.primary(force).map_err(|e| {
-                let msg = if e == EROFS {
-                    c"refusing to become Primary without UpToDate data (use --force)"
-                } else {
-                    c"cannot become Primary (no lower device attached?)"
-                };
-                req.fail(e, msg)
-            })?;
-            pr_info!(
-                "rdrbd{}: Primary{}\n",
-                dev.minor,
-                if force { " (forced)" } else { "" }
-            );
-            notify(&dev, EventType::Change);
-            conn::state_changed(&dev);
-        }
-        Cmd::Secondary => {
-            let dev = device_of(req)?;
-            let changed = dev
-                .secondary()
-                .map_err(|e| req.fail(e, c"device is held open for writing"))?;
-            if changed {
-                pr_info!("rdrbd{}: Secondary\n", dev.minor);
-                notify(&dev, EventType::Change);
-                conn::state_changed(&dev);
-            }
-        }
-        Cmd::Status => {
-            let only = req.u32(Attr::Minor);
-            let devs: KVec<Arc<Device>> = {
-                let all = DEVICES.lock();
-                let mut v = KVec::with_capacity(all.len(), GFP_KERNEL)
-                    .map_err(|_| req.fail(ENOMEM, c"out of memory"))?;
-                for d in all.iter().filter(|d| only.is_none_or(|m| m == d.minor)) {
-                    v.push_within_capacity(d.clone())
-                        .map_err(|_| req.fail(ENOMEM, c"out of memory"))?;
-                }
-                v
-            };
-            if only.is_some() && devs.is_empty() {
-                return Err(req.fail(ENODEV, c"no such minor"));
-            }
-            if only.is_none() {
-                // Resources first (a message without a minor), as events2 lists them.
-                let res = RESOURCES.lock();
-                for r in res.iter() {
-                    let mut m = Msg::new(portid, seq, Cmd::Reply)
-                        .map_err(|e| req.fail(e, c"out of memory"))?;
-                    m.put_str(Attr::ResourceName, &r.name)
-                        .and_then(|()| match (&r.conn, &r.stopped) {
-                            (Some(h), _) => put_connection(&mut m, &h.conn),
-                            (None, Some(c)) => put_connection(&mut m, c),
-                            (None, None) => Ok(()),
-                        })
-                        .map_err(|e| req.fail(e, c"reply too large"))?;
-                    m.reply(req.info)
-                        .map_err(|e| req.fail(e, c"cannot send reply"))?;
-                }
-            }
-            for d in devs.iter() {
-                let mut m =
-                    Msg::new(portid, seq, Cmd::Reply).map_err(|e| req.fail(e, c"out of memory"))?;
-                put_status(&mut m, d).map_err(|e| req.fail(e, c"reply too large"))?;
-                m.reply(req.info)
-                    .map_err(|e| req.fail(e, c"cannot send reply"))?;
-            }
-        }
-        Cmd::Connect => {
-            let name = resource_name_of(req)?;
-            let conf = net_conf_of(req)?;
-            let mut res = RESOURCES.lock();
-            let r = res
-                .iter_mut()
-                .find(|r| r.name.as_slice() == name.to_bytes())
-                .ok_or_else(|| req.fail(ENOENT, c"no such resource"))?;
-            if r.conn.is_some() {
-                return Err(req.fail(EALREADY, c"resource is already connected"));
-            }
-            if !DEVICES
-                .lock()
-                .iter()
-                .any(|d| d.resource.as_slice() == name.to_bytes())
-            {
-                return Err(req.fail(ENODEV, c"resource has no minor (new-minor first)"));
-            }
-            let h = Connection::start(name.to_bytes(), conf)
-                .map_err(|e| req.fail(e, c"cannot start the connection"))?;
-            set_device_connections(name.to_bytes(), Some(&h.conn));
-            r.conn = Some(h);
-            r.stopped = None;
-        }
-        Cmd::Disconnect => {
-            let name = resource_name_of(req)?;
-            let h = {
-                let mut res = RESOURCES.lock();
-                let r = res
-                    .iter_mut()
-                    .find(|r| r.name.as_slice() == name.to_bytes())
-                    .ok_or_else(|| req.fail(ENOENT, c"no such resource"))?;
-                r.conn.take()
-            };
-            let Some(h) = h else {
-                return Ok(());
-            };
-            set_device_connections(name.to_bytes(), None);
-            // Joins the connection's threads, without holding the registry.
-            let conn = h.conn.clone();
-            drop(h);
-            if let Some(r) = RESOURCES
-                .lock()
-                .iter_mut()
-                .find(|r| r.name.as_slice() == name.to_bytes())
-            {
-                r.stopped = Some(conn);
-            }
-        }
-        Cmd::Reply => {
-            return Err(req.fail(EOPNOTSUPP, c"command not supported"));
-        }
+        v
+    };
+    if only.is_some() && devs.is_empty() {
+        return Err(req.fail(ENODEV, c"no such minor"));
+    }
+    if only.is_none() {
+        // Resources first (a message without a minor), as events2 lists them.
+        status_resources(req)?;
+    }
+    for d in devs.iter() {
+        let mut m = req.reply_msg()?;
+        put_status(&mut m, d).map_err(|e| req.fail(e, c"reply too large"))?;
+        m.reply(req.info)
+            .map_err(|e| req.fail(e, c"cannot send reply"))?;
+    }
+    Ok(())
+}
+
+/// One `status` reply per resource: its name and connection.
+fn status_resources(req: &Req) -> HandlerResult {
+    let res = RESOURCES.lock();
+    for r in res.iter() {
+        let mut m = req.reply_msg()?;
+        m.put_str(Attr::ResourceName, &r.name)
+            .and_then(|()| match (&r.conn, &r.stopped) {
+                (Some(h), _) => put_connection(&mut m, &h.conn),
+                (None, Some(c)) => put_connection(&mut m, c),
+                (None, None) => Ok(()),
+            })
+            .map_err(|e| req.fail(e, c"reply too large"))?;
+        m.reply(req.info)
+            .map_err(|e| req.fail(e, c"cannot send reply"))?;
+    }
+    Ok(())
+}
+
+/// `connect`: starts the resource's connection with the `net` options.
+fn connect(req: &Req) -> HandlerResult {
+    let name = resource_name_of(req)?;
+    let conf = net_conf_of(req)?;
+    let mut res = RESOURCES.lock();
+    let r = res
+        .iter_mut()
+        .find(|r| r.name.as_slice() == name.to_bytes())
+        .ok_or_else(|| req.fail(ENOENT, c"no such resource"))?;
+    if r.conn.is_some() {
+        return Err(req.fail(EALREADY, c"resource is already connected"));
+    }
+    if !has_minors(name) {
+        return Err(req.fail(ENODEV, c"resource has no minor (new-minor first)"));
+    }
+    let h = Connection::start(name.to_bytes(), conf)
+        .map_err(|e| req.fail(e, c"cannot start the connection"))?;
+    set_device_connections(name.to_bytes(), Some(&h.conn));
+    r.conn = Some(h);
+    r.stopped = None;
+    Ok(())
+}
+
+/// `disconnect`: stops the connection (keeps it for status as `StandAlone`).
+fn disconnect(req: &Req) -> HandlerResult {
+    let name = resource_name_of(req)?;
+    let h = {
+        let mut res = RESOURCES.lock();
+        let r = res
+            .iter_mut()
+            .find(|r| r.name.as_slice() == name.to_bytes())
+            .ok_or_else(|| req.fail(ENOENT, c"no such resource"))?;
+        r.conn.take()
+    };
+    let Some(h) = h else {
+        return Ok(());
+    };
+    set_device_connections(name.to_bytes(), None);
+    // Joins the connection's threads, without holding the registry.
+    let conn = h.conn.clone();
+    drop(h);
+    if let Some(r) = RESOURCES
+        .lock()
+        .iter_mut()
+        .find(|r| r.name.as_slice() == name.to_bytes())
+    {
+        r.stopped = Some(conn);
     }
     Ok(())
 }

@@ -60,6 +60,7 @@ mod ffi {
             info: *mut bindings::genl_info,
         ) -> c_int;
         pub(super) fn drbd_rs_genl_set_err(info: *mut bindings::genl_info, msg: *const c_char);
+        pub(super) fn drbd_rs_genl_mcast_cap_net_admin() -> u8;
     }
 }
 
@@ -347,4 +348,11 @@ pub(crate) unsafe fn genl_reply(
 pub(crate) unsafe fn genl_set_err(info: *mut bindings::genl_info, msg: &CStr) {
     // SAFETY: Guaranteed by the caller; `msg` is NUL-terminated and only read during the call.
     unsafe { ffi::drbd_rs_genl_set_err(info, msg.as_char_ptr()) };
+}
+
+/// The multicast-group flag that makes joining the group need `CAP_NET_ADMIN` in the
+/// network namespace's user namespace (`GENL_MCAST_CAP_NET_ADMIN`).
+pub(crate) fn genl_mcast_cap_net_admin() -> u8 {
+    // SAFETY: Returns a constant; no preconditions.
+    unsafe { ffi::drbd_rs_genl_mcast_cap_net_admin() }
 }

@@ -36,6 +36,12 @@ impl Addr {
         let (family, port, addr) = crate::drbd_genl::decode_addr(p)?;
         Some(Addr { family, port, addr })
     }
+
+    /// Whether `other` is the same host (family and address; the port is not compared: the
+    /// peer connects to us from a port of its choice).
+    pub(crate) fn same_host(&self, other: &Addr) -> bool {
+        self.family == other.family && self.addr == other.addr
+    }
 }
 
 impl kernel::fmt::Display for Addr {
@@ -71,6 +77,7 @@ mod ffi {
             peer: *const Addr,
             timeout_ms: c_long,
         ) -> *mut bindings::socket;
+        pub(super) fn drbd_rs_sock_peer(s: *mut bindings::socket, peer: *mut Addr) -> c_int;
         pub(super) fn drbd_rs_sock_setup(s: *mut bindings::socket, rcv_ms: c_long, snd_ms: c_long);
         pub(super) fn drbd_rs_sock_send(
             s: *mut bindings::socket,
@@ -207,6 +214,18 @@ impl Socket {
         let s = from_err_ptr(unsafe { ffi::drbd_rs_sock_connect(local, peer, ms(timeout_ms)) })?;
         // SAFETY: A non-error return is a connected socket that nobody else owns.
         unsafe { Socket::from_raw(s) }
+    }
+
+    /// The address and port of the other end.
+    pub(crate) fn peer_addr(&self) -> Result<Addr> {
+        let mut a = Addr {
+            family: 0,
+            port: 0,
+            addr: [0; 16],
+        };
+        // SAFETY: The socket is live; `a` is a valid, writable `struct drbd_rs_addr`.
+        kernel::error::to_result(unsafe { ffi::drbd_rs_sock_peer(self.sock.as_ptr(), &mut a) })?;
+        Ok(a)
     }
 
     /// Sets the receive and send timeouts (0: wait forever), `TCP_NODELAY`, and `GFP_NOIO`.

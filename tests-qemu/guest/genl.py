@@ -5,6 +5,8 @@
     genl.py cmd FAMILY CMD [ATTR=TYPE:VALUE ...]   send one request, print replies, exit with
                                                    the errno (0 on success)
     genl.py fuzz FAMILY COUNT [SEED]               send COUNT random or malformed requests
+    genl.py join FAMILY GROUP                      join the multicast group GROUP, exit with the
+                                                   errno of NETLINK_ADD_MEMBERSHIP (0 on success)
     genl.py cleanup FAMILY MINORS [RES ...]        secondary, detach, del-minor for minors
                                                    0..MINORS-1, then del-resource for each RES
                                                    (default r0; drbd_rs numbering)
@@ -26,6 +28,10 @@ GENL_ID_CTRL = 0x10
 CTRL_CMD_GETFAMILY = 3
 CTRL_ATTR_FAMILY_ID = 1
 CTRL_ATTR_FAMILY_NAME = 2
+CTRL_ATTR_MCAST_GROUPS = 7
+CTRL_ATTR_MCAST_GRP_NAME = 1
+CTRL_ATTR_MCAST_GRP_ID = 2
+NETLINK_ADD_MEMBERSHIP = 1
 NLMSG_ERROR = 2
 NLM_F_REQUEST = 1
 NLM_F_ACK = 4
@@ -86,15 +92,26 @@ class Genl:
                     return (-err, msg, replies)
                 replies.append((typ, payload))
 
-    def family(self, name):
+    def family_attrs(self, name):
         self.seq += 1
         err, msg, replies = self.transact(
             message(GENL_ID_CTRL, CTRL_CMD_GETFAMILY, attr(CTRL_ATTR_FAMILY_NAME, name.encode() + b"\0"),
                     seq=self.seq))
         if err:
             sys.exit(f"genl: family {name}: {os.strerror(err)}")
-        attrs = parse_attrs(replies[0][1][4:])
-        return struct.unpack("=H", attrs[CTRL_ATTR_FAMILY_ID][:2])[0]
+        return parse_attrs(replies[0][1][4:])
+
+    def family(self, name):
+        return struct.unpack("=H", self.family_attrs(name)[CTRL_ATTR_FAMILY_ID][:2])[0]
+
+    def group(self, family, name):
+        """The id of multicast group `name` of `family`."""
+        groups = parse_attrs(self.family_attrs(family).get(CTRL_ATTR_MCAST_GROUPS, b""))
+        for nested in groups.values():
+            g = parse_attrs(nested)
+            if g.get(CTRL_ATTR_MCAST_GRP_NAME, b"").rstrip(b"\0") == name.encode():
+                return struct.unpack("=I", g[CTRL_ATTR_MCAST_GRP_ID][:4])[0]
+        sys.exit(f"genl: family {family} has no multicast group {name}")
 
 
 def encode(spec):
@@ -127,6 +144,18 @@ def cmd_main(args):
         print(f"reply cmd={cmd} " + " ".join(f"{k}={v.hex()}" for k, v in sorted(fields.items())))
     print(f"result: {err} ({errno.errorcode.get(err, 'OK') if err else 'OK'}) {msg or ''}".rstrip())
     return err
+
+
+def join_main(args):
+    g = Genl()
+    grp = g.group(args[0], args[1])
+    try:
+        g.sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, grp)
+    except OSError as e:
+        print(f"join {args[0]}/{args[1]} (group {grp}): {errno.errorcode.get(e.errno, e.errno)}")
+        return e.errno
+    print(f"join {args[0]}/{args[1]} (group {grp}): OK")
+    return 0
 
 
 def random_attr(rng):
@@ -229,7 +258,7 @@ def cleanup_main(args):
 
 
 if __name__ == "__main__":
-    modes = {"cmd": cmd_main, "fuzz": fuzz_main, "cleanup": cleanup_main}
+    modes = {"cmd": cmd_main, "fuzz": fuzz_main, "cleanup": cleanup_main, "join": join_main}
     if len(sys.argv) < 3 or sys.argv[1] not in modes:
         sys.exit(__doc__)
     sys.exit(modes[sys.argv[1]](sys.argv[2:]))

@@ -7,7 +7,11 @@
 # reach the peer; pings keep an idle connection up; disconnect/connect and a lost peer lead
 # back to WFConnection and a new session; a hostile peer (garbage, truncated, bad length,
 # incompatible dialect, oversized packet, impossible state, a write past the end of the
-# device) is refused with a log line; CRAM-HMAC with the same and with a different secret.
+# device, connections from an address that is not the peer's) is refused with a log line;
+# CRAM-HMAC with the same and with a different secret; a hostile sync target (resync acks it
+# never requested or sent twice; a peer that stops reading while vm0 serves its requests,
+# which must not stall vm0's application reads) and a hostile sync source (a negative reply to
+# a request never made).
 # The disk is small (16 MiB): the full sync of >= 64 MiB is drbd-resync's job.
 . "$HARK_TOP/tests-qemu/guest/lib.sh"
 A=$RDRBDADM
@@ -63,9 +67,11 @@ if [ "$HARK_VM" = 1 ]; then
 fi
 barrier hostile-start
 if [ "$HARK_VM" = 1 ]; then
-	for mode in garbage truncated oversized badstate baddata badlen oldproto; do
+	# A second address on vm1: connections from it are not from the configured peer.
+	must ip addr add 10.77.0.99/24 dev eth0
+	for mode in stranger garbage truncated oversized badstate baddata badlen oldproto; do
 		barrier "fake-$mode"
-		must $PY "$HARK_TOP/tests-qemu/guest/drbd_fakepeer.py" "$PEER" 7789 "$mode"
+		must $PY "$HARK_TOP/tests-qemu/guest/drbd_fakepeer.py" "$PEER" 7789 "$mode" 10.77.0.99
 		barrier "fake-$mode-done"
 	done
 else
@@ -77,6 +83,7 @@ else
 		echo "vm0: $1 -> logged /$2/, $3"
 	}
 	wait_status 'connection:WFConnection' 30
+	expect_log stranger 'r0: connection from 10\.77\.0\.99:[0-9]+ refused: not the peer 10\.77\.0\.2:7789' WFConnection
 	expect_log garbage 'bad packet header' WFConnection
 	expect_log truncated 'r0: handshake failed' WFConnection
 	expect_log oversized 'oversized packet: 1048576 bytes of ReportProtocol' WFConnection
@@ -119,6 +126,43 @@ barrier auth-restored
 must $A connect r0
 wait_status 'connection:Connected' 60
 barrier auth-done
+
+step "hostile sync target: vm1 plays a new node that vm0 fully syncs, and misbehaves"
+# vm0 is Primary and UpToDate; the fake peer is UUID_JUST_CREATED, so vm0 becomes SyncSource.
+# A long send timeout (60 s, so ping-int 120 s; the fake answers pings) for the slow reader.
+must $A disconnect r0
+barrier sync-fake-start
+if [ "$HARK_VM" = 1 ]; then
+	for mode in rsack dupack slowread negreply; do
+		barrier "fake-$mode"
+		must $PY "$HARK_TOP/tests-qemu/guest/drbd_fakepeer.py" "$PEER" 7789 "$mode"
+		barrier "fake-$mode-done"
+	done
+else
+	write_drbd_conf "net { protocol C; connect-int 2; ping-int 120; ping-timeout 30; timeout 600; }"
+	must $A connect r0
+	wait_status 'connection:WFConnection' 30
+	expect_log rsack 'r0: RSWriteAck for 65536 bytes at sector 0 that was not requested' WFConnection
+	expect_log dupack 'r0: RSWriteAck for 4096 bytes at sector 0 that was not requested' WFConnection
+	barrier fake-slowread
+	wait_status 'connection:SyncSource' 60
+	# The fake sent 64 requests of 512 KiB and reads nothing: vm0's receiver blocks in a send
+	# once the socket buffers are full. Application reads must not wait for it (they did for
+	# the whole send timeout while the device lock was held across the send).
+	nap 8
+	t0=$SECONDS
+	must dd if=/dev/rdrbd0 of=/dev/null bs=4k count=1 skip=1000 iflag=direct status=none
+	t=$((SECONDS - t0))
+	echo "vm0: a 4 KiB read while the peer stalls the resync took ${t} s"
+	[ "$t" -le $((5 * HARK_WAIT_SCALE)) ] || die "application read waited ${t} s for a slow peer"
+	barrier fake-slowread-done
+	wait_status 'connection:WFConnection' 120
+	# As a Secondary vm0 becomes the fake's sync target (bitmap-based, 8 blocks).
+	must $A secondary r0
+	expect_log negreply 'r0: NegRSDReply for 4096 bytes at sector 1024 that was not requested' WFConnection
+	must $A disconnect r0
+fi
+barrier sync-fake-done
 
 step "events saw the connection come and go"
 kill $events

@@ -3,7 +3,7 @@
 # disk: 64M
 # drbd_rs error paths: I/O errors of the lower device reach the application (a dm "error"
 # segment in the middle of the lower device), the rest of the device keeps working, and
-# unprivileged netlink requests are refused with EPERM.
+# unprivileged netlink requests are refused with EPERM, and so is joining the events group.
 . "$HARK_TOP/tests-qemu/guest/lib.sh"
 A=$RDRBDADM
 step "lower device: /dev/vda through device-mapper, 1 MiB at 16 MiB fails every I/O"
@@ -40,6 +40,13 @@ for cmd in 2 3 4 5 6 7 8 9 10 11 12; do
 	echo "$out" | grep -q EPERM || die "command $cmd as nobody: $out"
 done
 $A status r0 | grep -q 'role:Primary' || die "state changed by refused requests"
+
+step "joining the events multicast group needs CAP_NET_ADMIN (root may, nobody may not)"
+out=$(nobody $PY "$HARK_TOP/tests-qemu/guest/genl.py" join drbd_rs events || true)
+echo "nobody: $out"
+echo "$out" | grep -q EPERM || die "nobody joined the events group: $out"
+out=$($PY "$HARK_TOP/tests-qemu/guest/genl.py" join drbd_rs events) || die "root cannot join: $out"
+echo "root: $out"
 
 step "down; the failed I/O left the device usable"
 must $A secondary r0

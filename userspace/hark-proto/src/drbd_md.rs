@@ -1064,15 +1064,31 @@ pub fn bm_clear_bit(bm: &mut [u8], bit: u64) -> Result<bool, MdError> {
     Ok(was_set)
 }
 
-/// Sets bits `first..end`, which the caller has checked to lie inside `bm`; returns how many
-/// were clear before.
-fn set_bits(bm: &mut [u8], first: u64, end: u64) -> u64 {
+/// Sets bits `first..end` of `bm` (bits past its end are ignored) and returns how many were
+/// clear before. Word-wise: a run costs one step per 64 bits, not one per bit (a peer's
+/// bitmap may set 2^28 bits in one packet).
+pub fn bm_set_range(bm: &mut [u8], first: u64, end: u64) -> u64 {
+    // Bits of a slice: below 2^64.
+    let end = end.min((bm.len() as u64).saturating_mul(8));
     let mut newly = 0u64;
     let mut bit = first;
     while bit < end {
         let Ok(byte) = usize::try_from(bit / 8) else {
             break;
         };
+        // A whole little-endian 64-bit word from a word boundary.
+        if bit % 64 == 0 && end.saturating_sub(bit) >= 64 {
+            let Some(w) = bm.get_mut(byte..byte.saturating_add(8)) else {
+                break;
+            };
+            let mut old = [0u8; 8];
+            old.copy_from_slice(w);
+            // At most 64 per word of a slice: no saturation.
+            newly = newly.saturating_add(u64::from(u64::from_le_bytes(old).count_zeros()));
+            w.fill(0xff);
+            bit = bit.saturating_add(64);
+            continue;
+        }
         let Some(v) = bm.get_mut(byte) else { break };
         let lo = bit % 8;
         // bit < end, lo < 8: hi = lo + (end - bit) capped at 8.
@@ -1101,7 +1117,7 @@ pub fn bm_set_sectors(bm: &mut [u8], sector: u64, nr_sectors: u64) -> Result<u64
     let last_bit = last / BM_SECT_PER_BIT;
     bit_pos(bm.len(), last_bit)?;
     // last_bit is below 2^61.
-    Ok(set_bits(bm, first_bit, last_bit.saturating_add(1)))
+    Ok(bm_set_range(bm, first_bit, last_bit.saturating_add(1)))
 }
 
 /// Sectors whose bits share one on-disk bitmap block ([`MD_BLOCK_SIZE`] bytes).
@@ -1128,7 +1144,7 @@ pub fn bm_mark_al_extent(bm: &mut [u8], extent: u32) -> Result<u64, MdError> {
     bit_pos(bm.len(), first)?;
     let len_bits = (bm.len() as u64).saturating_mul(8);
     let end = first.saturating_add(BM_BITS_PER_AL_EXTENT).min(len_bits);
-    Ok(set_bits(bm, first, end))
+    Ok(bm_set_range(bm, first, end))
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 
 use super::drbd_md::{BM_SECT_PER_BIT, UI_BITMAP, UI_CURRENT, UI_HISTORY_END, UI_HISTORY_START};
 use super::drbd_sync::{UUID_JUST_CREATED, UUID_NEW_BM_OFFSET};
+use core::ops::DerefMut;
 
 /// The generation UUIDs of the metadata.
 pub type GenUuids = [u64; 4];
@@ -247,6 +248,79 @@ impl Pacer {
     }
 }
 
+/// A resync block as requests, replies and acks name it: first sector and size in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RsBlock {
+    /// First sector.
+    pub sector: u64,
+    /// Size in bytes.
+    pub bytes: u32,
+}
+
+/// The resync blocks one side has outstanding with the peer: the sync target's requests
+/// awaiting `P_RS_DATA_REPLY`/`P_NEG_RS_DREPLY`, or the sync source's replies awaiting
+/// `P_RS_WRITE_ACK`. An answer counts only if it names an outstanding block exactly, and only
+/// once: an unsolicited or duplicated answer from a broken or hostile peer is refused instead
+/// of clearing bitmap bits or moving counters. At most `slots.len()` blocks (the storage is the
+/// caller's, so that the kernel can allocate it once).
+pub struct Outstanding<S: DerefMut<Target = [RsBlock]>> {
+    slots: S,
+    len: usize,
+}
+
+impl<S: DerefMut<Target = [RsBlock]>> Outstanding<S> {
+    /// An empty table over `slots`.
+    pub fn new(slots: S) -> Self {
+        Outstanding { slots, len: 0 }
+    }
+
+    /// Blocks outstanding.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is outstanding.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether no further block fits.
+    pub fn is_full(&self) -> bool {
+        self.len >= self.slots.len()
+    }
+
+    /// Records `b` as outstanding; false (nothing recorded) when full.
+    pub fn insert(&mut self, b: RsBlock) -> bool {
+        let Some(slot) = self.slots.get_mut(self.len) else {
+            return false;
+        };
+        *slot = b;
+        // `len` < `slots.len()`.
+        self.len = self.len.saturating_add(1);
+        true
+    }
+
+    /// Takes the outstanding block equal to `b`; false if there is none (unsolicited, or
+    /// answered already).
+    pub fn take(&mut self, b: RsBlock) -> bool {
+        let n = self.len.min(self.slots.len());
+        let used = &mut self.slots[..n];
+        let Some(i) = used.iter().position(|x| *x == b) else {
+            return false;
+        };
+        // The last used slot moves into the hole: order does not matter.
+        let last = used.len().saturating_sub(1);
+        used.swap(i, last);
+        self.len = last;
+        true
+    }
+
+    /// Forgets every block (a new session).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
 #[cfg(test)]
 // Host tests: their arithmetic is on known values, and an overflow fails the test.
 #[allow(clippy::arithmetic_side_effects)]
@@ -396,5 +470,44 @@ mod tests {
         assert!(!p.take(1, 1 << 33));
         let mut p = Pacer::new(u32::MAX, 0);
         assert!(p.take(4096, u64::MAX));
+    }
+
+    fn blk(sector: u64, bytes: u32) -> RsBlock {
+        RsBlock { sector, bytes }
+    }
+
+    #[test]
+    fn outstanding_answers_count_once_and_only_when_asked() {
+        let mut slots = [RsBlock::default(); 3];
+        let mut t = Outstanding::new(&mut slots[..]);
+        // Nothing asked: an answer is refused (the old code cleared the bits anyway).
+        assert!(!t.take(blk(0, 65536)));
+        assert!(t.insert(blk(0, 4096)));
+        assert!(t.insert(blk(8, 4096)));
+        assert!(t.insert(blk(16, 8192)));
+        assert!(t.is_full());
+        assert!(!t.insert(blk(32, 4096)));
+        // Same sector, other size; other sector, same size: not ours.
+        assert!(!t.take(blk(0, 8192)));
+        assert!(!t.take(blk(24, 4096)));
+        assert!(t.take(blk(0, 4096)));
+        // A duplicate is refused (the old code cleared the bits and counted twice).
+        assert!(!t.take(blk(0, 4096)));
+        assert_eq!(t.len(), 2);
+        assert!(t.take(blk(16, 8192)));
+        assert!(t.take(blk(8, 4096)));
+        assert!(t.is_empty());
+        assert!(!t.take(blk(8, 4096)));
+        assert!(t.insert(blk(1, 512)));
+        t.clear();
+        assert!(!t.take(blk(1, 512)));
+    }
+
+    #[test]
+    fn outstanding_without_slots_refuses_everything() {
+        let mut t = Outstanding::new(&mut [][..]);
+        assert!(t.is_full());
+        assert!(!t.insert(blk(0, 4096)));
+        assert!(!t.take(RsBlock::default()));
     }
 }

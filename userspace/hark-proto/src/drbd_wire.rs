@@ -434,6 +434,19 @@ fn bm_find(bm: &[u8], from: u64, end: u64, want: bool) -> u64 {
     let mut i = from;
     while i < end {
         // `i` < `end`: the steps below stay within `end`.
+        if i % 64 == 0 && end.saturating_sub(i) >= 64 {
+            // A whole word without the bit looked for: skip it at once.
+            let b = (i / 8) as usize;
+            let w = bm.get(b..b.saturating_add(8)).map_or(0, |w| {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(w);
+                u64::from_le_bytes(a)
+            });
+            if (want && w == 0) || (!want && w == u64::MAX) {
+                i = i.saturating_add(64);
+                continue;
+            }
+        }
         if i % 8 == 0 && end.saturating_sub(i) >= 8 {
             let byte = bm.get((i / 8) as usize).copied().unwrap_or(0);
             if (want && byte == 0) || (!want && byte == 0xff) {
@@ -500,7 +513,7 @@ pub fn rle_encode(
 /// `*offset`, like `recv_bm_rle_bits`: set runs are ORed in, clear runs skipped. Advances
 /// `*offset`; returns whether bits remain. A malformed payload (unknown encoding, a run past
 /// `bm_bits`, a truncated code) is an error and may have set some bits already, as in DRBD,
-/// where the connection is then torn down.
+/// where the connection is then torn down. [`RleDecoder`] does the same in bounded slices.
 pub fn rle_decode(
     encoding: u8,
     code: &[u8],
@@ -508,49 +521,195 @@ pub fn rle_decode(
     bm_bits: u64,
     offset: &mut u64,
 ) -> Result<bool, WireError> {
-    if encoding & 0x0f != RLE_VLI_BITS {
-        return Err(WireError::BadEncoding);
+    let mut d = RleDecoder::new(encoding, code, bm_bits, *offset)?;
+    while !d.apply(bm, u64::MAX)?.done {}
+    *offset = d.offset();
+    Ok(d.offset() < bm_bits)
+}
+
+/// Work one bitmap run costs at least, in bits of [`RleDecoder::apply`]'s budget (decoding its
+/// code), so that many short runs are bounded like a few long ones.
+pub const RLE_RUN_COST: u64 = 64;
+
+/// What one [`RleDecoder::apply`] call did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RleProgress {
+    /// Bits newly set in the bitmap (they were clear).
+    pub newly_set: u64,
+    /// Bits `first..end` were covered by this call (set or skipped).
+    pub first: u64,
+    /// See `first`.
+    pub end: u64,
+    /// The payload is fully applied.
+    pub done: bool,
+}
+
+/// A `P_COMPRESSED_BITMAP` payload being applied (`recv_bm_rle_bits`), resumable: each
+/// [`Self::apply`] sets runs word-wise until a budget of bits is used up, so that a caller
+/// holding an interrupt-safe lock can drop it between slices however long the runs are.
+pub struct RleDecoder<'a> {
+    code: &'a [u8],
+    /// Code bits (without the padding).
+    total: u64,
+    /// Next code bit.
+    pos: u64,
+    /// Next bitmap bit.
+    at: u64,
+    /// Whether the next run is a set run.
+    set: bool,
+    bm_bits: u64,
+    /// The rest of a set run that a budget cut: bits `at..pending_end`.
+    pending_end: Option<u64>,
+}
+
+impl<'a> RleDecoder<'a> {
+    /// Checks the encoding byte and the padding; the runs start at bit `offset`.
+    pub fn new(encoding: u8, code: &'a [u8], bm_bits: u64, offset: u64) -> Result<Self, WireError> {
+        if encoding & 0x0f != RLE_VLI_BITS {
+            return Err(WireError::BadEncoding);
+        }
+        let pad = u64::from((encoding >> 4) & 7);
+        let total = (code.len() as u64)
+            .checked_mul(8)
+            .and_then(|t| t.checked_sub(pad))
+            .ok_or(WireError::BadLength)?;
+        Ok(RleDecoder {
+            code,
+            total,
+            pos: 0,
+            at: offset,
+            set: encoding & 0x80 != 0,
+            bm_bits,
+            pending_end: None,
+        })
     }
-    let pad = u64::from((encoding >> 4) & 7);
-    let total = (code.len() as u64)
-        .checked_mul(8)
-        .and_then(|t| t.checked_sub(pad))
+
+    /// The next bitmap bit (after the runs applied so far).
+    pub fn offset(&self) -> u64 {
+        self.at
+    }
+
+    /// Up to 64 code bits from `pos`, least significant first; bits past the end read as 0.
+    fn peek64(&self) -> u64 {
+        let left = self.total.saturating_sub(self.pos);
+        let Ok(byte) = usize::try_from(self.pos / 8) else {
+            return 0;
+        };
+        let mut v = 0u128;
+        for k in 0..9usize {
+            if let Some(&b) = self.code.get(byte.saturating_add(k)) {
+                v |= u128::from(b) << k.saturating_mul(8);
+            }
+        }
+        let look = (v >> (self.pos % 8)) as u64;
+        if left < 64 {
+            look & !(u64::MAX << left)
+        } else {
+            look
+        }
+    }
+
+    /// Decodes the next run: its end bit and whether it is set; `None` when the code is used up.
+    fn next_run(&mut self) -> Option<Result<(u64, bool), WireError>> {
+        if self.pos >= self.total {
+            return None;
+        }
+        let (rl, bits) = vli_decode(self.peek64());
+        if u64::from(bits) > self.total.saturating_sub(self.pos) {
+            return Some(Err(WireError::BadLength));
+        }
+        self.pos = self.pos.saturating_add(u64::from(bits));
+        let Some(end) = self.at.checked_add(rl) else {
+            return Some(Err(WireError::TooLong));
+        };
+        let set = self.set;
+        self.set = !self.set;
+        if set && end > self.bm_bits {
+            return Some(Err(WireError::TooLong));
+        }
+        Some(Ok((end, set)))
+    }
+
+    /// Applies runs to `bm` until about `budget` bits of work are done (each run costs at
+    /// least [`RLE_RUN_COST`], a set run its length; a clear run is skipped at that cost) or
+    /// the payload is used up. Errors as [`rle_decode`].
+    pub fn apply(&mut self, bm: &mut [u8], budget: u64) -> Result<RleProgress, WireError> {
+        let first = self.at;
+        let mut newly_set = 0u64;
+        let mut left = budget;
+        loop {
+            let end = match self.pending_end.take() {
+                Some(end) => end,
+                None => match self.next_run() {
+                    None => break,
+                    Some(r) => {
+                        let (end, set) = r?;
+                        left = left.saturating_sub(RLE_RUN_COST);
+                        if !set {
+                            self.at = end;
+                            if left == 0 {
+                                break;
+                            }
+                            continue;
+                        }
+                        end
+                    }
+                },
+            };
+            // A set run, or what is left of one: as much as the budget allows.
+            let stop = end.min(self.at.saturating_add(left.max(RLE_RUN_COST)));
+            // Set bits of a slice: no saturation.
+            newly_set = newly_set.saturating_add(super::drbd_md::bm_set_range(bm, self.at, stop));
+            left = left.saturating_sub(stop.saturating_sub(self.at));
+            self.at = stop;
+            if stop < end {
+                self.pending_end = Some(end);
+                break;
+            }
+            if left == 0 {
+                break;
+            }
+        }
+        Ok(RleProgress {
+            newly_set,
+            first,
+            end: self.at,
+            done: self.pending_end.is_none() && self.pos >= self.total,
+        })
+    }
+}
+
+/// ORs one plain `P_BITMAP` payload (little-endian words) into `bm` at word `word` and returns
+/// how many bits were newly set; bits from `bm_bits` on stay clear. `BadLength` if the words
+/// do not lie within `bm`.
+pub fn merge_bitmap_plain(
+    bm: &mut [u8],
+    word: u64,
+    p: &[u8],
+    bm_bits: u64,
+) -> Result<u64, WireError> {
+    let b0 = usize::try_from(word)
+        .ok()
+        .and_then(|w| w.checked_mul(8))
         .ok_or(WireError::BadLength)?;
-    let get = |pos: u64| code[(pos / 8) as usize] >> (pos % 8) & 1 != 0;
-    let mut pos = 0u64;
-    let mut set = encoding & 0x80 != 0;
-    let mut at = *offset;
-    while pos < total {
-        // Up to 64 bits of look-ahead; missing bits past the end read as 0.
-        // `pos` < `total`.
-        let left = total.saturating_sub(pos);
-        let mut look = 0u64;
-        for k in 0..64.min(left) {
-            if get(pos.saturating_add(k)) {
-                look |= 1 << k;
-            }
-        }
-        let (rl, bits) = vli_decode(look);
-        if u64::from(bits) > left {
-            return Err(WireError::BadLength);
-        }
-        pos = pos.saturating_add(u64::from(bits));
-        let end = at.checked_add(rl).ok_or(WireError::TooLong)?;
-        if set {
-            if end > bm_bits {
-                return Err(WireError::TooLong);
-            }
-            for i in at..end {
-                if let Some(b) = bm.get_mut((i / 8) as usize) {
-                    *b |= 1 << (i % 8);
-                }
-            }
-        }
-        at = end;
-        set = !set;
+    let dst = bm
+        .get_mut(b0..)
+        .and_then(|d| d.get_mut(..p.len()))
+        .ok_or(WireError::BadLength)?;
+    let mut newly = 0u64;
+    // `b0 + i` is a byte of `bm`: its bits are below 2^64.
+    for (i, (d, s)) in dst.iter_mut().zip(p).enumerate() {
+        let bit = (b0.saturating_add(i) as u64).saturating_mul(8);
+        let keep = match bm_bits.saturating_sub(bit) {
+            0 => 0,
+            n if n < 8 => !(0xffu8 << n),
+            _ => 0xff,
+        };
+        let add = *s & keep & !*d;
+        newly = newly.saturating_add(u64::from(add.count_ones()));
+        *d |= add;
     }
-    *offset = at;
-    Ok(at < bm_bits)
+    Ok(newly)
 }
 
 /// `dp_flags` of `P_DATA` (`DP_*`).
@@ -1203,11 +1362,18 @@ pub fn decode_compressed_bitmap(
     bm_bits: u64,
     offset: &mut u64,
 ) -> Result<bool, WireError> {
+    let (enc, code) = compressed_bitmap_parts(agreed, p)?;
+    rle_decode(enc, code, bm, bm_bits, offset)
+}
+
+/// The encoding byte and the code of a `P_COMPRESSED_BITMAP` payload: more than fits the
+/// socket buffer is `TooLong`, nothing after the encoding byte is `BadLength`.
+pub fn compressed_bitmap_parts(agreed: u32, p: &[u8]) -> Result<(u8, &[u8]), WireError> {
     if p.len() > SOCKET_BUFFER_SIZE.saturating_sub(header_size(agreed)) {
         return Err(WireError::TooLong);
     }
     match p.split_first() {
-        Some((&enc, code)) if !code.is_empty() => rle_decode(enc, code, bm, bm_bits, offset),
+        Some((&enc, code)) if !code.is_empty() => Ok((enc, code)),
         _ => Err(WireError::BadLength),
     }
 }
@@ -1430,6 +1596,136 @@ mod tests {
         let (enc, len) = rle_encode(&zero, 1 << 19, &mut off, &mut out).unwrap();
         assert_eq!((enc & 0x80, off), (0, 1 << 19));
         assert!(len <= 4);
+    }
+
+    /// A bit-by-bit reference for setting a range (what the decoder did before).
+    fn set_range_bitwise(bm: &mut [u8], first: u64, end: u64) -> u64 {
+        let mut n = 0;
+        for i in first..end.min(bm.len() as u64 * 8) {
+            let m = 1u8 << (i % 8);
+            if bm[(i / 8) as usize] & m == 0 {
+                n += 1;
+                bm[(i / 8) as usize] |= m;
+            }
+        }
+        n
+    }
+
+    #[test]
+    fn set_range_is_word_wise_and_exact() {
+        let mut seed = 0x1234_5678_9abc_def1u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..20_000 {
+            let mut a = [0u8; 64];
+            for b in a.iter_mut() {
+                *b = next() as u8 & next() as u8;
+            }
+            let mut b = a;
+            let first = next() % 530;
+            let end = first + next() % 530;
+            let n = crate::drbd_md::bm_set_range(&mut a, first, end);
+            assert_eq!(n, set_range_bitwise(&mut b, first, end), "{first}..{end}");
+            assert_eq!(a, b, "{first}..{end}");
+        }
+    }
+
+    /// Encodes a whole bitmap as one RLE payload (it must fit `chunk`).
+    fn one_packet(bm: &[u8], bm_bits: u64, chunk: usize) -> (u8, std::vec::Vec<u8>) {
+        let mut out = std::vec![0u8; chunk];
+        let mut off = 0;
+        let (enc, len) = rle_encode(bm, bm_bits, &mut off, &mut out).unwrap();
+        assert_eq!(off, bm_bits);
+        (enc, out[..len].to_vec())
+    }
+
+    #[test]
+    fn rle_apply_in_budgeted_slices() {
+        // A 1 TiB device's bitmap (2^28 bits, 32 MiB), wholly set by a single short packet: the
+        // decoder sets it in slices of the budget (a lock may be dropped between them), word-wise.
+        let bits = 1u64 << 28;
+        let (enc, code) = one_packet(&std::vec![0xffu8; (bits / 8) as usize], bits, 64);
+        assert!(code.len() < 16);
+        let mut bm = std::vec![0u8; (bits / 8) as usize];
+        let mut d = RleDecoder::new(enc, &code, bits, 0).unwrap();
+        let budget = 1u64 << 20;
+        let (mut slices, mut set, mut at) = (0, 0, 0);
+        loop {
+            let p = d.apply(&mut bm, budget).unwrap();
+            assert_eq!(p.first, at);
+            assert!(p.end - p.first <= budget, "{p:?}");
+            at = p.end;
+            set += p.newly_set;
+            slices += 1;
+            if p.done {
+                break;
+            }
+        }
+        // 256 budgets of bits, plus one because decoding the run cost RLE_RUN_COST of the first.
+        assert_eq!((slices, set, at), (257, bits, bits));
+        assert!(bm.iter().all(|&b| b == 0xff));
+        // Noise: sliced and unsliced application agree, and each slice stays within its budget
+        // plus one run's cost.
+        let bits = 40_000u64;
+        let mut src = std::vec![0u8; 5000];
+        let mut x = 7u32;
+        for (i, b) in src.iter_mut().enumerate() {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            *b = if i % 700 < 300 {
+                0xff
+            } else {
+                (x >> 16) as u8 & (x >> 8) as u8
+            };
+        }
+        let mut tx = 0;
+        let mut whole = std::vec![0u8; 5000];
+        let mut sliced = std::vec![0u8; 5000];
+        let mut out = std::vec![0u8; 600];
+        let (mut rx, mut total) = (0u64, 0u64);
+        while let Some((enc, len)) = rle_encode(&src, bits, &mut tx, &mut out) {
+            let mut off = rx;
+            rle_decode(enc, &out[..len], &mut whole, bits, &mut off).unwrap();
+            let mut d = RleDecoder::new(enc, &out[..len], bits, rx).unwrap();
+            for budget in [1u64, 64, 100, 1000].iter().cycle() {
+                let p = d.apply(&mut sliced, *budget).unwrap();
+                total += p.newly_set;
+                if p.done {
+                    break;
+                }
+            }
+            assert_eq!(d.offset(), off);
+            rx = off;
+            if rx >= bits {
+                break;
+            }
+        }
+        assert_eq!(whole, sliced);
+        assert_eq!(total, crate::drbd_md::bm_count(&sliced));
+    }
+
+    #[test]
+    fn plain_merge_counts_new_bits_and_stops_at_the_end() {
+        let mut bm = [0u8; 24];
+        bm[8] = 0x0f;
+        let p = [0xffu8; 16];
+        // Words 1 and 2; 150 bits: bits 150.. of the last word stay clear.
+        assert_eq!(merge_bitmap_plain(&mut bm, 1, &p, 150), Ok(150 - 64 - 4));
+        assert_eq!(bm[8], 0xff);
+        assert_eq!(bm[18], 0x3f);
+        assert_eq!(&bm[19..], &[0; 5]);
+        assert_eq!(merge_bitmap_plain(&mut bm, 1, &p, 150), Ok(0));
+        assert_eq!(
+            merge_bitmap_plain(&mut bm, 2, &p, 150),
+            Err(WireError::BadLength)
+        );
+        assert_eq!(
+            merge_bitmap_plain(&mut bm, u64::MAX, &p, 150),
+            Err(WireError::BadLength)
+        );
     }
 
     #[test]
