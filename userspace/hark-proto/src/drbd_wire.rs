@@ -354,14 +354,18 @@ impl Features {
     }
 
     /// The agreed version and features between us (`ours`) and the peer, as
-    /// `drbd_do_features` computes them.
+    /// `drbd_do_features` computes them. A peer whose lowest version is above its highest is
+    /// refused (the C driver would agree on a version below the peer's own minimum).
     pub fn negotiate(ours: &Features, peer: &Features) -> Result<(u32, u32), WireError> {
         let peer_max = if peer.protocol_max == 0 {
             peer.protocol_min
         } else {
             peer.protocol_max
         };
-        if ours.protocol_max < peer.protocol_min || ours.protocol_min > peer_max {
+        if peer.protocol_min > peer_max
+            || ours.protocol_max < peer.protocol_min
+            || ours.protocol_min > peer_max
+        {
             return Err(WireError::Incompatible);
         }
         Ok((
@@ -1492,8 +1496,9 @@ mod tests {
             protocol_max: 0,
         };
         assert_eq!(Features::negotiate(&Features::OURS, &old), Ok((88, 0)));
-        // Peers entirely above or below our range.
-        for (min, max) in [(110, 121), (80, 85)] {
+        // Peers entirely above or below our range, and one whose minimum is above its maximum
+        // (found by the drbd_wire fuzz target: we would have agreed on 90, below its minimum).
+        for (min, max) in [(110, 121), (80, 85), (100, 90)] {
             let peer = Features {
                 protocol_min: min,
                 feature_flags: 0,
