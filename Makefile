@@ -29,7 +29,7 @@ sbindir ?= $(prefix)/sbin
 mandir ?= $(prefix)/share/man
 docdir ?= $(prefix)/share/doc/hark
 ocfdir ?= $(prefix)/lib/ocf/resource.d/hark
-OCF_AGENTS = drbd_rs
+OCF_AGENTS = drbd_rs ktcpvs
 MODS = ipvs_glue drbd_rs ktcpvs_rs
 TOOLS = rdrbdadm rtcpvsadm
 MAN8 = $(TOOLS:%=Documentation/man/%.8)
