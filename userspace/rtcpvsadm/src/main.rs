@@ -8,6 +8,7 @@
 #[cfg(test)]
 #[path = "../../man_check.rs"]
 mod man_check;
+mod follow;
 mod tree;
 
 use clap::{Args, Parser, Subcommand};
@@ -15,6 +16,7 @@ use hark_proto::ktcpvs_cfs;
 use rtcpvsadm::conf;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 use tree::Tree;
 
 #[derive(Parser)]
@@ -70,6 +72,10 @@ struct ServiceOpts {
     /// Servers for requests no rule matches: names separated by commas, or * for all.
     #[arg(long)]
     default_target: Option<String>,
+    /// IPVS service whose destinations `follow-ipvs` copies into the servers: "fwmark N",
+    /// "tcp ADDR:PORT", or "" for none.
+    #[arg(long)]
+    servers_from: Option<String>,
 }
 
 impl ServiceOpts {
@@ -93,6 +99,7 @@ impl ServiceOpts {
             ("xff", self.xff.as_ref()),
             ("cookie", self.cookie.as_ref()),
             ("default_target", self.default_target.as_ref()),
+            ("servers_from", self.servers_from.as_ref()),
         ];
         all.into_iter()
             .filter_map(|(k, v)| v.map(|v| (k, v.clone())))
@@ -199,6 +206,16 @@ enum Command {
     Load { file: PathBuf },
     /// Print every service as a configuration file (`save | load` recreates it).
     Save,
+    /// Keep the servers of every service with a servers_from equal to that IPVS service's
+    /// destinations (runs in the foreground, logging each change).
+    FollowIpvs {
+        /// Milliseconds between two reads of IPVS (100..60000).
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(100..=60000))]
+        interval_ms: u64,
+        /// One pass, then exit.
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 fn die(msg: impl std::fmt::Display) -> ExitCode {
@@ -369,6 +386,9 @@ fn run(tree: &Tree, cmd: Command) -> Result<(), String> {
             print!("{}", conf::format(&tree.read_all(false).map_err(e)?));
             Ok(())
         }
+        Command::FollowIpvs { interval_ms, once } => {
+            follow::Follower::new(tree).run(Duration::from_millis(interval_ms), once)
+        }
     }
 }
 
@@ -476,9 +496,10 @@ mod tests {
             xff: v(),
             cookie: v(),
             default_target: v(),
+            servers_from: v(),
         };
         let names: Vec<&str> = all.pairs(v().as_ref()).iter().map(|p| p.0).collect();
-        assert_eq!(names, conf::SETTABLE[..14]);
+        assert_eq!(names, conf::SETTABLE[..15]);
     }
 
     #[test]
