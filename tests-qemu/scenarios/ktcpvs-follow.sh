@@ -3,7 +3,8 @@
 # rtcpvsadm follow-ipvs: a ktcpvs_rs service with servers_from = fwmark 100 follows the IPVS
 # firewall-mark service 100 (programmed with ipvsadm, as keepalived does over the same generic
 # netlink family): destinations added, removed, weight changed, weight 0 -> drain and back,
-# the IPVS service deleted (servers kept) and re-created with other destinations; each change
+# the IPVS service deleted (servers kept), re-created empty (servers drain, rule targets
+# kept) and given other destinations; each change
 # is measured from the ipvsadm call to the configfs tree. A rule keeps targeting a followed
 # server by its address name; requests through the switch reach only up servers. keepalived -t
 # accepts the fwmark declaration of Documentation/l7-ha.md.
@@ -60,7 +61,7 @@ done
 for n in 1 2 3; do until_ok 30 port_open 808$n || die "backend $n not listening"; done
 
 step "IPVS fwmark service 100 (a w1, b w3); ktcpvs service web follows it"
-ipvs -A -f 100 -s wrr
+ipvs -A -f 100 -s swrr
 ipvs -a -f 100 -r 127.0.0.1:8081 -m -w 1
 ipvs -a -f 100 -r 127.0.0.1:8082 -m -w 3
 must "$RTCPVSADM" add-service web --listen 127.0.0.1:8080 --scheduler wrr --servers-from "fwmark 100"
@@ -101,8 +102,9 @@ nap 2
 [ "$(servers)" = "$A:1:up $B:5:up" ] || die "servers changed with the service gone: $(servers)"
 grep -q 'IPVS fwmark 100 absent: servers kept' /tmp/follow.log || die "absence not logged"
 
-step "IPVS service re-created with other destinations"
-ipvsadm -A -f 100 -s wrr
+step "IPVS service re-created empty (servers drain), then with other destinations"
+ipvs -A -f 100 -s swrr
+expect "$A:1:drain $B:5:drain"
 ipvsadm -a -f 100 -r 127.0.0.1:8081 -m -w 2
 ipvs -a -f 100 -r 127.0.0.1:8083 -m -w 1
 expect "$A:2:up $C:1:up"

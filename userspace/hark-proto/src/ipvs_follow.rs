@@ -254,8 +254,23 @@ fn target(weight: u32) -> (Option<u16>, ServerState) {
 /// removals first (so that the service's 64 server slots free up), then additions and
 /// updates in `want`'s order. Servers whose names do not start with [`FOLLOW_PREFIX`] are not
 /// touched. Nothing is emitted when they already match.
+///
+/// A service without destinations drains the followed servers instead of removing them:
+/// keepalived (and `ipvsadm`) create a service before adding its destinations, and removing
+/// the servers in between would take them out of every rule target for good.
 pub fn plan(have: &[Have<'_>], want: &[IpvsDest], out: &mut dyn FnMut(Change<'_>)) {
-    for h in have.iter().filter(|h| h.name.starts_with(FOLLOW_PREFIX)) {
+    let followed = have.iter().filter(|h| h.name.starts_with(FOLLOW_PREFIX));
+    if want.is_empty() {
+        for h in followed.filter(|h| h.state != ServerState::Drain) {
+            out(Change::Set {
+                name: h.name,
+                weight: None,
+                state: Some(ServerState::Drain),
+            });
+        }
+        return;
+    }
+    for h in followed {
         let wanted = want
             .iter()
             .filter_map(|d| server_name(&d.addr))
@@ -403,9 +418,22 @@ mod tests {
     }
 
     #[test]
-    fn service_gone_removes_only_followed() {
+    fn empty_service_drains_only_followed() {
         let have = [up("ip-10.0.0.3-80", 1), up("a", 1)];
-        assert_eq!(run(&have, &[]), ["Remove { name: \"ip-10.0.0.3-80\" }"]);
+        assert_eq!(
+            run(&have, &[]),
+            ["Set { name: \"ip-10.0.0.3-80\", weight: None, state: Some(Drain) }"]
+        );
+        let drained = [Have {
+            state: ServerState::Drain,
+            ..have[0]
+        }];
+        assert!(run(&drained, &[]).is_empty());
+        // A destination back: the server is up again with its weight.
+        assert_eq!(
+            run(&drained, &[d("10.0.0.3:80", 1)]),
+            ["Set { name: \"ip-10.0.0.3-80\", weight: None, state: Some(Up) }"]
+        );
         let long = d("[fd00:1111:2222:3333:4444:5555:6666:7777]:80", 1);
         assert_eq!(
             run(&[], &[long]),
@@ -481,6 +509,10 @@ mod tests {
                         (None, false) => panic!("removal of a missing server"),
                     }
                 }
+            }
+            if want.is_empty() {
+                assert!(model.iter().all(|m| m.2 == ServerState::Drain));
+                continue;
             }
             assert_eq!(model.len(), want.len());
             for w in &want {
