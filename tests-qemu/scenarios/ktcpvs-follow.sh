@@ -125,7 +125,6 @@ virtual_server fwmark 100 {
     delay_loop 2
     lb_algo wrr
     lb_kind NAT
-    protocol TCP
     inhibit_on_failure
     real_server 127.0.0.1 8081 {
         weight 1
