@@ -243,10 +243,7 @@ pub enum Change<'a> {
 fn target(weight: u32) -> (Option<u16>, ServerState) {
     match weight {
         0 => (None, ServerState::Drain),
-        w => (
-            Some(u16::try_from(w).unwrap_or(u16::MAX)),
-            ServerState::Up,
-        ),
+        w => (Some(u16::try_from(w).unwrap_or(u16::MAX)), ServerState::Up),
     }
 }
 
@@ -477,8 +474,7 @@ mod tests {
                         state: m.2,
                     })
                     .collect();
-                let mut changes: Vec<(String, Option<u16>, Option<ServerState>, bool)> =
-                    Vec::new();
+                let mut changes: Vec<(String, Option<u16>, Option<ServerState>, bool)> = Vec::new();
                 plan(&have, &want, &mut |c| match c {
                     Change::Add {
                         name,
@@ -545,7 +541,10 @@ mod tests {
             [
                 (SVC_ATTR_AF, 2u16.to_ne_bytes().to_vec()),
                 (SVC_ATTR_PROTOCOL, 6u16.to_ne_bytes().to_vec()),
-                (SVC_ATTR_ADDR, [10, 0, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0].to_vec()),
+                (
+                    SVC_ATTR_ADDR,
+                    [10, 0, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0].to_vec()
+                ),
                 (SVC_ATTR_PORT, [0, 80].to_vec()),
             ]
         );
@@ -563,15 +562,25 @@ mod tests {
         assert_eq!(parse_dest(area, AF_INET), Ok(d("[fd00::3]:8080", 7)));
         // Without the family attribute the service's is used; a missing weight is refused.
         let v4: Vec<u8> = [
-            attr(DEST_ATTR_ADDR, &[10, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            attr(
+                DEST_ATTR_ADDR,
+                &[10, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            ),
             attr(DEST_ATTR_PORT, &[0, 80]),
             attr(DEST_ATTR_WEIGHT, &0u32.to_ne_bytes()),
         ]
         .concat();
         assert_eq!(parse_dest(&v4, AF_INET), Ok(d("10.0.0.3:80", 0)));
-        assert_eq!(parse_dest(&v4[..v4.len() - 8], AF_INET), Err(DestError::Missing));
+        assert_eq!(
+            parse_dest(&v4[..v4.len() - 8], AF_INET),
+            Err(DestError::Missing)
+        );
         assert_eq!(parse_dest(&v4, 99), Err(DestError::Bad));
-        let neg = [&v4[..v4.len() - 8], &attr(DEST_ATTR_WEIGHT, &u32::MAX.to_ne_bytes())].concat();
+        let neg = [
+            &v4[..v4.len() - 8],
+            &attr(DEST_ATTR_WEIGHT, &u32::MAX.to_ne_bytes()),
+        ]
+        .concat();
         assert_eq!(parse_dest(&neg, AF_INET), Err(DestError::Bad));
     }
 

@@ -285,7 +285,9 @@ impl CfgError {
             CfgError::NoListen => "set listen before enabling",
             CfgError::NeedsHttp => "mode tcp cannot use scheduler uri-hash or a cookie",
             CfgError::BadStats => "malformed stats line",
-            CfgError::BadServersFrom => "servers_from must be fwmark 1..4294967295 or tcp ADDR:PORT",
+            CfgError::BadServersFrom => {
+                "servers_from must be fwmark 1..4294967295 or tcp ADDR:PORT"
+            }
         }
     }
 }

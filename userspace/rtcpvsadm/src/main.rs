@@ -5,10 +5,10 @@
 //! `Documentation/ktcpvs-config.md`); the kernel validates every value and logs why it refuses
 //! one, and this tool reports which file failed with which errno.
 
+mod follow;
 #[cfg(test)]
 #[path = "../../man_check.rs"]
 mod man_check;
-mod follow;
 mod tree;
 
 use clap::{Args, Parser, Subcommand};
