@@ -586,7 +586,7 @@ mod tests {
 
     /// One attribute: header and payload padded to 4 bytes.
     fn attr(t: u16, p: &[u8]) -> Vec<u8> {
-        let len = 4 + p.len();
+        let len = p.len().checked_add(4).unwrap();
         let mut v = Vec::new();
         v.extend_from_slice(&(len as u16).to_ne_bytes());
         v.extend_from_slice(&t.to_ne_bytes());
