@@ -5,6 +5,7 @@
 //! `Documentation/ktcpvs-config.md`); the kernel validates every value and logs why it refuses
 //! one, and this tool reports which file failed with which errno.
 
+mod follow;
 #[cfg(test)]
 #[path = "../../man_check.rs"]
 mod man_check;
@@ -15,6 +16,7 @@ use hark_proto::ktcpvs_cfs;
 use rtcpvsadm::conf;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 use tree::Tree;
 
 #[derive(Parser)]
@@ -70,6 +72,10 @@ struct ServiceOpts {
     /// Servers for requests no rule matches: names separated by commas, or * for all.
     #[arg(long)]
     default_target: Option<String>,
+    /// IPVS service whose destinations `follow-ipvs` copies into the servers: "fwmark N",
+    /// "tcp ADDR:PORT", or "" for none.
+    #[arg(long)]
+    servers_from: Option<String>,
 }
 
 impl ServiceOpts {
@@ -93,6 +99,7 @@ impl ServiceOpts {
             ("xff", self.xff.as_ref()),
             ("cookie", self.cookie.as_ref()),
             ("default_target", self.default_target.as_ref()),
+            ("servers_from", self.servers_from.as_ref()),
         ];
         all.into_iter()
             .filter_map(|(k, v)| v.map(|v| (k, v.clone())))
@@ -205,6 +212,16 @@ enum Command {
     Unload { file: PathBuf },
     /// Exit 0 if every service of a file exists and is enabled, 3 if none exists, else 1.
     Status { file: PathBuf },
+    /// Keep the servers of every service with a servers_from equal to that IPVS service's
+    /// destinations (runs in the foreground, logging each change).
+    FollowIpvs {
+        /// Milliseconds between two reads of IPVS (100..60000).
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(100..=60000))]
+        interval_ms: u64,
+        /// One pass, then exit.
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 fn die(msg: impl std::fmt::Display) -> ExitCode {
@@ -377,6 +394,9 @@ fn run(tree: &Tree, cmd: Command) -> Result<(), String> {
         Command::Probe | Command::Check { .. } | Command::Status { .. } => {
             unreachable!("handled in main")
         }
+        Command::FollowIpvs { interval_ms, once } => {
+            follow::Follower::new(tree).run(Duration::from_millis(interval_ms), once)
+        }
     }
 }
 
@@ -542,9 +562,10 @@ mod tests {
             xff: v(),
             cookie: v(),
             default_target: v(),
+            servers_from: v(),
         };
         let names: Vec<&str> = all.pairs(v().as_ref()).iter().map(|p| p.0).collect();
-        assert_eq!(names, conf::SETTABLE[..14]);
+        assert_eq!(names, conf::SETTABLE[..15]);
     }
 
     #[test]
