@@ -12,12 +12,15 @@
 //! - `hark-vmtool http-backend NAME [ADDR:]PORT [--keepalive]` and the `http-*` clients: the
 //!   ktcpvs-relay scenario's backends and clients on 127.0.0.1 (see `backend.rs`, `client.rs`,
 //!   `hostile.rs`).
+//! - `hark-vmtool record-server|record-client|record-check`: the failover scenarios' durable
+//!   service (answers after `fdatasync`) and its client (see `records.rs`).
 
 mod backend;
 mod client;
 mod hostile;
 mod http;
 mod mt;
+mod records;
 mod sha256;
 
 use std::env;
@@ -156,7 +159,8 @@ fn exchange(mine: &str) -> Result<String, String> {
 const USAGE: &str = "usage: hark-vmtool barrier NAME | exchange LINE | \
     http-backend NAME [ADDR:]PORT [--keepalive] | http-routing PER_RULE [CLIENTS [PER_CONN]] | \
     http-wrr N WA:WB:WC | http-survivors N | http-load SECS | http-slow N SECS | \
-    http-hostile N";
+    http-hostile N | record-server DIR ADDR:PORT | record-client ADDR:PORT LOG STOPFILE | \
+    record-check ADDR:PORT LOG";
 
 fn num<T: std::str::FromStr>(s: &str) -> Result<T, String> {
     s.parse().map_err(|_| format!("not a number: {s:?}"))
@@ -193,6 +197,9 @@ fn main() -> ExitCode {
         ["http-load", secs] => num(secs).map(client::load),
         ["http-slow", n, secs] => num(n).and_then(|n| num(secs).map(|s| client::slow(n, s))),
         ["http-hostile", n] => num(n).and_then(hostile::run),
+        ["record-server", dir, listen] => records::server(dir, listen),
+        ["record-client", to, log, stop] => records::client(to, log, stop),
+        ["record-check", to, log] => records::check(to, log),
         _ => Err(USAGE.to_owned()),
     };
     match res {
