@@ -15,8 +15,8 @@
 //!
 //! This file holds the connection's shared state and packet I/O; the concerns live in
 //! submodules, as the C driver separates them (each uses only the ones listed before it):
-//! - [`state`]: state words, UUIDs on the wire, cluster-wide state-change requests
-//!   (`drbd_state.c`);
+//! - [`state`]: state words and UUIDs on the wire;
+//! - [`state_chg`]: cluster-wide state changes, ours and the peer's (`drbd_state.c`);
 //! - [`request`]: the write path to the peer, transfer log and epochs, write acks
 //!   (`drbd_req.c`);
 //! - [`resync`]: the resync worker, serving and applying resync blocks (`drbd_worker.c`);
@@ -38,7 +38,8 @@ mod handshake;
 mod receiver;
 mod request;
 mod resync;
-pub(crate) mod state;
+mod state;
+mod state_chg;
 mod sync_handshake;
 
 use crate::device::{Device, DEVICES};
@@ -220,6 +221,14 @@ pub(crate) struct Connection {
     /// An application write to it waits before its `P_DATA`, see [`serve_rs_request`].
     #[pin]
     serving: SpinLock<Option<RsBlock>>,
+    /// Serialises our cluster-wide state changes (DRBD's state mutex).
+    #[pin]
+    st_chg: Mutex<()>,
+    /// One of our cluster-wide state changes awaits the peer's reply.
+    st_chg_pending: AtomicBool,
+    /// The peer's `P_STATE_CHG_REPLY` to it, once it arrived.
+    #[pin]
+    st_chg_reply: SpinLock<Option<ws::StateRv>>,
 }
 
 /// Resync blocks outstanding with the peer (storage allocated once per connection).

@@ -241,13 +241,11 @@ impl Device {
         if st.role == Role::Primary {
             return Ok(false);
         }
+        Self::may_promote(&st, force)?;
         let up_to_date = st.disk_state == DiskState::UpToDate;
         let Some(backing) = st.backing.as_mut() else {
             return Err(ENODEV);
         };
-        if !up_to_date && !force {
-            return Err(EROFS);
-        }
         let forced = !up_to_date;
         let md = &mut backing.md;
         if forced {
@@ -268,6 +266,28 @@ impl Device {
         }
         st.role = Role::Primary;
         Ok(forced)
+    }
+
+    /// Whether a Secondary in state `st` may become Primary: `ENODEV` without a lower device,
+    /// `EROFS` without UpToDate data unless `force`.
+    fn may_promote(st: &State, force: bool) -> Result {
+        if st.backing.is_none() {
+            return Err(ENODEV);
+        }
+        if st.disk_state != DiskState::UpToDate && !force {
+            return Err(EROFS);
+        }
+        Ok(())
+    }
+
+    /// Whether promoting needs anything: `Ok(false)` if already Primary, `Ok(true)` if
+    /// [`Self::primary`] would go ahead, else its error.
+    pub(crate) fn check_primary(&self, force: bool) -> Result<bool> {
+        let st = self.state.lock();
+        if st.role == Role::Primary {
+            return Ok(false);
+        }
+        Self::may_promote(&st, force).map(|()| true)
     }
 
     /// Becomes Secondary. Refused while someone has the device open for writing. Returns whether

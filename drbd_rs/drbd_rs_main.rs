@@ -34,6 +34,8 @@ pub mod drbd_md;
 pub mod drbd_resync;
 #[path = "../userspace/hark-proto/src/drbd_state.rs"]
 pub mod drbd_state;
+#[path = "../userspace/hark-proto/src/drbd_state_chg.rs"]
+pub mod drbd_state_chg;
 #[path = "../userspace/hark-proto/src/drbd_sync.rs"]
 pub mod drbd_sync;
 #[path = "../userspace/hark-proto/src/drbd_wire.rs"]

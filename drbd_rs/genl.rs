@@ -12,7 +12,8 @@
 use crate::conn::{Connection, NetConf};
 use crate::device::{self, Device, DEVICES};
 use crate::drbd_genl::{self as nl, Attr, AttrKind, Cmd, DiskState, EventType};
-use crate::drbd_state as ws;
+use crate::drbd_state::{self as ws, StateRv};
+use crate::drbd_state_chg as chg;
 use crate::events::{self, Event, PeerView};
 use crate::glue;
 use crate::net::Addr;
@@ -415,7 +416,12 @@ fn net_conf_of(req: &Req) -> core::result::Result<NetConf, c_int> {
     if local.family != peer.family {
         return Err(req.fail(EINVAL, c"local and peer address families differ"));
     }
-    let two_primaries = req.flag(Attr::TwoPrimaries);
+    if req.flag(Attr::TwoPrimaries) {
+        return Err(req.fail(
+            EINVAL,
+            c"allow-two-primaries is not supported: drbd_rs has no dual-primary mode",
+        ));
+    }
     let conf = NetConf {
         local,
         peer,
@@ -431,7 +437,7 @@ fn net_conf_of(req: &Req) -> core::result::Result<NetConf, c_int> {
             opt_u8(req, Attr::AfterSb1p, 0, 12, 0)?,
             opt_u8(req, Attr::AfterSb2p, 0, 12, 0)?,
         ],
-        two_primaries,
+        two_primaries: false,
         verify_alg: opt_name(req, Attr::VerifyAlg),
         csums_alg: opt_name(req, Attr::CsumsAlg),
         cram_hmac_alg: opt_name(req, Attr::CramHmacAlg),
@@ -676,18 +682,30 @@ fn detach(req: &Req) -> HandlerResult {
     Ok(())
 }
 
-/// `primary`: becomes Primary (`force`: with data made UpToDate).
+/// `primary`: becomes Primary (`force`: with data made UpToDate). While connected the peer
+/// is asked first (a cluster-wide state change); a second Primary is refused.
 fn primary(req: &Req) -> HandlerResult {
     let dev = device_of(req)?;
     let force = req.flag(Attr::Force);
-    dev.primary(force).map_err(|e| {
+    let promote_err = |e: Error| {
         let msg = if e == EROFS {
             c"refusing to become Primary without UpToDate data (use --force)"
         } else {
             c"cannot become Primary (no lower device attached?)"
         };
         req.fail(e, msg)
-    })?;
+    };
+    if dev.check_primary(force).map_err(promote_err)? {
+        if let Some(c) = resource::connection_of(&dev.resource) {
+            c.request_role(&dev, nl::Role::Primary, force)
+                .map_err(|rv| state_change_failed(req, rv))?;
+        }
+    }
+    if let Err(e) = dev.primary(force) {
+        // The peer may have agreed already: it learns our actual state.
+        resource::state_changed(&dev);
+        return Err(promote_err(e));
+    }
     pr_info!(
         "rdrbd{}: Primary{}\n",
         dev.minor,
@@ -696,6 +714,25 @@ fn primary(req: &Req) -> HandlerResult {
     notify(&dev, EventType::Change);
     resource::state_changed(&dev);
     Ok(())
+}
+
+/// A refused state change: DRBD's text and name of the reason, e.g. `State change failed:
+/// (-1) Multiple primaries not allowed by config (SS_TWO_PRIMARIES)`.
+fn state_change_failed(req: &Req, rv: StateRv) -> c_int {
+    let e = match rv {
+        StateRv::NoUpToDateDisk => EROFS,
+        StateRv::ConcurrentStChg | StateRv::InTransientState => EAGAIN,
+        _ => EBUSY,
+    };
+    match kernel::str::CString::try_from_fmt(fmt!(
+        "State change failed: ({}) {} ({})",
+        rv as i32,
+        rv.name(),
+        chg::ss_name(rv)
+    )) {
+        Ok(msg) => req.fail(e, &msg),
+        Err(_) => req.fail(e, c"State change failed"),
+    }
 }
 
 /// `secondary`: becomes Secondary unless held open for writing.

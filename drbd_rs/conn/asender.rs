@@ -6,6 +6,7 @@
 
 use super::request::{got_ack, got_barrier_ack};
 use super::resync::got_resync_ack;
+use super::state_chg::got_state_chg_reply;
 use super::{packet_name, recv_header, recv_payload, volume0, Connection};
 use crate::device::Device;
 use crate::drbd_resync::ID_SYNCER;
@@ -89,7 +90,9 @@ pub(super) fn asender(c: &Arc<Connection>) {
                         }
                         true
                     }
-                    Some(Packet::StateChgReply) => true,
+                    Some(Packet::StateChgReply) => {
+                        got_state_chg_reply(c, buf.get(..n).unwrap_or(&[]))
+                    }
                     Some(Packet::BarrierAck) => got_barrier_ack(c, buf.get(..n).unwrap_or(&[])),
                     Some(
                         Packet::WriteAck

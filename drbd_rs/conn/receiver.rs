@@ -11,7 +11,7 @@ use super::handshake::{
 };
 use super::request::fail_transfer_log;
 use super::resync::{receive_rs_data, receive_sync_uuid, serve_rs_request};
-use super::state::{receive_conn_st_chg_req, receive_state_chg_req};
+use super::state_chg::{receive_conn_st_chg_req, receive_state_chg_req};
 use super::sync_handshake::receive_state;
 use super::{
     bad, outstanding, packet_name, recv_data_header, recv_header, recv_payload, volume0,
@@ -72,6 +72,9 @@ impl Connection {
                 requested <- new_spinlock!(requested),
                 served <- new_spinlock!(served),
                 serving <- new_spinlock!(None),
+                st_chg <- new_mutex!(()),
+                st_chg_pending: AtomicBool::new(false),
+                st_chg_reply <- new_spinlock!(None),
             }),
             GFP_KERNEL,
         )?;
@@ -263,7 +266,7 @@ fn receive_loop(
                 .map(|u| c.info.lock().peer_uuids = Some(u))
                 .map_err(|e| bad(c, h, e)),
             Some(Packet::State) => receive_state(c, agreed, p, dev, resolve_conflicts, rx),
-            Some(Packet::StateChgReq) => receive_state_chg_req(c, p, dev),
+            Some(Packet::StateChgReq) => receive_state_chg_req(c, p, dev, resolve_conflicts),
             Some(Packet::ConnStChgReq) => receive_conn_st_chg_req(c, p),
             Some(Packet::Barrier) => receive_barrier(c, p, rx),
             Some(Packet::Bitmap) | Some(Packet::CompressedBitmap) => {

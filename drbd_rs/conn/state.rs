@@ -1,15 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Our state on the wire (C DRBD's `drbd_state.c` side of the protocol): the packed state word,
-//! our UUIDs, and the peer's cluster-wide state-change requests.
+//! and our UUIDs.
 
-use super::{reached, Connection, End};
+use super::{reached, Connection};
 use crate::device::Device;
 use crate::drbd_genl::{DiskState, Role};
 use crate::drbd_state::{self as ws, Conn};
 use crate::drbd_sync as sync;
 use crate::drbd_wire::{self as w, Packet};
-use kernel::prelude::*;
 
 impl Connection {
     /// Tells the peer our current state (after a local role or disk change). Best effort: a
@@ -79,57 +78,4 @@ pub(super) fn wire_disk(d: DiskState) -> ws::Disk {
         DiskState::Consistent => ws::Disk::Consistent,
         DiskState::UpToDate => ws::Disk::UpToDate,
     }
-}
-
-/// `P_STATE_CHG_REQ`: the peer asks to change the cluster-wide state (e.g. become Primary).
-pub(super) fn receive_state_chg_req(
-    c: &Connection,
-    p: &[u8],
-    dev: &Device,
-) -> core::result::Result<(), End> {
-    let req = w::ReqState::decode(p).map_err(|_| End::Retry)?;
-    // The request is phrased from the peer's side: its `role` field is the peer's role.
-    let (role_mask, _) = ws::ns(&[ws::Field::Role(ws::Role::Unknown)]);
-    let wants_primary = req.mask & role_mask != 0
-        && ws::State::unpack(req.val).is_ok_and(|s| s.role == ws::Role::Primary);
-    let rv = if wants_primary && dev.lock().role == Role::Primary && !c.conf.two_primaries {
-        ws::StateRv::TwoPrimaries
-    } else {
-        ws::StateRv::Success
-    };
-    pr_info!(
-        "resource {}: peer requests a state change (mask 0x{:08x}, val 0x{:08x}): {}\n",
-        c.name(),
-        req.mask,
-        req.val,
-        rv.name()
-    );
-    let reply = w::ReqStateReply {
-        retcode: rv.to_wire(),
-    };
-    c.send(true, Packet::StateChgReply, &reply.encode())
-        .map_err(|_| End::Retry)
-}
-
-/// `P_CONN_ST_CHG_REQ`: the peer asks for a connection-wide change. The C driver sends it for
-/// a graceful `disconnect` (conn = Disconnecting); we agree and end the session (the peer
-/// closes the sockets next), then wait for it again like after any lost connection.
-pub(super) fn receive_conn_st_chg_req(c: &Connection, p: &[u8]) -> core::result::Result<(), End> {
-    let req = w::ReqState::decode(p).map_err(|_| End::Retry)?;
-    let (conn_mask, _) = ws::ns(&[ws::Field::Conn(Conn::StandAlone)]);
-    let wants = ws::State::unpack(req.val).map(|s| s.conn).ok();
-    let reply = w::ReqStateReply {
-        retcode: ws::StateRv::Success.to_wire(),
-    };
-    c.send(true, Packet::ConnStChgReply, &reply.encode())
-        .map_err(|_| End::Retry)?;
-    if req.mask & conn_mask != 0 && wants.is_some_and(|s| !reached(s, Conn::WFReportParams)) {
-        pr_info!(
-            "resource {}: peer disconnects ({})\n",
-            c.name(),
-            wants.map_or("?", |s| s.name())
-        );
-        return Err(End::Retry);
-    }
-    Ok(())
 }
