@@ -221,10 +221,8 @@ pub(crate) struct Connection {
     /// An application write to it waits before its `P_DATA`, see [`serve_rs_request`].
     #[pin]
     serving: SpinLock<Option<RsBlock>>,
-    /// Serialises our cluster-wide state changes (DRBD's state mutex).
-    #[pin]
-    st_chg: Mutex<()>,
-    /// One of our cluster-wide state changes awaits the peer's reply.
+    /// One of our cluster-wide state changes is being decided (DRBD's state mutex is held):
+    /// owned by its request, see `state_chg.rs`.
     st_chg_pending: AtomicBool,
     /// The peer's `P_STATE_CHG_REPLY` to it, once it arrived.
     #[pin]

@@ -72,7 +72,6 @@ impl Connection {
                 requested <- new_spinlock!(requested),
                 served <- new_spinlock!(served),
                 serving <- new_spinlock!(None),
-                st_chg <- new_mutex!(()),
                 st_chg_pending: AtomicBool::new(false),
                 st_chg_reply <- new_spinlock!(None),
             }),

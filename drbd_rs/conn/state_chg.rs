@@ -6,9 +6,10 @@
 //! socket; the peer's requests are judged by the same rules (`drbd_state_chg`) and answered.
 //! drbd_rs has no dual-primary: a second Primary is refused with `SS_TWO_PRIMARIES`.
 //!
-//! Locking: [`Connection::st_chg`] serialises our requests and is taken before the device's
-//! state mutex; it is never taken by the receiver or the asender, and no lock is held while
-//! waiting for the reply.
+//! Locking: none is held while a request waits for the peer. One request at a time owns
+//! [`Connection::st_chg_pending`] (netlink handlers are serialised anyway; a second one is
+//! refused with `SS_CONCURRENT_ST_CHG`); the device's state mutex and the connection's `info`
+//! spinlock are taken only briefly to read the states.
 
 use super::state::{wire_disk, wire_role};
 use super::{now_ms, reached, Connection, End};
@@ -18,12 +19,34 @@ use crate::drbd_state::{self as ws, Conn, StateRv};
 use crate::drbd_state_chg as chg;
 use crate::drbd_wire::{self as w, Packet};
 use crate::net;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::prelude::*;
 
 /// How long our request waits for the peer's reply at most (ms). The session's pings end it
 /// sooner if the peer is gone.
 const ST_CHG_REPLY_WAIT_MS: u64 = 30_000;
+
+/// Ownership of [`Connection::st_chg_pending`]: set while it lives.
+///
+/// # Invariants
+///
+/// The flag was false when this claim set it, and only this claim clears it (on drop).
+struct Claim<'a>(&'a AtomicBool);
+
+impl<'a> Claim<'a> {
+    /// Claims the flag; `None` if another request owns it.
+    fn new(flag: &'a AtomicBool) -> Option<Claim<'a>> {
+        flag.compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .ok()
+            .map(|_| Claim(flag))
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
 
 impl Connection {
     /// Our state as the state-change rules see it, and the limits that apply.
@@ -52,7 +75,7 @@ impl Connection {
         role: Role,
         force: bool,
     ) -> Result<(), StateRv> {
-        let _serial = self.st_chg.lock();
+        let _claim = Claim::new(&self.st_chg_pending).ok_or(StateRv::ConcurrentStChg)?;
         loop {
             let (os, lim) = self.rules_state(dev);
             let (ns, rv) = chg::local_role_change(&os, wire_role(role), force, &lim);
@@ -76,7 +99,6 @@ impl Connection {
     fn ask_peer(&self, role: Role, force: bool) -> Option<StateRv> {
         let (mask, val) = chg::role_request(wire_role(role), force);
         *self.st_chg_reply.lock() = None;
-        self.st_chg_pending.store(true, Ordering::SeqCst);
         pr_info!(
             "resource {}: asking the peer: become {} (mask 0x{:08x}, val 0x{:08x})\n",
             self.name(),
@@ -89,13 +111,11 @@ impl Connection {
             Packet::StateChgReq,
             &w::ReqState { mask, val }.encode(),
         );
-        let r = if sent.is_ok() {
+        if sent.is_ok() {
             self.wait_st_chg_reply()
         } else {
             None
-        };
-        self.st_chg_pending.store(false, Ordering::SeqCst);
-        r
+        }
     }
 
     /// Waits for the peer's reply (the asender stores it); `None` if the session ends first.
