@@ -118,7 +118,8 @@ impl Connection {
         }
     }
 
-    /// Waits for the peer's reply (the asender stores it); `None` if the session ends first.
+    /// Waits for the peer's reply (the asender stores it), polling every 5 ms in the caller's
+    /// process; `None` if the session ends first.
     /// A peer that neither answers nor drops the session fails the change after
     /// [`ST_CHG_REPLY_WAIT_MS`].
     fn wait_st_chg_reply(&self) -> Option<StateRv> {
@@ -127,7 +128,9 @@ impl Connection {
             if let Some(rv) = self.st_chg_reply.lock().take() {
                 return Some(rv);
             }
-            if self.stopping() || self.down.load(Ordering::SeqCst) || !self.is_connected() {
+            // (Not `stopping()`: this runs in the caller's process, not in a kthread.)
+            let stop = self.stop.load(Ordering::SeqCst);
+            if stop || self.down.load(Ordering::SeqCst) || !self.is_connected() {
                 return None;
             }
             if now_ms() > deadline {
@@ -137,7 +140,8 @@ impl Connection {
                 );
                 return Some(StateRv::CwFailedByPeer);
             }
-            net::sleep_interruptible(5);
+            // Uninterruptible, as DRBD's `wait_event()`: bounded by the deadline.
+            net::sleep(5);
         }
     }
 }
