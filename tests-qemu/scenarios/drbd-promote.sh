@@ -83,7 +83,11 @@ fi
 barrier refused-back
 
 step "disconnected, promotion is local and works"
-[ "$HARK_VM" = 1 ] && must $A secondary r0
+if [ "$HARK_VM" = 1 ]; then
+	must $A secondary r0
+	# vm1 stays away from here on: vm0 keeps waiting for a peer (WFConnection).
+	must $A disconnect r0
+fi
 barrier secondary
 if [ "$HARK_VM" = 0 ]; then
 	must $A disconnect r0
@@ -96,7 +100,6 @@ barrier local-primary
 
 step "hostile peer asks the Primary vm0 to become Primary too: SS_TWO_PRIMARIES"
 if [ "$HARK_VM" = 1 ]; then
-	must $A disconnect r0
 	barrier fake-promote
 	must $PY "$HARK_TOP/tests-qemu/guest/drbd_fakepeer.py" "$PEER" 7789 promote
 	barrier fake-promote-done
