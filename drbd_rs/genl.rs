@@ -716,8 +716,8 @@ fn primary(req: &Req) -> HandlerResult {
     Ok(())
 }
 
-/// A refused state change: DRBD's text and name of the reason, e.g. `State change failed:
-/// (-1) Multiple primaries not allowed by config (SS_TWO_PRIMARIES)`.
+/// A refused state change: DRBD's name and text of the reason, e.g. `SS_TWO_PRIMARIES:
+/// Multiple primaries not allowed by config` (the longest fits the extended ack's 79 bytes).
 fn state_change_failed(req: &Req, rv: StateRv) -> c_int {
     let e = match rv {
         StateRv::NoUpToDateDisk => EROFS,
@@ -725,13 +725,12 @@ fn state_change_failed(req: &Req, rv: StateRv) -> c_int {
         _ => EBUSY,
     };
     match kernel::str::CString::try_from_fmt(fmt!(
-        "State change failed: ({}) {} ({})",
-        rv as i32,
-        rv.name(),
-        chg::ss_name(rv)
+        "{}: {}",
+        chg::ss_name(rv),
+        rv.name()
     )) {
         Ok(msg) => req.fail(e, &msg),
-        Err(_) => req.fail(e, c"State change failed"),
+        Err(_) => req.fail(e, c"state change refused"),
     }
 }
 

@@ -52,7 +52,7 @@ if [ "$HARK_VM" = 1 ]; then
 	for f in "" --force; do
 		out=$($A primary $f r0 2>&1) && die "primary $f succeeded while the peer is Primary"
 		echo "$out"
-		grep -q 'State change failed: (-1) Multiple primaries not allowed by config (SS_TWO_PRIMARIES)' <<<"$out" ||
+		grep -q 'EBUSY.*SS_TWO_PRIMARIES: Multiple primaries not allowed by config' <<<"$out" ||
 			die "primary $f: no SS_TWO_PRIMARIES in the error"
 	done
 	$A status r0
