@@ -724,11 +724,7 @@ fn state_change_failed(req: &Req, rv: StateRv) -> c_int {
         StateRv::ConcurrentStChg | StateRv::InTransientState => EAGAIN,
         _ => EBUSY,
     };
-    match kernel::str::CString::try_from_fmt(fmt!(
-        "{}: {}",
-        chg::ss_name(rv),
-        rv.name()
-    )) {
+    match kernel::str::CString::try_from_fmt(fmt!("{}: {}", chg::ss_name(rv), rv.name())) {
         Ok(msg) => req.fail(e, &msg),
         Err(_) => req.fail(e, c"state change refused"),
     }

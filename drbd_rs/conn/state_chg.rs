@@ -68,7 +68,7 @@ impl Connection {
     /// peer's state we know and, if it is cluster-wide (a promotion while connected), asks
     /// the peer. `Ok` means the local change may go ahead; `Err` carries DRBD's reason, ours
     /// or the peer's. If the session ends while we wait, the change is judged again (then
-    /// without a peer, as DRBD does).
+    /// without a peer, as DRBD does); after three sessions ended so, it fails.
     pub(crate) fn request_role(
         &self,
         dev: &Device,
@@ -76,7 +76,9 @@ impl Connection {
         force: bool,
     ) -> Result<(), StateRv> {
         let _claim = Claim::new(&self.st_chg_pending).ok_or(StateRv::ConcurrentStChg)?;
-        loop {
+        // A session that ends while we ask is waited out and the change judged again; a few
+        // times at most.
+        for _ in 0..3 {
             let (os, lim) = self.rules_state(dev);
             let (ns, rv) = chg::local_role_change(&os, wire_role(role), force, &lim);
             if !rv.is_success() {
@@ -88,9 +90,20 @@ impl Connection {
             match self.ask_peer(role, force) {
                 Some(rv) if rv.is_success() => return Ok(()),
                 Some(rv) => return Err(rv),
-                // The session ended: judge again.
-                None => {}
+                // The session ended (or is ending): judge again once it is gone.
+                None => self.wait_session_gone(),
             }
+        }
+        Err(StateRv::CwFailedByPeer)
+    }
+
+    /// Waits (polling every 5 ms, at most [`ST_CHG_REPLY_WAIT_MS`]) until the connection is
+    /// below `Connected`: a session whose sockets are gone may still show `Connected` for a
+    /// moment.
+    fn wait_session_gone(&self) {
+        let deadline = now_ms().saturating_add(ST_CHG_REPLY_WAIT_MS);
+        while self.is_connected() && !self.stop.load(Ordering::SeqCst) && now_ms() <= deadline {
+            net::sleep(5);
         }
     }
 
