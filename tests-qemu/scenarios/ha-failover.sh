@@ -136,7 +136,7 @@ node() {
 	cluster_conf 0 1
 	local t0=$SECONDS
 	cluster_start
-	cluster_online 2 600 || die "two nodes not online: $(crm_mon -1 2>&1)"
+	cluster_online 2 600 || { cluster_save_logs; die "two nodes not online: $(crm_mon -1 2>&1)"; }
 	step "cluster online $((SECONDS - t0)) s after corosync start (boot $HARK_BOOT)"
 	if [ "$HARK_VM.$HARK_BOOT" = 0.1 ]; then
 		must crm_attribute -t rsc_defaults -n resource-stickiness -v 100
