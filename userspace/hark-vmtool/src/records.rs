@@ -84,7 +84,10 @@ fn serve(mut s: TcpStream, file: &Mutex<File>, path: &Path) -> std::io::Result<(
         (Some("GET"), Some("/records")) => ("200 OK", std::fs::read_to_string(path)?),
         _ => ("404 Not Found", String::new()),
     };
-    let head = format!("HTTP/1.0 {status}\r\nContent-Length: {}\r\n\r\n", body.len());
+    let head = format!(
+        "HTTP/1.0 {status}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
     s.write_all(head.as_bytes())?;
     s.write_all(body.as_bytes())
 }
@@ -92,7 +95,8 @@ fn serve(mut s: TcpStream, file: &Mutex<File>, path: &Path) -> std::io::Result<(
 /// One HTTP/1.0 request; the body of a 200 answer.
 fn request(to: &SocketAddr, method: &str, path: &str) -> Result<String, String> {
     let mut s = TcpStream::connect_timeout(to, IO_TIMEOUT).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(IO_TIMEOUT))
+        .map_err(|e| e.to_string())?;
     s.write_all(format!("{method} {path} HTTP/1.0\r\nContent-Length: 0\r\n\r\n").as_bytes())
         .map_err(|e| e.to_string())?;
     let mut answer = String::new();
