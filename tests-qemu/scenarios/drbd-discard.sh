@@ -68,7 +68,8 @@ if [ "$HARK_VM" = 0 ]; then
 	step "blkdiscard of the whole device, then mkfs.ext4 (default options)"
 	bounded 20 blkdiscard /dev/rdrbd0
 	bounded 60 mkfs.ext4 -q -F /dev/rdrbd0
-	$A status r0
+	# Discards are not replicated: marked out of sync, for the resync below.
+	wait_status 'out-of-sync:[1-9]' 1
 fi
 barrier discarded
 
