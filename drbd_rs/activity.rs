@@ -488,6 +488,28 @@ pub(crate) fn begin_write(
     }
 }
 
+/// The fast path of [`begin_write`], without I/O or waiting (for `queue_rq` inside the
+/// submitter's `submit_bio()`): if every extent of the range is in the log and committed,
+/// takes a reference on each, marks the range out of sync if `mark`, and returns true; else
+/// takes nothing and returns false.
+pub(crate) fn begin_write_hot(
+    t: &Tracked,
+    sector: u64,
+    nr_sectors: u64,
+    mark: bool,
+) -> Result<bool> {
+    let (first, last) = extent_range(sector, nr_sectors).ok_or(EINVAL)?;
+    let mut g = t.lock.lock();
+    let act = (*g).as_mut().ok_or(EIO)?;
+    if act.al.try_hot(first, last) != Hot::Yes {
+        return Ok(false);
+    }
+    if mark {
+        act.mark(sector, nr_sectors);
+    }
+    Ok(true)
+}
+
 /// Completion of a write that [`begin_write`] let through (any context).
 pub(crate) fn end_write(t: &Tracked, sector: u64, nr_sectors: u64) {
     let Some((first, last)) = extent_range(sector, nr_sectors) else {

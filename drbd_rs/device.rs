@@ -467,6 +467,12 @@ extern "C" fn drbd_rs_rust_release(owner: *mut c_void) {
 }
 
 /// `queue_rq` of `/dev/rdrbdN` (process context: the queue is `BLK_MQ_F_BLOCKING`).
+///
+/// `nested`: blk-mq called us inside the submitter's `submit_bio()`, where a bio we submit
+/// waits on `current->bio_list` until we return. Then nothing here may wait for I/O, nor for
+/// the state lock (its holder may wait for our lower writes): a request that would
+/// (an activity-log transaction, a busy lock) gets `EAGAIN`, and blk-mq dispatches it again
+/// from kblockd.
 #[no_mangle]
 extern "C" fn drbd_rs_rust_queue_rq(
     owner: *mut c_void,
@@ -475,6 +481,7 @@ extern "C" fn drbd_rs_rust_queue_rq(
     sector: u64,
     bytes: u32,
     flags: u32,
+    nested: bool,
 ) -> c_int {
     // SAFETY: The C side passes the cookie of a live disk with one of its requests.
     let dev = unsafe { owner_device(owner) };
@@ -489,7 +496,14 @@ extern "C" fn drbd_rs_rust_queue_rq(
     } else {
         (None, None)
     };
-    let mut st = dev.state.lock();
+    let mut st = if nested {
+        match dev.state.try_lock() {
+            Some(st) => st,
+            None => return EAGAIN.to_errno(),
+        }
+    } else {
+        dev.state.lock()
+    };
     let is_write = op & 1 == REQ_OP_WRITE & 1;
     if is_write && st.role != Role::Primary {
         return EROFS.to_errno();
@@ -498,25 +512,36 @@ extern "C" fn drbd_rs_rust_queue_rq(
         // Diskless: I/O is not served from the peer (as DRBD would), so it fails.
         return EIO.to_errno();
     };
+    let nr = u64::from(bytes) >> 9;
+    let begun = if is_write && bytes > 0 {
+        let b = &mut *backing;
+        let geo = b.md.geometry();
+        let mark = conn.is_none();
+        if nested {
+            match activity::begin_write_hot(&dev.act, sector, nr, mark) {
+                Ok(true) => Some(Ok(())),
+                // Nothing was taken: blk-mq dispatches the request again, not nested.
+                Ok(false) => return EAGAIN.to_errno(),
+                Err(e) => Some(Err(e)),
+            }
+        } else {
+            Some(activity::begin_write(
+                &dev.act, &b.lower, geo, &mut b.io, sector, nr, mark,
+            ))
+        }
+    } else {
+        None
+    };
     // SAFETY: `rq` is a started request that C passed to us; we return 0 below, so it is ours.
     let Some(pending) = (unsafe { PendingRq::new(rq) }) else {
+        if let Some(Ok(())) = begun {
+            activity::end_write(&dev.act, sector, nr);
+        }
         return EINVAL.to_errno();
     };
-    if is_write && bytes > 0 {
+    if let Some(begun) = begun {
         let b = backing;
-        let geo = b.md.geometry();
-        let nr = u64::from(bytes) >> 9;
-        if activity::begin_write(
-            &dev.act,
-            &b.lower,
-            geo,
-            &mut b.io,
-            sector,
-            nr,
-            conn.is_none(),
-        )
-        .is_err()
-        {
+        if begun.is_err() {
             // Dropping `pending` ends the request with an I/O error; nothing is held.
             drop(pending);
             return 0;

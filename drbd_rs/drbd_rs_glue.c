@@ -183,8 +183,18 @@ static blk_status_t drbd_rs_queue_rq(struct blk_mq_hw_ctx *hctx,
 	cmd->owner = d->owner;
 	INIT_WORK(&cmd->done_work, drbd_rs_done_work);
 	blk_mq_start_request(rq);
+	/*
+	 * blk-mq may call us from the submitter's own submit_bio() (a plug flushed when the next
+	 * request is added, or a direct issue), with current->bio_list set: any bio submitted
+	 * from here, such as a synchronous activity-log write, is only queued on that list until
+	 * we return, so waiting for it would never end. Rust then takes only the paths that do
+	 * not wait and answers -EAGAIN otherwise: BLK_STS_RESOURCE requeues the request, and
+	 * blk-mq dispatches it again from kblockd, outside any submit_bio().
+	 */
 	err = drbd_rs_rust_queue_rq(d->owner, rq, req_op(rq), blk_rq_pos(rq), blk_rq_bytes(rq),
-				    rq->cmd_flags);
+				    rq->cmd_flags, current->bio_list != NULL);
+	if (err == -EAGAIN)
+		return BLK_STS_RESOURCE;
 	return err ? errno_to_blk_status(err) : BLK_STS_OK;
 }
 
@@ -289,6 +299,12 @@ int drbd_rs_disk_set_lower(struct drbd_rs_disk *d, struct file *lower, u64 capac
 	lim.features &= ~(BLK_FEAT_WRITE_CACHE | BLK_FEAT_FUA);
 	lim.max_hw_discard_sectors = 0;
 	lim.discard_granularity = 0;
+	/*
+	 * No REQ_OP_WRITE_ZEROES (P_ZEROES is not implemented): zero-outs reach us as writes of
+	 * zero pages, which are replicated, so both nodes stay identical.
+	 */
+	lim.max_write_zeroes_sectors = 0;
+	lim.max_hw_wzeroes_unmap_sectors = 0;
 	if (lower) {
 		struct block_device *bdev = file_bdev(lower);
 

@@ -117,11 +117,13 @@ int drbd_rs_rust_open(void *owner, bool write);
 void drbd_rs_rust_release(void *owner);
 /*
  * A request arrived (process context, may sleep). Return 0 after taking the request over
- * (it must then be ended through drbd_rs_rq_submit_lower() or drbd_rs_rq_end()), or a
- * negative errno to fail it at once.
+ * (it must then be ended through drbd_rs_rq_submit_lower() or drbd_rs_rq_end()), -EAGAIN to
+ * have it dispatched again later (nothing taken), or another negative errno to fail it at once.
+ * @nested: called inside the submitter's submit_bio() (current->bio_list is set), where a bio
+ * we submit waits on that list until we return: no waiting for I/O or for the state lock then.
  */
 int drbd_rs_rust_queue_rq(void *owner, struct request *rq, u32 op, u64 sector, u32 bytes,
-			  u32 flags);
+			  u32 flags, bool nested);
 /*
  * A write request of drbd_rs_rq_submit_lower() goes to the lower device (@done false, process
  * context) or the lower device completed all of it (@done true, any context, must not sleep).
