@@ -200,6 +200,7 @@ impl configfs::GroupOperations for Root {
                 enabled: 13,
                 stats: 14,
                 pool_idle: 15,
+                max_mem_kib: 16,
             ],
         };
         let svc = self.registry.add(n)?;
@@ -235,6 +236,7 @@ pub(crate) enum SvcAttr {
     Enabled,
     Stats,
     PoolIdle,
+    MaxMemKib,
 }
 
 /// A service directory. Dropping it (when configfs releases the directory) removes the
@@ -269,6 +271,7 @@ attr_ops!(ServiceDir, 12, SvcAttr::DefaultTarget);
 attr_ops!(ServiceDir, 13, SvcAttr::Enabled);
 attr_ops!(ServiceDir, 14, SvcAttr::Stats, read_only);
 attr_ops!(ServiceDir, 15, SvcAttr::PoolIdle);
+attr_ops!(ServiceDir, 16, SvcAttr::MaxMemKib);
 
 impl ServiceDir {
     fn show(&self, a: SvcAttr, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
@@ -302,6 +305,7 @@ impl ServiceDir {
                 SvcAttr::Enabled => write!(w, "{}", u8::from(cfg.enabled))?,
                 SvcAttr::Stats => write!(w, "{}", self.svc.stats.line())?,
                 SvcAttr::PoolIdle => write!(w, "{}", cfg.pool_idle)?,
+                SvcAttr::MaxMemKib => write!(w, "{}", cfg.max_mem_kib)?,
             }
             writeln!(w)
         })
@@ -404,6 +408,9 @@ impl ServiceDir {
                 SvcAttr::Stats => return Err(Why::Busy("read-only")),
                 SvcAttr::PoolIdle => {
                     cfg.pool_idle = ktcpvs_cfs::parse_num(&ktcpvs_cfs::POOL_IDLE, v)?
+                }
+                SvcAttr::MaxMemKib => {
+                    cfg.max_mem_kib = ktcpvs_cfs::parse_num(&ktcpvs_cfs::MAX_MEM_KIB, v)?
                 }
             }
             Ok(())

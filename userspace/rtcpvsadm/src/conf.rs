@@ -794,14 +794,14 @@ virtual empty { }
         let mut svcs = parse(EXAMPLE).unwrap();
         svcs[0].set_attr("max_conns", "0");
         svcs[0].stats = Some(StatsLine {
-            values: [1, 2, 3, 4, 5, 6],
+            values: [1, 2, 3, 4, 5, 6, 7, 8],
         });
         let j = to_json(&svcs);
         assert!(j.starts_with("{\"services\":[{\"name\":\"web\",\"listen\":\"10.0.0.1:80\""));
         assert!(j.contains("\"max_conns\":0"));
         assert!(j.contains("\"enabled\":true"));
         assert!(j.contains(
-            "\"stats\":{\"active_conns\":1,\"total_conns\":2,\"requests\":3,\"bytes_in\":4,\"bytes_out\":5,\"errors\":6}"
+            "\"stats\":{\"active_conns\":1,\"total_conns\":2,\"requests\":3,\"bytes_in\":4,\"bytes_out\":5,\"errors\":6,\"refused\":7,\"mem_bytes\":8}"
         ));
         assert!(j.contains(r#""match":"host=api.example header=\"X-A:a b\"","target":["b"]"#));
         assert!(j.contains(r#"{"name":"empty","servers":[],"rules":[]}"#));
