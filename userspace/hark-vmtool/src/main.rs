@@ -19,6 +19,7 @@ mod hostile;
 mod http;
 mod mt;
 mod sha256;
+mod siege;
 
 use std::env;
 use std::io::{BufRead, BufReader, Write};
@@ -156,7 +157,7 @@ fn exchange(mine: &str) -> Result<String, String> {
 const USAGE: &str = "usage: hark-vmtool barrier NAME | exchange LINE | \
     http-backend NAME PORT [--keepalive] | http-routing PER_RULE [CLIENTS [PER_CONN]] | \
     http-wrr N WA:WB:WC | http-survivors N | http-load SECS | http-slow N SECS | \
-    http-hostile N";
+    http-hostile N | http-siege IDLE SLOW SAMPLES STATS";
 
 fn num<T: std::str::FromStr>(s: &str) -> Result<T, String> {
     s.parse().map_err(|_| format!("not a number: {s:?}"))
@@ -191,6 +192,9 @@ fn main() -> ExitCode {
         ["http-load", secs] => num(secs).map(client::load),
         ["http-slow", n, secs] => num(n).and_then(|n| num(secs).map(|s| client::slow(n, s))),
         ["http-hostile", n] => num(n).and_then(hostile::run),
+        ["http-siege", idle, slow, samples, stats] => num(idle).and_then(|i| {
+            num(slow).and_then(|s| num(samples).and_then(|n| siege::run(i, s, n, stats)))
+        }),
         _ => Err(USAGE.to_owned()),
     };
     match res {
