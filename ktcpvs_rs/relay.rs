@@ -3,12 +3,12 @@
 //! The data path: listening sockets of the enabled services, and the relay of client
 //! connections to the real servers (see `Documentation/ktcpvs-relay.md`).
 //!
-//! Threading: [`WORKERS`] kernel threads, no thread per connection. Every socket is
-//! non-blocking; its callbacks (`ktcpvs_rs_net.c`) only set a flag on the connection's event
-//! source and wake the owning worker. A worker owns its connections (a local list, no lock):
-//! when woken it accepts new connections from every listener and steps the connections whose
-//! event fired; every [`SWEEP_MS`] it steps all of them, which also enforces the timeouts.
-//! A step ([`Conn::step`]) does what it can without blocking and returns.
+//! Threading: one kernel thread per online CPU, no thread per connection. Every socket is
+//! non-blocking; its callbacks (`ktcpvs_rs_net.c`) only queue the socket's event source on a
+//! worker's ready queue and wake it. A worker owns its connections (a [`Table`], no lock): it
+//! pops fired sources (a listener: accept; a connection: step it) and steps the connections
+//! whose deadline passed (a timer wheel); nothing walks all connections. A step
+//! ([`Conn::step`]) does what it can without blocking and returns.
 //!
 //! HTTP mode, per request: the request head is read (within `max_header_bytes` and
 //! `client_header_timeout_ms`) and parsed, a server is chosen (rules, then the scheduler), the
@@ -888,6 +888,16 @@ fn forward_head(
     let client = client.get(..clen).unwrap_or(&[]);
     let head = down.data.get(..n).unwrap_or(&[]);
     http1::add_forwarded_for(head, client, &mut up.data)
+}
+
+/// What a parsed response head says.
+struct RespHead {
+    /// A 1xx head (not 101): the final head follows.
+    interim: bool,
+    framing: Framing,
+    head_len: usize,
+    /// The server keeps the connection.
+    server_keep: bool,
 }
 
 /// What a parsed request head says that the rest of the request needs.
@@ -1776,8 +1786,7 @@ impl Conn {
     }
 
     /// Parses the response head held in `down` from `hold`: interim (1xx) heads are relayed as
-    /// they are; the final one is rewritten for the client (`Connection: keep-alive` if the
-    /// connection goes on, which needs a framed body, else `close`) and its body delimited.
+    /// they are; the final one is rewritten for the client (see [`Conn::final_response`]).
     /// Returns `false` when the response is not valid HTTP or its head does not fit.
     #[inline(never)]
     fn response_head(&mut self) -> bool {
@@ -1799,63 +1808,68 @@ impl Conn {
             let (hold, end) = (self.req.resp.hold.min(down.end), down.end);
             let mut fields = [Header::EMPTY; MAX_FIELDS];
             let buf = down.data.get(hold..end).unwrap_or(&[]);
-            let (interim, framing, head_len, server_keep) =
-                match http1::parse_response(buf, &mut fields, &limits, method) {
-                    Ok(http1::Status::Partial) => return true,
-                    Ok(http1::Status::Complete(r)) => {
-                        (r.is_interim(), r.framing, r.head_len, r.keep_alive)
-                    }
-                    Err(_) => return false,
-                };
-            if interim {
-                // Relayed as it is (`100 Continue`); the final head follows.
-                self.req.resp.hold = hold.saturating_add(head_len);
-                continue;
-            }
-            let framed = matches!(
-                framing,
-                Framing::None | Framing::ContentLength(_) | Framing::Chunked
-            );
-            self.req.keep = self.req.keep && self.req.done && framed;
-            self.req.srv.keep = self.req.pool_req && server_keep && framed;
-            let Some(buf) = down.data.get_mut(hold..) else {
-                return false;
-            };
-            // A response: the server works.
-            if let Some(a) = &self.req.srv.active {
-                a.rt().health.lock().succeeded();
-            }
-            let mut line = [0u8; COOKIE_LINE_MAX];
-            let cookie_len = cookie_line(&self.cfg, &self.svc, &self.req, &mut line);
-            let extra = line.get(..cookie_len).unwrap_or(&[]);
-            let Ok(new_head) = http1::rewrite_response_head(
-                buf,
-                end.saturating_sub(hold),
-                head_len,
-                self.req.keep,
-                extra,
-            ) else {
-                return false;
-            };
-            // `hold` <= `end`, and the head (`head_len` bytes) lay within them.
-            let body_start = hold.saturating_add(new_head);
-            let body_end =
-                body_start.saturating_add(end.saturating_sub(hold).saturating_sub(head_len));
-            self.req.resp.body = BodyRelay::new(framing, RESPONSE_CHUNKS);
-            let rest = down.data.get(body_start..body_end).unwrap_or(&[]);
-            match self.req.resp.body.feed(rest) {
-                Ok(p) => {
-                    // Bytes after the response are dropped (the server was asked to close); the
-                    // connection is not pooled.
-                    down.end = body_start.saturating_add(p.consumed.min(rest.len()));
-                    self.req.srv.keep &= p.consumed >= rest.len();
-                    self.req.resp.state = if p.done { Resp::Done } else { Resp::Body };
-                }
+            let head = match http1::parse_response(buf, &mut fields, &limits, method) {
+                Ok(http1::Status::Partial) => return true,
+                Ok(http1::Status::Complete(r)) => RespHead {
+                    interim: r.is_interim(),
+                    framing: r.framing,
+                    head_len: r.head_len,
+                    server_keep: r.keep_alive,
+                },
                 Err(_) => return false,
+            };
+            if !head.interim {
+                return self.final_response(hold, end, head);
             }
-            self.req.resp.hold = down.end;
-            return true;
+            // Relayed as it is (`100 Continue`); the final head follows.
+            self.req.resp.hold = hold.saturating_add(head.head_len);
         }
+    }
+
+    /// The final response head `h`, held in `down[hold..end]`: rewritten in place
+    /// (`Connection: keep-alive` if the client connection goes on, which needs a framed
+    /// body, else `close`; the persistence cookie), its body delimited.
+    fn final_response(&mut self, hold: usize, end: usize, h: RespHead) -> bool {
+        let framed = matches!(
+            h.framing,
+            Framing::None | Framing::ContentLength(_) | Framing::Chunked
+        );
+        self.req.keep = self.req.keep && self.req.done && framed;
+        self.req.srv.keep = self.req.pool_req && h.server_keep && framed;
+        // A response: the server works.
+        if let Some(a) = &self.req.srv.active {
+            a.rt().health.lock().succeeded();
+        }
+        let mut line = [0u8; COOKIE_LINE_MAX];
+        let cookie_len = cookie_line(&self.cfg, &self.svc, &self.req, &mut line);
+        let extra = line.get(..cookie_len).unwrap_or(&[]);
+        let Some(down) = &mut self.down else {
+            return false;
+        };
+        let Some(buf) = down.data.get_mut(hold..) else {
+            return false;
+        };
+        let held = end.saturating_sub(hold);
+        let Ok(new_head) =
+            http1::rewrite_response_head(buf, held, h.head_len, self.req.keep, extra)
+        else {
+            return false;
+        };
+        // `hold` <= `end`, and the head (`head_len` bytes) lay within them.
+        let body_start = hold.saturating_add(new_head);
+        let body_end = body_start.saturating_add(held.saturating_sub(h.head_len));
+        self.req.resp.body = BodyRelay::new(h.framing, RESPONSE_CHUNKS);
+        let rest = down.data.get(body_start..body_end).unwrap_or(&[]);
+        let Ok(p) = self.req.resp.body.feed(rest) else {
+            return false;
+        };
+        // Bytes after the response are dropped (the server was asked to close); the
+        // connection is not pooled.
+        down.end = body_start.saturating_add(p.consumed.min(rest.len()));
+        self.req.srv.keep &= p.consumed >= rest.len();
+        self.req.resp.state = if p.done { Resp::Done } else { Resp::Body };
+        self.req.resp.hold = down.end;
+        true
     }
 
     /// Closes the server connection of the request, if any, and takes it out of the server's

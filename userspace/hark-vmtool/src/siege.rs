@@ -59,7 +59,14 @@ fn meminfo(key: &str) -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':')?.split_whitespace().next()?.parse().ok())
+        .find_map(|l| {
+            l.strip_prefix(key)?
+                .strip_prefix(':')?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
         .unwrap_or(0)
 }
 
@@ -151,7 +158,9 @@ pub fn run(idle: usize, slow: usize, samples: usize, stats: &str) -> Result<(), 
         return Err(format!("only {active} connections held of {}", idle + slow));
     }
     if ratio > 2.0 {
-        return Err(format!("loaded median {loaded:.1} ms > 2 x unloaded {base:.1} ms"));
+        return Err(format!(
+            "loaded median {loaded:.1} ms > 2 x unloaded {base:.1} ms"
+        ));
     }
     drop(conns);
     Ok(())
