@@ -33,7 +33,7 @@ grep -qx 65536 $K/web/max_mem_kib || die "max_mem_kib default: $(cat $K/web/max_
 step "siege: 10,000 idle keep-alive + 1,000 slowloris, latency loaded vs unloaded"
 ulimit -n 65536
 t0=$SECONDS
-must "$VMTOOL" http-siege 10000 1000 40 $K/web/stats
+must "$VMTOOL" http-siege 10000 1000 60 $K/web/stats
 echo "siege took $((SECONDS - t0)) s"
 cat $K/web/stats
 

@@ -33,7 +33,7 @@ fn latency(samples: usize) -> Result<f64, String> {
             return Err(format!("latency probe: status {}", r.status));
         }
         t.push(t0.elapsed().as_secs_f64() * 1000.0);
-        thread::sleep(Duration::from_millis(50));
+        thread::sleep(Duration::from_millis(100));
     }
     t.sort_by(f64::total_cmp);
     let med = t[t.len() / 2];
