@@ -319,7 +319,8 @@ fn worker_main(arg: &Arc<WorkerArg>) {
             let Some(token) = (unsafe { w.waker.next() }) else {
                 break;
             };
-            w.event(token, now);
+            // A fresh time for each: a long batch must not start deadlines in the past.
+            w.event(token, net::now_ms());
             busy = true;
         }
         while let Some(slot) = w.conns.pop_expired(now) {
