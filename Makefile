@@ -29,7 +29,7 @@ sbindir ?= $(prefix)/sbin
 mandir ?= $(prefix)/share/man
 docdir ?= $(prefix)/share/doc/hark
 ocfdir ?= $(prefix)/lib/ocf/resource.d/hark
-OCF_AGENTS = drbd_rs
+OCF_AGENTS = drbd_rs ktcpvs
 MODS = ipvs_glue drbd_rs ktcpvs_rs
 TOOLS = rdrbdadm rtcpvsadm
 MAN8 = $(TOOLS:%=Documentation/man/%.8)
@@ -94,7 +94,7 @@ clippy: ## Clippy on userspace and on the kernel modules (CLIPPY=1).
 fmt: ## rustfmt everything (kernel style for the modules).
 	cd userspace && cargo fmt
 	rustfmt --edition 2021 userspace/fuzz/fuzz_targets/*.rs
-	rustfmt --edition 2021 --config-path $(KSRC)/.rustfmt.toml drbd_rs/*.rs ktcpvs_rs/*.rs
+	rustfmt --edition 2021 --config-path $(KSRC)/.rustfmt.toml drbd_rs/*.rs ktcpvs_rs/*.rs ipvs_glue/*.rs
 
 install: install-modules install-tools install-man install-doc install-ocf ## Install modules, tools, man pages, docs (DESTDIR=, KDIR=).
 

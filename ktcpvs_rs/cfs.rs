@@ -200,7 +200,8 @@ impl configfs::GroupOperations for Root {
                 enabled: 13,
                 stats: 14,
                 pool_idle: 15,
-                max_mem_kib: 16,
+                servers_from: 16,
+                max_mem_kib: 17,
             ],
         };
         let svc = self.registry.add(n)?;
@@ -236,6 +237,7 @@ pub(crate) enum SvcAttr {
     Enabled,
     Stats,
     PoolIdle,
+    ServersFrom,
     MaxMemKib,
 }
 
@@ -271,7 +273,8 @@ attr_ops!(ServiceDir, 12, SvcAttr::DefaultTarget);
 attr_ops!(ServiceDir, 13, SvcAttr::Enabled);
 attr_ops!(ServiceDir, 14, SvcAttr::Stats, read_only);
 attr_ops!(ServiceDir, 15, SvcAttr::PoolIdle);
-attr_ops!(ServiceDir, 16, SvcAttr::MaxMemKib);
+attr_ops!(ServiceDir, 16, SvcAttr::ServersFrom);
+attr_ops!(ServiceDir, 17, SvcAttr::MaxMemKib);
 
 impl ServiceDir {
     fn show(&self, a: SvcAttr, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
@@ -305,6 +308,11 @@ impl ServiceDir {
                 SvcAttr::Enabled => write!(w, "{}", u8::from(cfg.enabled))?,
                 SvcAttr::Stats => write!(w, "{}", self.svc.stats.line())?,
                 SvcAttr::PoolIdle => write!(w, "{}", cfg.pool_idle)?,
+                SvcAttr::ServersFrom => {
+                    if let Some(f) = &cfg.servers_from {
+                        write!(w, "{f}")?;
+                    }
+                }
                 SvcAttr::MaxMemKib => write!(w, "{}", cfg.max_mem_kib)?,
             }
             writeln!(w)
@@ -409,6 +417,8 @@ impl ServiceDir {
                 SvcAttr::PoolIdle => {
                     cfg.pool_idle = ktcpvs_cfs::parse_num(&ktcpvs_cfs::POOL_IDLE, v)?
                 }
+                // Only stored: `rtcpvsadm follow-ipvs` reads it and manages the servers.
+                SvcAttr::ServersFrom => cfg.servers_from = ktcpvs_cfs::parse_servers_from(v)?,
                 SvcAttr::MaxMemKib => {
                     cfg.max_mem_kib = ktcpvs_cfs::parse_num(&ktcpvs_cfs::MAX_MEM_KIB, v)?
                 }

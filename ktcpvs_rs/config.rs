@@ -159,6 +159,8 @@ pub(crate) struct ServiceCfg {
     pub(crate) enabled: bool,
     /// Most idle server connections kept per server (0: no pooling).
     pub(crate) pool_idle: u32,
+    /// The IPVS service `rtcpvsadm follow-ipvs` copies the servers from (not used here).
+    pub(crate) servers_from: Option<ktcpvs_cfs::ServersFrom>,
     pub(crate) servers: KVVec<ServerCfg>,
     pub(crate) rules: KVVec<RuleCfg>,
 }
@@ -183,6 +185,7 @@ impl ServiceCfg {
             default_target: None,
             enabled: false,
             pool_idle: ktcpvs_cfs::POOL_IDLE.default,
+            servers_from: None,
             servers: KVVec::new(),
             rules: KVVec::new(),
         }

@@ -16,6 +16,7 @@ tools=(
   mkfs.ext4:e2fsprogs ip:iproute2 modprobe:kmod zstd:zstd
   corosync:corosync pacemakerd:pacemaker crm_mon:pacemaker-cli-utils stonith_admin:pacemaker-cli-utils
   cibadmin:pacemaker-cli-utils xmllint:libxml2-utils crm:crmsh ocf-tester:resource-agents /usr/lib/ocf/resource.d/heartbeat/IPaddr2:resource-agents
+  ipvsadm:ipvsadm keepalived:keepalived
 )
 missing=0
 for t in "${tools[@]}"; do

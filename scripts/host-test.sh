@@ -32,7 +32,7 @@ passed=$((passed + p - f)); failed=$((failed + f))
 log "rustfmt --check"
 if (cd userspace && cargo fmt --check) >&2 \
    && rustfmt --edition 2021 --check userspace/fuzz/fuzz_targets/*.rs >&2 \
-   && rustfmt --edition 2021 --check drbd_rs/*.rs ktcpvs_rs/*.rs >&2; then
+   && rustfmt --edition 2021 --check drbd_rs/*.rs ktcpvs_rs/*.rs ipvs_glue/*.rs >&2; then
   passed=$((passed + 1))
 else
   log "rustfmt: run 'make fmt'"; failed=$((failed + 1))

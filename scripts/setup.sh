@@ -10,7 +10,7 @@ set -euo pipefail
 
 pkgs=(clang-19 lld-19 llvm-19 libclang-19-dev bc flex bison libelf-dev libssl-dev cpio kmod
       busybox-static fio drbd-utils python3 e2fsprogs zstd xz-utils
-      corosync pacemaker pacemaker-cli-utils crmsh resource-agents libxml2-utils
+      corosync pacemaker pacemaker-cli-utils crmsh resource-agents libxml2-utils ipvsadm keepalived
       make gcc git ca-certificates curl iproute2)
 missing=()
 for p in "${pkgs[@]}"; do

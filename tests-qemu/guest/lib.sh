@@ -9,6 +9,14 @@ step() { echo "== vm$HARK_VM [${SECONDS}s]: $*"; }
 die() { echo "FAIL vm$HARK_VM: $*"; exit 1; }
 # Assert that a command succeeds / fails.
 must() { "$@" || die "command failed: $*"; }
+# OCF agents: `ocf_expect RC ACTION [VAR=VALUE...]` runs resource agent $agent's ACTION (with the
+# variables set for that call) and fails unless it exits RC.
+ocf_expect() {
+	local want=$1 action=$2 got
+	shift 2
+	got=$(env "$@" "$agent" "$action" >/dev/null 2>&1; echo $?)
+	[ "$got" = "$want" ] || die "$agent $action ${*:-}: exit $got, want $want"
+}
 must_fail() { if "$@"; then die "command should have failed: $*"; fi; }
 # Path of a built module.
 ko() { echo "$HARK_TOP/$1/$1.ko"; }

@@ -29,21 +29,19 @@ echo "$out" | tail -n 25
 [[ $out == *"$agent passed all tests"* ]] || die "ocf-tester did not pass"
 
 step "monitor codes"
-rc() { "$agent" "$@" >/dev/null 2>&1; echo $?; }
-[ "$(rc monitor)" = 7 ] || die "monitor when stopped: $(rc monitor), want 7"
-[ "$(rc start)" = 0 ] || die "start"
-[ "$(rc monitor)" = 0 ] || die "monitor when Secondary: $(rc monitor), want 0"
-[ "$(rc promote)" = 0 ] || die "promote"
-[ "$(rc monitor)" = 8 ] || die "monitor when Primary: $(rc monitor), want 8"
+ocf_expect 7 monitor
+ocf_expect 0 start
+ocf_expect 0 monitor
+ocf_expect 0 promote
+ocf_expect 8 monitor
 [[ "$($A status r0)" == *role:Primary* ]] || die "rdrbdadm status after promote: $($A status r0)"
-[ "$(rc start)" = 0 ] || die "start of a Primary"
-[ "$(rc monitor)" = 0 ] || die "start must leave it unpromoted: monitor $(rc monitor)"
-[ "$(rc promote)" = 0 ] || die "promote again"
-[ "$(rc stop)" = 0 ] || die "stop of a Primary"
-[ "$(rc monitor)" = 7 ] || die "monitor after stop: $(rc monitor)"
-[ "$(rc stop)" = 0 ] || die "stop again"
-[ "$(OCF_RESKEY_drbd_resource=nosuch rc validate-all)" = 6 ] || die "validate-all of a missing resource: want 6"
-[ "$(OCF_RESKEY_drbd_resource=nosuch OCF_RESKEY_CRM_meta_interval=0 rc monitor)" = 7 ] ||
-	die "probe of a missing resource: want 7"
-[ "$(OCF_RESKEY_CRM_meta_promoted_max=2 rc validate-all)" = 6 ] || die "promoted-max 2 must be refused"
+ocf_expect 0 start
+ocf_expect 0 monitor
+ocf_expect 0 promote
+ocf_expect 0 stop
+ocf_expect 7 monitor
+ocf_expect 0 stop
+ocf_expect 6 validate-all OCF_RESKEY_drbd_resource=nosuch
+ocf_expect 7 monitor OCF_RESKEY_drbd_resource=nosuch OCF_RESKEY_CRM_meta_interval=0
+ocf_expect 6 validate-all OCF_RESKEY_CRM_meta_promoted_max=2
 step "done"

@@ -40,7 +40,7 @@ pub const DIR_SERVERS: &str = "servers";
 pub const DIR_RULES: &str = "rules";
 
 /// Attribute files of a service directory, in the order of their configfs attribute ids.
-pub const SERVICE_ATTRS: [&str; 17] = [
+pub const SERVICE_ATTRS: [&str; 18] = [
     "listen",
     "scheduler",
     "mode",
@@ -57,6 +57,7 @@ pub const SERVICE_ATTRS: [&str; 17] = [
     "enabled",
     "stats",
     "pool_idle",
+    "servers_from",
     "max_mem_kib",
 ];
 /// Attribute files of a server directory, in the order of their configfs attribute ids.
@@ -156,7 +157,7 @@ pub const POOL_IDLE: NumAttr = NumAttr {
 /// Most memory (KiB) the service's client connections hold in the module: their state and
 /// their head and relay buffers (the `mem_bytes` counter).
 pub const MAX_MEM_KIB: NumAttr = NumAttr {
-    name: SERVICE_ATTRS[16],
+    name: SERVICE_ATTRS[17],
     min: 64,
     max: 16 << 20,
     default: 64 << 10,
@@ -267,6 +268,8 @@ pub enum CfgError {
     NeedsHttp,
     /// A stats line that is not the expected `key=value` list.
     BadStats,
+    /// A `servers_from` that is not `fwmark N` or `tcp ADDR:PORT`.
+    BadServersFrom,
 }
 
 impl CfgError {
@@ -292,6 +295,9 @@ impl CfgError {
             CfgError::NoListen => "set listen before enabling",
             CfgError::NeedsHttp => "mode tcp cannot use scheduler uri-hash or a cookie",
             CfgError::BadStats => "malformed stats line",
+            CfgError::BadServersFrom => {
+                "servers_from must be fwmark 1..4294967295 or tcp ADDR:PORT"
+            }
         }
     }
 }
@@ -432,6 +438,47 @@ pub fn parse_addr(value: &[u8], role: AddrRole) -> Result<SocketAddr, CfgError> 
         return Err(CfgError::Unspecified);
     }
     Ok(addr)
+}
+
+/// A service's `servers_from`: the IPVS virtual service whose destinations
+/// `rtcpvsadm follow-ipvs` copies into the service's servers (the kernel only stores it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServersFrom {
+    /// `fwmark N`: IPVS's firewall-mark service `N` (IPv4).
+    Fwmark(u32),
+    /// `tcp ADDR:PORT`: IPVS's TCP service at that address.
+    Tcp(SocketAddr),
+}
+
+impl fmt::Display for ServersFrom {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServersFrom::Fwmark(m) => write!(f, "fwmark {m}"),
+            ServersFrom::Tcp(a) => write!(f, "tcp {a}"),
+        }
+    }
+}
+
+/// `servers_from`: empty (`None`), `fwmark N` (N 1..4294967295) or `tcp ADDR:PORT` (a
+/// concrete address, as a server's), one space or more between the words.
+pub fn parse_servers_from(value: &[u8]) -> Result<Option<ServersFrom>, CfgError> {
+    let v = trim(value);
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let sp = v
+        .iter()
+        .position(|b| *b == b' ')
+        .ok_or(CfgError::BadServersFrom)?;
+    let (kind, rest) = (&v[..sp], trim(&v[sp..]));
+    match kind {
+        b"fwmark" => match parse_u32(rest) {
+            Ok(0) | Err(_) => Err(CfgError::BadServersFrom),
+            Ok(m) => Ok(Some(ServersFrom::Fwmark(m))),
+        },
+        b"tcp" => Ok(Some(ServersFrom::Tcp(parse_addr(rest, AddrRole::Server)?))),
+        _ => Err(CfgError::BadServersFrom),
+    }
 }
 
 /// The names of a comma-separated server list (`target`, `default_target`), checked.
@@ -578,6 +625,34 @@ impl StatsLine {
 mod tests {
     extern crate std;
     use super::*;
+
+    #[test]
+    fn servers_from() {
+        let p = |v: &[u8]| parse_servers_from(v);
+        assert_eq!(p(b""), Ok(None));
+        assert_eq!(p(b" \n"), Ok(None));
+        assert_eq!(p(b"fwmark 100\n"), Ok(Some(ServersFrom::Fwmark(100))));
+        let tcp = ServersFrom::Tcp("10.0.0.10:80".parse().unwrap());
+        assert_eq!(p(b"tcp  10.0.0.10:80"), Ok(Some(tcp)));
+        let v6 = p(b"tcp [fd00::10]:443").unwrap().unwrap();
+        extern crate std;
+        use std::string::ToString;
+        assert_eq!(v6.to_string(), "tcp [fd00::10]:443");
+        assert_eq!(tcp.to_string(), "tcp 10.0.0.10:80");
+        assert_eq!(ServersFrom::Fwmark(7).to_string(), "fwmark 7");
+        for bad in [
+            &b"fwmark"[..],
+            b"fwmark 0",
+            b"fwmark 4294967296",
+            b"fwmark x",
+            b"udp 10.0.0.1:53",
+            b"tcp10.0.0.1:80",
+        ] {
+            assert_eq!(p(bad), Err(CfgError::BadServersFrom), "{bad:?}");
+        }
+        assert_eq!(p(b"tcp 0.0.0.0:80"), Err(CfgError::Unspecified));
+        assert_eq!(p(b"tcp 10.0.0.1:0"), Err(CfgError::PortZero));
+    }
     use std::format;
     use std::vec::Vec;
 

@@ -18,6 +18,7 @@ pub mod drbd_state;
 pub mod drbd_sync;
 pub mod drbd_wire;
 pub mod http1;
+pub mod ipvs_follow;
 pub mod ktcpvs_cfs;
 pub mod l7_rules;
 pub mod l7_sched;

@@ -36,8 +36,8 @@ fn blob() -> &'static [u8] {
 /// connection: that costs milliseconds in a TCG guest with a debug kernel).
 const SPARE: usize = 8;
 
-pub fn run(name: &str, port: u16, keepalive: bool) -> Result<(), String> {
-    let l = TcpListener::bind(("127.0.0.1", port)).map_err(|e| format!("bind port {port}: {e}"))?;
+pub fn run(name: &str, addr: &str, port: u16, keepalive: bool) -> Result<(), String> {
+    let l = TcpListener::bind((addr, port)).map_err(|e| format!("bind {addr}:{port}: {e}"))?;
     let b: &'static Backend = Box::leak(Box::new(Backend {
         name: name.to_owned(),
         keepalive,

@@ -9,7 +9,7 @@
 //!   releases them all (TCP port 7799 on VM 0).
 //! - `hark-vmtool exchange LINE`: two VMs swap one line each; prints the peer's line (TCP port
 //!   7001 on VM 0).
-//! - `hark-vmtool http-backend NAME PORT [--keepalive]` and the `http-*` clients: the
+//! - `hark-vmtool http-backend NAME [ADDR:]PORT [--keepalive]` and the `http-*` clients: the
 //!   ktcpvs-relay scenario's backends and clients on 127.0.0.1 (see `backend.rs`, `client.rs`,
 //!   `hostile.rs`).
 
@@ -155,7 +155,7 @@ fn exchange(mine: &str) -> Result<String, String> {
 }
 
 const USAGE: &str = "usage: hark-vmtool barrier NAME | exchange LINE | \
-    http-backend NAME PORT [--keepalive] | http-routing PER_RULE [CLIENTS [PER_CONN]] | \
+    http-backend NAME [ADDR:]PORT [--keepalive] | http-routing PER_RULE [CLIENTS [PER_CONN]] | \
     http-wrr N WA:WB:WC | http-survivors N | http-load SECS | http-slow N SECS | \
     http-hostile N | http-siege IDLE SLOW SAMPLES STATS";
 
@@ -176,12 +176,14 @@ fn main() -> ExitCode {
             .map(|theirs| println!("{theirs}"))
             .map_err(|e| format!("exchange: {e}")),
         ["http-backend", name, port, rest @ ..] if rest.len() <= 1 => {
+            // PORT, or ADDR:PORT to listen elsewhere than 127.0.0.1 (e.g. 0.0.0.0:80).
+            let (addr, port) = port.rsplit_once(':').unwrap_or(("127.0.0.1", port));
             let keepalive = match rest {
                 [] => Ok(false),
                 ["--keepalive"] => Ok(true),
                 _ => Err(format!("unknown option {rest:?}")),
             };
-            keepalive.and_then(|k| backend::run(name, num(port)?, k))
+            keepalive.and_then(|k| backend::run(name, addr, num(port)?, k))
         }
         ["http-routing", n, rest @ ..] if rest.len() <= 2 => {
             let opt = |i: usize, default| rest.get(i).map_or(Ok(default), |v| num(v));

@@ -24,7 +24,7 @@ use std::fmt::Write as _;
 
 /// Service attributes a configuration sets (every attribute but `stats`), in the order `save`
 /// writes them and `load` applies them (`default_target` after the servers, `enabled` last).
-pub const SETTABLE: [&str; 15] = [
+pub const SETTABLE: [&str; 16] = [
     SERVICE_ATTRS[0],
     SERVICE_ATTRS[1],
     SERVICE_ATTRS[2],
@@ -39,6 +39,7 @@ pub const SETTABLE: [&str; 15] = [
     SERVICE_ATTRS[10],
     SERVICE_ATTRS[11],
     SERVICE_ATTRS[12],
+    SERVICE_ATTRS[16],
     SERVICE_ATTRS[13],
 ];
 

@@ -5,6 +5,7 @@
 //! `Documentation/ktcpvs-config.md`); the kernel validates every value and logs why it refuses
 //! one, and this tool reports which file failed with which errno.
 
+mod follow;
 #[cfg(test)]
 #[path = "../../man_check.rs"]
 mod man_check;
@@ -15,6 +16,7 @@ use hark_proto::ktcpvs_cfs;
 use rtcpvsadm::conf;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 use tree::Tree;
 
 #[derive(Parser)]
@@ -70,6 +72,10 @@ struct ServiceOpts {
     /// Servers for requests no rule matches: names separated by commas, or * for all.
     #[arg(long)]
     default_target: Option<String>,
+    /// IPVS service whose destinations `follow-ipvs` copies into the servers: "fwmark N",
+    /// "tcp ADDR:PORT", or "" for none.
+    #[arg(long)]
+    servers_from: Option<String>,
 }
 
 impl ServiceOpts {
@@ -93,6 +99,7 @@ impl ServiceOpts {
             ("xff", self.xff.as_ref()),
             ("cookie", self.cookie.as_ref()),
             ("default_target", self.default_target.as_ref()),
+            ("servers_from", self.servers_from.as_ref()),
         ];
         all.into_iter()
             .filter_map(|(k, v)| v.map(|v| (k, v.clone())))
@@ -199,6 +206,22 @@ enum Command {
     Load { file: PathBuf },
     /// Print every service as a configuration file (`save | load` recreates it).
     Save,
+    /// Check a configuration file and print its services (needs no module).
+    Check { file: PathBuf },
+    /// Delete the services a configuration file names (those that exist).
+    Unload { file: PathBuf },
+    /// Exit 0 if every service of a file exists and is enabled, 3 if none exists, else 1.
+    Status { file: PathBuf },
+    /// Keep the servers of every service with a servers_from equal to that IPVS service's
+    /// destinations (runs in the foreground, logging each change).
+    FollowIpvs {
+        /// Milliseconds between two reads of IPVS (100..60000).
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(100..=60000))]
+        interval_ms: u64,
+        /// One pass, then exit.
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 fn die(msg: impl std::fmt::Display) -> ExitCode {
@@ -209,7 +232,6 @@ fn die(msg: impl std::fmt::Display) -> ExitCode {
 fn run(tree: &Tree, cmd: Command) -> Result<(), String> {
     let e = |x: tree::TreeError| x.to_string();
     match cmd {
-        Command::Probe => unreachable!("handled in main"),
         Command::AddService { name, listen, opts } => {
             let mut svc = conf::Service {
                 name,
@@ -347,12 +369,7 @@ fn run(tree: &Tree, cmd: Command) -> Result<(), String> {
             Ok(())
         }
         Command::Load { file } => {
-            let text = if file.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin()).map_err(|x| format!("stdin: {x}"))?
-            } else {
-                std::fs::read_to_string(&file).map_err(|x| format!("{}: {x}", file.display()))?
-            };
-            let svcs = conf::parse(&text).map_err(|x| format!("{}: {x}", file.display()))?;
+            let svcs = read_file(&file)?;
             for s in &svcs {
                 if tree.service(&s.name).exists() {
                     return Err(format!(
@@ -369,7 +386,71 @@ fn run(tree: &Tree, cmd: Command) -> Result<(), String> {
             print!("{}", conf::format(&tree.read_all(false).map_err(e)?));
             Ok(())
         }
+        Command::Unload { file } => read_file(&file)?
+            .iter()
+            .filter(|s| tree.service(&s.name).is_dir())
+            .try_for_each(|s| tree.remove_service(&s.name))
+            .map_err(e),
+        Command::Probe | Command::Check { .. } | Command::Status { .. } => {
+            unreachable!("handled in main")
+        }
+        Command::FollowIpvs { interval_ms, once } => {
+            follow::Follower::new(tree).run(Duration::from_millis(interval_ms), once)
+        }
     }
+}
+
+/// The services of configuration file `file` ("-" = standard input).
+fn read_file(file: &std::path::Path) -> Result<Vec<conf::Service>, String> {
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).map_err(|x| format!("stdin: {x}"))?
+    } else {
+        std::fs::read_to_string(file).map_err(|x| format!("{}: {x}", file.display()))?
+    };
+    conf::parse(&text).map_err(|x| format!("{}: {x}", file.display()))
+}
+
+/// `check FILE`: one line per service of the file, nothing written anywhere.
+fn check(file: &std::path::Path) -> Result<(), String> {
+    for s in read_file(file)? {
+        let listen = s.attr("listen").unwrap_or("");
+        let mode = s.attr("mode").unwrap_or("http");
+        println!("service {} listen {listen} mode {mode}", s.name);
+    }
+    Ok(())
+}
+
+/// `status FILE` as an LSB status: 0 every service of the file exists and is enabled, 3 none
+/// of them exists (or the module is not loaded), 1 anything in between (said on stdout).
+fn status(tree: &Tree, file: &std::path::Path) -> Result<u8, String> {
+    let svcs = read_file(file)?;
+    let (mut running, mut missing) = (Vec::new(), Vec::new());
+    let mut disabled = Vec::new();
+    for s in &svcs {
+        let dir = tree.service(&s.name);
+        if !tree.exists() || !dir.is_dir() {
+            missing.push(s.name.as_str());
+        } else if tree.read(&dir, "enabled").map_err(|x| x.to_string())? == "1" {
+            running.push(s.name.as_str());
+        } else {
+            disabled.push(s.name.as_str());
+        }
+    }
+    let show = |what: &str, v: &[&str]| {
+        if !v.is_empty() {
+            println!("{what}: {}", v.join(" "));
+        }
+    };
+    show("running", &running);
+    show("disabled", &disabled);
+    show("missing", &missing);
+    Ok(if running.len() == svcs.len() {
+        0
+    } else if missing.len() == svcs.len() {
+        3
+    } else {
+        1
+    })
 }
 
 /// Rules and `default_target` of `svc` that name server `name`.
@@ -399,6 +480,11 @@ fn set_enabled(tree: &Tree, service: &str, on: bool) -> Result<(), String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let tree = Tree::new(&cli.configfs);
+    match &cli.cmd {
+        Command::Check { file } => return check(file).map_or_else(die, |()| ExitCode::SUCCESS),
+        Command::Status { file } => return status(&tree, file).map_or_else(die, ExitCode::from),
+        _ => {}
+    }
     if let Command::Probe = cli.cmd {
         let dir = &tree.root;
         if tree.exists() {
@@ -476,9 +562,34 @@ mod tests {
             xff: v(),
             cookie: v(),
             default_target: v(),
+            servers_from: v(),
         };
         let names: Vec<&str> = all.pairs(v().as_ref()).iter().map(|p| p.0).collect();
-        assert_eq!(names, conf::SETTABLE[..14]);
+        assert_eq!(names, conf::SETTABLE[..15]);
+    }
+
+    #[test]
+    fn status_of_a_file_is_lsb() {
+        let dir = std::env::temp_dir().join(format!("rtcpvsadm-status-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let file = dir.join("web.conf");
+        let tree = Tree::new(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = "virtual a { listen = 10.0.0.1:80; }\nvirtual b { listen = 10.0.0.1:81; }\n";
+        std::fs::write(&file, text).unwrap();
+        assert_eq!(status(&tree, &file), Ok(3), "module absent: not running");
+        for (name, on) in [("a", "1"), ("b", "0")] {
+            std::fs::create_dir_all(tree.service(name)).unwrap();
+            std::fs::write(tree.service(name).join("enabled"), format!("{on}\n")).unwrap();
+        }
+        assert_eq!(status(&tree, &file), Ok(1), "b disabled");
+        std::fs::write(tree.service("b").join("enabled"), "1\n").unwrap();
+        assert_eq!(status(&tree, &file), Ok(0));
+        std::fs::remove_dir_all(tree.service("a")).unwrap();
+        assert_eq!(status(&tree, &file), Ok(1), "a missing");
+        std::fs::write(&file, "virtual a { listen = ; }").unwrap();
+        assert!(status(&tree, &file).unwrap_err().contains("web.conf"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

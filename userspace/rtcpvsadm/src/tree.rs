@@ -362,7 +362,7 @@ mod tests {
                 client_header_timeout_ms = 10000; idle_timeout_ms = 60000;
                 connect_timeout_ms = 3000; max_conns = 0; max_header_bytes = 8192;
                 max_fails = 1; fail_timeout_ms = 10000; pool_idle = 4; xff = 0; cookie = "";
-                default_target = "*"; enabled = 1;
+                default_target = "*"; servers_from = "fwmark 100"; enabled = 1;
                 server = a 10.0.0.2:80 weight 2 state up;
                 server = b 10.0.0.3:80 weight 1 state drain;
                 rule = 200-z match "path=/z" use server b;
