@@ -24,7 +24,7 @@ use std::fmt::Write as _;
 
 /// Service attributes a configuration sets (every attribute but `stats`), in the order `save`
 /// writes them and `load` applies them (`default_target` after the servers, `enabled` last).
-pub const SETTABLE: [&str; 16] = [
+pub const SETTABLE: [&str; 17] = [
     SERVICE_ATTRS[0],
     SERVICE_ATTRS[1],
     SERVICE_ATTRS[2],
@@ -32,6 +32,7 @@ pub const SETTABLE: [&str; 16] = [
     SERVICE_ATTRS[4],
     SERVICE_ATTRS[5],
     SERVICE_ATTRS[6],
+    SERVICE_ATTRS[17],
     SERVICE_ATTRS[7],
     SERVICE_ATTRS[8],
     SERVICE_ATTRS[9],
@@ -788,6 +789,23 @@ virtual empty { }
         let mut off = svcs[0].clone();
         off.set_attr("pool_idle", "0");
         assert!(!to_text(&[off]).contains("pool_idle"));
+    }
+
+    #[test]
+    fn max_mem_kib() {
+        let text = "virtual m { max_header_bytes = 512; max_mem_kib = 1024; max_conns = 7; }";
+        let svcs = parse(text).unwrap();
+        assert_eq!(svcs[0].attr("max_mem_kib"), Some("1024"));
+        let saved = format(&svcs);
+        // Saved in attribute order: after max_conns, before max_header_bytes.
+        assert!(
+            saved
+                .contains("max_conns = 7;\n    max_mem_kib = 1024;\n    max_header_bytes = 512;\n"),
+            "{saved}"
+        );
+        assert_eq!(parse(&saved).unwrap(), svcs);
+        assert!(to_json(&svcs).contains("\"max_conns\":7,\"max_mem_kib\":1024,"));
+        assert!(parse("virtual m { max_mem_kib = 1; max_mem_kib = 2; }").is_err());
     }
 
     #[test]
