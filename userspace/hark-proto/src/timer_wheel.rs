@@ -268,4 +268,56 @@ mod tests {
         assert_eq!(fired, n);
         assert_eq!(w.ms_to_next_tick(now), 50);
     }
+    #[test]
+    fn random_operations_against_a_model() {
+        // Arms, re-arms, disarms and pops in random order with time jumps (some longer than
+        // the span), checked against a plain list of deadlines: nothing pops before its
+        // deadline, nothing disarmed pops, and after each drain nothing is left whose tick
+        // (or, armed in the past, the tick after its arming) has passed.
+        const N: usize = 64;
+        let mut links = vec![Link::IDLE; N];
+        let mut w: Wheel<8> = Wheel::new(10, 1000);
+        // Per entry: (deadline, the tick it may fire after at the latest) when armed.
+        let mut model: Vec<Option<(u64, u64)>> = vec![None; N];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = |m: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % m
+        };
+        let mut now = 1000u64;
+        for _ in 0..20_000 {
+            let i = rnd(N as u64) as u32;
+            match rnd(8) {
+                0..=3 => {
+                    let at = (now + rnd(300)).saturating_sub(50);
+                    w.arm(&mut links, i, at);
+                    model[i as usize] = Some((at, (at / 10).max(now / 10 + 1)));
+                }
+                4 => {
+                    w.disarm(&mut links, i);
+                    model[i as usize] = None;
+                }
+                _ => {
+                    now += if rnd(50) == 0 {
+                        200 + rnd(400)
+                    } else {
+                        rnd(25)
+                    };
+                    while let Some(j) = w.pop_expired(&mut links, now) {
+                        let (at, _) = model[j as usize].take().expect("popped unarmed");
+                        assert!(at <= now, "entry {j} at {at} popped at {now}");
+                        assert!(!links[j as usize].is_armed());
+                    }
+                    for (j, m) in model.iter().enumerate() {
+                        if let Some((at, tick)) = m {
+                            assert!(*tick >= now / 10, "entry {j} at {at} late at {now}");
+                            assert!(links[j].is_armed());
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
