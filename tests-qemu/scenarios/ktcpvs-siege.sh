@@ -61,7 +61,7 @@ echo "503 answers: $got503 of 20, refused $ref0 -> $ref1; $(cat $K/web/stats)"
 [ "$got503" -ge 5 ] || die "expected 503 answers above 64 KiB"
 [ "$((ref1 - ref0))" -ge "$got503" ] || die "refusals not counted"
 [ "$(stat_of $K/web mem_bytes)" -le 65536 ] || die "mem_bytes above the limit"
-for i in $(seq 3 22); do eval "exec \$fd_$i>&-"; done
+for i in $(seq 3 22); do eval "exec {fd_$i}>&-"; done
 until_ok 30 conns_gone || die "not back to 0: $(cat $K/web/stats)"
 
 step "unload"
