@@ -27,11 +27,37 @@ use crate::drbd_wire::{self as w, RleDecoder, WireError};
 use crate::glue::LowerDev;
 use kernel::alloc::KVVec;
 use kernel::prelude::*;
+use kernel::sync::{CondVar, SpinLockIrq};
+use kernel::{new_condvar, new_spinlock_irq};
 
 /// Bitmap bytes per AL extent (1024 bits of 4 KiB).
 const BM_BYTES_PER_EXTENT: u64 = fmt::BM_BITS_PER_AL_EXTENT / 8;
 /// [`MD_BLOCK_SIZE`] as a `u64` divisor.
 const BLOCK_BYTES: u64 = MD_BLOCK_SIZE as u64;
+
+/// A device's activity log and bitmap while attached, and where writers wait for a slot.
+///
+/// The lock is interrupt-safe: completions (softirq context) take it. It nests inside the
+/// device's state mutex.
+#[pin_data]
+pub(crate) struct Tracked {
+    /// The activity log and bitmap; `None` while detached.
+    #[pin]
+    pub(crate) lock: SpinLockIrq<Option<Activity>>,
+    /// Writers waiting for an activity-log slot to become idle.
+    #[pin]
+    pub(crate) wait: CondVar,
+}
+
+impl Tracked {
+    /// Nothing attached yet.
+    pub(crate) fn new() -> impl PinInit<Self> {
+        pin_init!(Tracked {
+            lock <- new_spinlock_irq!(None),
+            wait <- new_condvar!(),
+        })
+    }
+}
 
 /// What attach found in the activity log.
 pub(crate) struct Replay {
@@ -317,19 +343,19 @@ impl Activity {
 /// Writes the dirty bitmap blocks while the device is in use: each block is copied to `io`
 /// under the lock and written without it.
 pub(crate) fn flush_bitmap(
-    dev: &crate::device::Device,
+    t: &Tracked,
     lower: &LowerDev,
     geo: &InternalGeometry,
     io: &mut KVec<u8>,
 ) -> Result {
-    let blocks = dev.activity().lock().as_ref().map_or(0, |a| a.dirty.len());
+    let blocks = t.lock.lock().as_ref().map_or(0, |a| a.dirty.len());
     for i in 0..blocks {
-        let taken = (*dev.activity().lock())
+        let taken = (*t.lock.lock())
             .as_mut()
             .is_some_and(|a| a.take_dirty_block(i, io));
         if taken {
             if let Err(e) = lower.write_fua(bm_block_sector(geo, i), io) {
-                if let Some(a) = (*dev.activity().lock()).as_mut() {
+                if let Some(a) = (*t.lock.lock()).as_mut() {
                     a.dirty[i] = true;
                 }
                 return Err(e);
@@ -372,7 +398,7 @@ fn clear_bits_from(bm: &mut [u8], bit: u64) {
 /// Callers serialise calls (the device's state mutex), so one transaction is written at a
 /// time, as `ActivityLog::prepare` requires.
 pub(crate) fn begin_write(
-    dev: &crate::device::Device,
+    t: &Tracked,
     lower: &LowerDev,
     geo: &InternalGeometry,
     io: &mut KVec<u8>,
@@ -381,7 +407,7 @@ pub(crate) fn begin_write(
     mark: bool,
 ) -> Result {
     let (first, last) = extent_range(sector, nr_sectors).ok_or(EINVAL)?;
-    let mut g = dev.activity().lock();
+    let mut g = t.lock.lock();
     let evicted = loop {
         let act = (*g).as_mut().ok_or(EIO)?;
         if act.al.try_hot(first, last) == Hot::Yes {
@@ -398,7 +424,7 @@ pub(crate) fn begin_write(
                 return Ok(());
             }
             Ok(p) => break p,
-            Err(AlBusy::NoFreeSlot) => dev.activity_wait().wait(&mut g),
+            Err(AlBusy::NoFreeSlot) => t.wait.wait(&mut g),
             Err(AlBusy::TooManyExtents) => {
                 pr_err!(
                     "write of {} sectors at {} spans too many extents\n",
@@ -427,7 +453,7 @@ pub(crate) fn begin_write(
         }
         drop(g);
         res = lower.write_fua(bm_block_sector(geo, i), io);
-        g = dev.activity().lock();
+        g = t.lock.lock();
         if res.is_err() {
             if let Some(act) = (*g).as_mut() {
                 act.dirty[i] = true;
@@ -442,7 +468,7 @@ pub(crate) fn begin_write(
     };
     drop(g);
     let res = n.and_then(|n| lower.write_fua(transaction_sector(geo, n)?, io));
-    let mut g = dev.activity().lock();
+    let mut g = t.lock.lock();
     let act = (*g).as_mut().ok_or(EIO)?;
     match res {
         Ok(()) => {
@@ -456,22 +482,22 @@ pub(crate) fn begin_write(
             pr_err!("activity log transaction failed: {:?}\n", e);
             act.al.abort(first, last);
             drop(g);
-            dev.activity_wait().notify_all();
+            t.wait.notify_all();
             Err(e)
         }
     }
 }
 
 /// Completion of a write that [`begin_write`] let through (any context).
-pub(crate) fn end_write(dev: &crate::device::Device, sector: u64, nr_sectors: u64) {
+pub(crate) fn end_write(t: &Tracked, sector: u64, nr_sectors: u64) {
     let Some((first, last)) = extent_range(sector, nr_sectors) else {
         return;
     };
     let idle = {
-        let mut g = dev.activity().lock();
+        let mut g = t.lock.lock();
         (*g).as_mut().is_some_and(|act| act.al.put(first, last))
     };
     if idle {
-        dev.activity_wait().notify_all();
+        t.wait.notify_all();
     }
 }

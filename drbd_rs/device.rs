@@ -9,53 +9,38 @@
 //! bitmap ([`Activity`]) sit behind an interrupt-safe spinlock, nested inside the state mutex:
 //! completions (softirq context) take only that lock.
 
-use crate::activity::{self, Activity};
-use crate::conn::{ConnHandle, Connection};
+use crate::activity::{self, Activity, Tracked};
 use crate::drbd_genl::{DiskState, Role};
 use crate::drbd_md::{MD_BLOCK_SIZE, UI_BITMAP, UI_CURRENT};
 use crate::drbd_resync;
-use crate::glue::{Disk, LowerDev, PendingRq};
+use crate::glue::{Disk, LowerDev, PendingRq, RqRef};
 use crate::md;
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::bindings;
 use kernel::ffi::c_void;
 use kernel::prelude::*;
-use kernel::sync::{Arc, CondVar, Mutex, SpinLock, SpinLockIrq};
-use kernel::{new_condvar, new_mutex, new_spinlock, new_spinlock_irq};
+use kernel::sync::{Arc, Mutex, SpinLock, SpinLockIrq};
+use kernel::{new_mutex, new_spinlock};
 
 kernel::sync::global_lock! {
     // SAFETY: Initialised in the module initializer before any netlink handler can run.
     pub(crate) unsafe(uninit) static DEVICES: Mutex<KVec<Arc<Device>>> = KVec::new();
 }
 
-kernel::sync::global_lock! {
-    // SAFETY: Initialised in the module initializer before any netlink handler can run.
-    /// The existing resources (`new-resource`); taken before [`DEVICES`] if both are.
-    pub(crate) unsafe(uninit) static RESOURCES: Mutex<KVec<Resource>> = KVec::new();
-}
-
-/// A resource: a name, its minors (in [`DEVICES`]) and its connection.
-pub(crate) struct Resource {
-    /// The name.
-    pub(crate) name: KVec<u8>,
-    /// The connection while configured (`connect` .. `disconnect`).
-    pub(crate) conn: Option<ConnHandle>,
-    /// After `disconnect`: the stopped connection (`StandAlone`), for status.
-    pub(crate) stopped: Option<Arc<Connection>>,
-}
-
-/// The connection of the resource `name`, if it is configured.
-pub(crate) fn connection_of(name: &[u8]) -> Option<Arc<Connection>> {
-    RESOURCES
-        .lock()
-        .iter()
-        .find(|r| r.name.as_slice() == name)
-        .and_then(|r| {
-            r.conn
-                .as_ref()
-                .map(|h| h.conn.clone())
-                .or(r.stopped.clone())
-        })
+/// What the I/O path needs of the resource's connection (`conn::Connection` implements it;
+/// the device layer does not depend on the connection layer).
+pub(crate) trait Replication: Send + Sync {
+    /// Whether application writes go to the peer now.
+    fn replicates(&self) -> bool;
+    /// Whether application writes are only announced to the peer as out of sync now.
+    fn sends_out_of_sync(&self) -> bool;
+    /// Whether a peer shares our data now (a new current UUID is not needed to promote).
+    fn peer_has_data(&self) -> bool;
+    /// Sends a write to the peer; `held` keeps the request from completing until the
+    /// protocol's acknowledgement (or a failure, which marks the range out of sync).
+    fn send_data(&self, dev: &Device, held: RqRef, data: &[u8], sector: u64, fua: bool);
+    /// Tells the peer that `bytes` at `sector` stay local for now (already marked).
+    fn send_out_of_sync(&self, sector: u64, bytes: u64);
 }
 
 /// Mutable state of a device.
@@ -100,14 +85,11 @@ pub(crate) struct Device {
     disk: Mutex<Option<Disk>>,
     /// Activity log and bitmap while attached.
     #[pin]
-    act: SpinLockIrq<Option<Activity>>,
-    /// Writers waiting for an activity-log slot to become idle.
-    #[pin]
-    act_wait: CondVar,
+    act: Tracked,
     /// The resource's connection, for the I/O path (which must not take the registries).
     /// Set by `connect`/`new-minor`, cleared by `disconnect`.
     #[pin]
-    conn: SpinLock<Option<Arc<Connection>>>,
+    conn: SpinLock<Option<Arc<dyn Replication>>>,
     /// Writes (of any kind) submitted to the lower device and not completed there yet.
     lower_writes: AtomicU64,
     /// Completed application writes (statistics).
@@ -134,8 +116,7 @@ impl Device {
                     open_writers: 0,
                 }),
                 disk <- new_mutex!(None),
-                act <- new_spinlock_irq!(None),
-                act_wait <- new_condvar!(),
+                act <- Tracked::new(),
                 conn <- new_spinlock!(None),
                 lower_writes: AtomicU64::new(0),
                 writes_done: AtomicU64::new(0),
@@ -216,7 +197,7 @@ impl Device {
                 .ok_or(ENODEV)?
                 .set_lower(Some(&lower), md.capacity_sectors())?;
         }
-        *self.act.lock() = Some(act);
+        *self.act.lock.lock() = Some(act);
         let mut st = self.state.lock();
         st.disk_state = md.disk_state();
         st.backing = Some(Backing { lower, md, io });
@@ -237,7 +218,7 @@ impl Device {
             disk.set_lower(None, 0)?;
         }
         // No opener, so no I/O: the activity log is idle.
-        let act = self.act.lock().take();
+        let act = self.act.lock.lock().take();
         let b = &mut backing;
         let res = match act {
             Some(mut act) => act
@@ -260,13 +241,11 @@ impl Device {
         if st.role == Role::Primary {
             return Ok(false);
         }
+        Self::may_promote(&st, force)?;
         let up_to_date = st.disk_state == DiskState::UpToDate;
         let Some(backing) = st.backing.as_mut() else {
             return Err(ENODEV);
         };
-        if !up_to_date && !force {
-            return Err(EROFS);
-        }
         let forced = !up_to_date;
         let md = &mut backing.md;
         if forced {
@@ -287,6 +266,28 @@ impl Device {
         }
         st.role = Role::Primary;
         Ok(forced)
+    }
+
+    /// Whether a Secondary in state `st` may become Primary: `ENODEV` without a lower device,
+    /// `EROFS` without UpToDate data unless `force`.
+    fn may_promote(st: &State, force: bool) -> Result {
+        if st.backing.is_none() {
+            return Err(ENODEV);
+        }
+        if st.disk_state != DiskState::UpToDate && !force {
+            return Err(EROFS);
+        }
+        Ok(())
+    }
+
+    /// Whether promoting needs anything: `Ok(false)` if already Primary, `Ok(true)` if
+    /// [`Self::primary`] would go ahead, else its error.
+    pub(crate) fn check_primary(&self, force: bool) -> Result<bool> {
+        let st = self.state.lock();
+        if st.role == Role::Primary {
+            return Ok(false);
+        }
+        Self::may_promote(&st, force).map(|()| true)
     }
 
     /// Becomes Secondary. Refused while someone has the device open for writing. Returns whether
@@ -339,30 +340,30 @@ impl Device {
     }
 
     /// Sets (or clears) the connection writes are replicated to.
-    pub(crate) fn set_connection(&self, c: Option<Arc<Connection>>) {
+    pub(crate) fn set_connection(&self, c: Option<Arc<dyn Replication>>) {
         let old = core::mem::replace(&mut *self.conn.lock(), c);
         // A last reference is dropped outside the spinlock.
         drop(old);
     }
 
     /// The connection writes are replicated to, if any.
-    pub(crate) fn connection(&self) -> Option<Arc<Connection>> {
+    pub(crate) fn connection(&self) -> Option<Arc<dyn Replication>> {
         self.conn.lock().clone()
     }
 
     /// The activity log and bitmap (see the module's locking notes).
     pub(crate) fn activity(&self) -> &SpinLockIrq<Option<Activity>> {
-        &self.act
+        &self.act.lock
     }
 
-    /// Where writers wait for an idle activity-log slot.
-    pub(crate) fn activity_wait(&self) -> &CondVar {
-        &self.act_wait
+    /// The activity log, the bitmap and the writers waiting for a slot.
+    pub(crate) fn tracked(&self) -> &Tracked {
+        &self.act
     }
 
     /// Marks a range out of sync (a write the peer did not get).
     pub(crate) fn mark_out_of_sync(&self, sector: u64, nr_sectors: u64) {
-        let mut g = self.act.lock();
+        let mut g = self.act.lock.lock();
         if let Some(a) = (*g).as_mut() {
             a.mark(sector, nr_sectors);
         }
@@ -370,7 +371,7 @@ impl Device {
 
     /// Marks the whole blocks of a range in sync (the peer has them now).
     pub(crate) fn mark_in_sync(&self, sector: u64, nr_sectors: u64) {
-        if let Some(a) = (*self.act.lock()).as_mut() {
+        if let Some(a) = (*self.act.lock.lock()).as_mut() {
             a.clear(sector, nr_sectors);
         }
     }
@@ -378,6 +379,7 @@ impl Device {
     /// Out-of-sync amount in KiB (4 KiB per bitmap bit), 0 when detached.
     pub(crate) fn out_of_sync_kib(&self) -> u64 {
         self.act
+            .lock
             .lock()
             .as_ref()
             .map_or(0, |a| a.oos_bits().saturating_mul(4))
@@ -504,7 +506,16 @@ extern "C" fn drbd_rs_rust_queue_rq(
         let b = backing;
         let geo = b.md.geometry();
         let nr = u64::from(bytes) >> 9;
-        if activity::begin_write(dev, &b.lower, geo, &mut b.io, sector, nr, conn.is_none()).is_err()
+        if activity::begin_write(
+            &dev.act,
+            &b.lower,
+            geo,
+            &mut b.io,
+            sector,
+            nr,
+            conn.is_none(),
+        )
+        .is_err()
         {
             // Dropping `pending` ends the request with an I/O error; nothing is held.
             drop(pending);
@@ -562,7 +573,7 @@ extern "C" fn drbd_rs_rust_rq_done(
     let dev = unsafe { owner_device(owner) };
     if op & 1 == REQ_OP_WRITE & 1 && bytes > 0 {
         // Every write that reached here went through `activity::begin_write`.
-        activity::end_write(dev, sector, u64::from(bytes) >> 9);
+        activity::end_write(&dev.act, sector, u64::from(bytes) >> 9);
     }
     if error != 0 {
         dev.io_errors.fetch_add(1, Ordering::Relaxed);

@@ -10,7 +10,9 @@
 //! - `device.rs`: devices, roles, disk states, the I/O policy;
 //! - `md.rs`: reading and writing the on-disk metadata;
 //! - `activity.rs`: the activity log and the quick-sync bitmap;
-//! - `conn.rs`: the connection to the peer: handshakes, the write path, the resync;
+//! - `resource.rs`: resources and their connections;
+//! - `events.rs`: state-change events (published by `conn`, subscribed by `genl`);
+//! - `conn.rs` and `conn/`: the connection to the peer, by concern (see `conn.rs`);
 //! - `net.rs` + `drbd_rs_net.c`: kernel TCP sockets (threads: `kcommon/kthread.rs`);
 //! - `glue.rs` + `drbd_rs_glue.c`: the block-layer, netlink and crypto plumbing in C.
 
@@ -32,6 +34,8 @@ pub mod drbd_md;
 pub mod drbd_resync;
 #[path = "../userspace/hark-proto/src/drbd_state.rs"]
 pub mod drbd_state;
+#[path = "../userspace/hark-proto/src/drbd_state_chg.rs"]
+pub mod drbd_state_chg;
 #[path = "../userspace/hark-proto/src/drbd_sync.rs"]
 pub mod drbd_sync;
 #[path = "../userspace/hark-proto/src/drbd_wire.rs"]
@@ -40,12 +44,14 @@ pub mod drbd_wire;
 mod activity;
 mod conn;
 mod device;
+mod events;
 mod genl;
 mod glue;
 #[path = "../kcommon/kthread.rs"]
 mod kthread;
 mod md;
 mod net;
+mod resource;
 
 module! {
     type: DrbdRs,
@@ -82,7 +88,7 @@ impl kernel::Module for DrbdRs {
         // SAFETY: Called exactly once, before the family (the only user) is registered.
         unsafe { device::DEVICES.init() };
         // SAFETY: As above.
-        unsafe { device::RESOURCES.init() };
+        unsafe { resource::RESOURCES.init() };
         let genl = genl::register(module)?;
         pr_info!(
             "loaded: minor_count={}, genl family {} v{} ({} commands)\n",
@@ -104,7 +110,7 @@ impl Drop for DrbdRs {
         // Statics are never dropped: free the registry's buffer (empty by now: every minor
         // holds a module reference, so unloading means none is left).
         drop(core::mem::take(&mut *device::DEVICES.lock()));
-        drop(core::mem::take(&mut *device::RESOURCES.lock()));
+        drop(core::mem::take(&mut *resource::RESOURCES.lock()));
         pr_info!("unloaded (minor_count was {})\n", self.minors);
     }
 }

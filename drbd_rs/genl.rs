@@ -9,11 +9,15 @@
 //! and handlers check presence and ranges. An error is returned as a negative errno with a
 //! message in the extended ack, and logged.
 
-use crate::conn::{self, Connection, NetConf};
-use crate::device::{self, Device, Resource, DEVICES, RESOURCES};
-use crate::drbd_genl::{self as nl, Attr, AttrKind, Cmd, EventType};
+use crate::conn::{Connection, NetConf};
+use crate::device::{self, Device, DEVICES};
+use crate::drbd_genl::{self as nl, Attr, AttrKind, Cmd, DiskState, EventType};
+use crate::drbd_state::{self as ws, StateRv};
+use crate::drbd_state_chg as chg;
+use crate::events::{self, Event, PeerView};
 use crate::glue;
 use crate::net::Addr;
+use crate::resource::{self, Resource, RESOURCES};
 use core::cell::UnsafeCell;
 use core::ffi::CStr;
 use kernel::bindings;
@@ -142,6 +146,8 @@ pub(crate) fn register(module: &'static ThisModule) -> Result<Registration> {
     }
     // SAFETY: `FAMILY` is fully initialised and static.
     kernel::error::to_result(unsafe { bindings::genl_register_family(FAMILY.0.get()) })?;
+    // Once per module load: nothing is subscribed yet.
+    events::subscribe(on_event);
     Ok(Registration(()))
 }
 
@@ -309,8 +315,8 @@ fn put_status(m: &mut Msg, dev: &Device) -> Result {
     m.put_u8(Attr::DiskState, disk_state as u8)?;
     m.put_u64(Attr::SizeSectors, size)?;
     m.put_u64(Attr::OutOfSyncKib, oos)?;
-    if let Some(c) = device::connection_of(&dev.resource) {
-        put_connection(m, &c)?;
+    if let Some(c) = resource::connection_of(&dev.resource) {
+        put_connection(m, &c.view(), c.conf.protocol)?;
         if let Some((total, rate)) = c.sync_progress(oos) {
             m.put_u64(Attr::SyncTotalKib, total)?;
             m.put_u64(Attr::SyncRateKib, rate)?;
@@ -319,20 +325,10 @@ fn put_status(m: &mut Msg, dev: &Device) -> Result {
     Ok(())
 }
 
-/// Points every device of resource `name` at its connection (or at none).
-fn set_device_connections(name: &[u8], c: Option<&Arc<Connection>>) {
-    for d in DEVICES.lock().iter() {
-        if d.resource.as_slice() == name {
-            d.set_connection(c.cloned());
-        }
-    }
-}
-
 /// Writes a connection's status attributes into `m`.
-fn put_connection(m: &mut Msg, c: &Connection) -> Result {
-    let v = c.view();
+fn put_connection(m: &mut Msg, v: &PeerView, protocol: u32) -> Result {
     m.put_u8(Attr::ConnState, v.cstate as u8)?;
-    m.put_u8(Attr::Protocol, c.conf.protocol as u8)?;
+    m.put_u8(Attr::Protocol, protocol as u8)?;
     if let Some(r) = match v.role {
         crate::drbd_state::Role::Primary => Some(nl::Role::Primary),
         crate::drbd_state::Role::Secondary => Some(nl::Role::Secondary),
@@ -340,7 +336,7 @@ fn put_connection(m: &mut Msg, c: &Connection) -> Result {
     } {
         m.put_u8(Attr::PeerRole, r as u8)?;
     }
-    if let Some(d) = conn::genl_disk(v.disk) {
+    if let Some(d) = genl_disk(v.disk) {
         m.put_u8(Attr::PeerDisk, d as u8)?;
     }
     if v.agreed != 0 {
@@ -349,12 +345,32 @@ fn put_connection(m: &mut Msg, c: &Connection) -> Result {
     Ok(())
 }
 
-/// Multicasts a `change connection` event.
-pub(crate) fn notify_connection(c: &Connection) {
-    multicast_event(EventType::Change, |m| {
-        m.put_str(Attr::ResourceName, c.resource())?;
-        put_connection(m, c)
-    });
+/// A peer disk state for netlink.
+fn genl_disk(d: ws::Disk) -> Option<DiskState> {
+    Some(match d {
+        ws::Disk::Diskless => DiskState::Diskless,
+        ws::Disk::Attaching | ws::Disk::Negotiating => DiskState::Attaching,
+        ws::Disk::Inconsistent | ws::Disk::Failed => DiskState::Inconsistent,
+        ws::Disk::Outdated => DiskState::Outdated,
+        ws::Disk::Consistent => DiskState::Consistent,
+        ws::Disk::UpToDate => DiskState::UpToDate,
+        ws::Disk::DUnknown => return None,
+    })
+}
+
+/// The subscriber to [`events`]: multicasts a `change` event for each.
+fn on_event(e: &Event<'_>) {
+    match e {
+        Event::Device(dev) => notify(dev, EventType::Change),
+        Event::Connection {
+            resource,
+            view,
+            protocol,
+        } => multicast_event(EventType::Change, |m| {
+            m.put_str(Attr::ResourceName, resource)?;
+            put_connection(m, view, *protocol)
+        }),
+    }
 }
 
 /// An optional `u32` option within `lo..=hi`, or its default.
@@ -400,7 +416,12 @@ fn net_conf_of(req: &Req) -> core::result::Result<NetConf, c_int> {
     if local.family != peer.family {
         return Err(req.fail(EINVAL, c"local and peer address families differ"));
     }
-    let two_primaries = req.flag(Attr::TwoPrimaries);
+    if req.flag(Attr::TwoPrimaries) {
+        return Err(req.fail(
+            EINVAL,
+            c"allow-two-primaries is not supported: drbd_rs has no dual-primary mode",
+        ));
+    }
     let conf = NetConf {
         local,
         peer,
@@ -416,7 +437,7 @@ fn net_conf_of(req: &Req) -> core::result::Result<NetConf, c_int> {
             opt_u8(req, Attr::AfterSb1p, 0, 12, 0)?,
             opt_u8(req, Attr::AfterSb2p, 0, 12, 0)?,
         ],
-        two_primaries,
+        two_primaries: false,
         verify_alg: opt_name(req, Attr::VerifyAlg),
         csums_alg: opt_name(req, Attr::CsumsAlg),
         cram_hmac_alg: opt_name(req, Attr::CramHmacAlg),
@@ -588,7 +609,7 @@ fn new_minor(req: &Req) -> HandlerResult {
     devs.push_within_capacity(dev.clone())
         .map_err(|_| req.fail(ENOMEM, c"out of memory"))?;
     if let Some(r) = res.iter().find(|r| r.name.as_slice() == name.to_bytes()) {
-        dev.set_connection(r.conn.as_ref().map(|h| h.conn.clone()));
+        dev.set_connection(r.conn.as_ref().map(|h| resource::replication(&h.conn)));
     }
     drop(devs);
     drop(res);
@@ -661,26 +682,52 @@ fn detach(req: &Req) -> HandlerResult {
     Ok(())
 }
 
-/// `primary`: becomes Primary (`force`: with data made UpToDate).
+/// `primary`: becomes Primary (`force`: with data made UpToDate). While connected the peer
+/// is asked first (a cluster-wide state change); a second Primary is refused.
 fn primary(req: &Req) -> HandlerResult {
     let dev = device_of(req)?;
     let force = req.flag(Attr::Force);
-    dev.primary(force).map_err(|e| {
+    let promote_err = |e: Error| {
         let msg = if e == EROFS {
             c"refusing to become Primary without UpToDate data (use --force)"
         } else {
             c"cannot become Primary (no lower device attached?)"
         };
         req.fail(e, msg)
-    })?;
+    };
+    if dev.check_primary(force).map_err(promote_err)? {
+        if let Some(c) = resource::connection_of(&dev.resource) {
+            c.request_role(&dev, nl::Role::Primary, force)
+                .map_err(|rv| state_change_failed(req, rv))?;
+        }
+    }
+    if let Err(e) = dev.primary(force) {
+        // The peer may have agreed already: it learns our actual state.
+        resource::state_changed(&dev);
+        return Err(promote_err(e));
+    }
     pr_info!(
         "rdrbd{}: Primary{}\n",
         dev.minor,
         if force { " (forced)" } else { "" }
     );
     notify(&dev, EventType::Change);
-    conn::state_changed(&dev);
+    resource::state_changed(&dev);
     Ok(())
+}
+
+/// A refused state change: DRBD's name and text of the reason, e.g. `SS_TWO_PRIMARIES:
+/// Multiple primaries not allowed by config` (the longest fits the extended ack's 79 bytes).
+fn state_change_failed(req: &Req, rv: StateRv) -> c_int {
+    let e = match rv {
+        StateRv::NoUpToDateDisk => EROFS,
+        StateRv::ConcurrentStChg | StateRv::InTransientState => EAGAIN,
+        _ => EBUSY,
+    };
+    match kernel::str::CString::try_from_fmt(fmt!("{}: {}", chg::ss_name(rv), rv.name())) {
+        Ok(msg) => req.fail(e, &msg),
+        Err(_) => req.fail(e, c"state change refused"),
+    }
 }
 
 /// `secondary`: becomes Secondary unless held open for writing.
@@ -692,7 +739,7 @@ fn secondary(req: &Req) -> HandlerResult {
     if changed {
         pr_info!("rdrbd{}: Secondary\n", dev.minor);
         notify(&dev, EventType::Change);
-        conn::state_changed(&dev);
+        resource::state_changed(&dev);
     }
     Ok(())
 }
@@ -734,8 +781,8 @@ fn status_resources(req: &Req) -> HandlerResult {
         let mut m = req.reply_msg()?;
         m.put_str(Attr::ResourceName, &r.name)
             .and_then(|()| match (&r.conn, &r.stopped) {
-                (Some(h), _) => put_connection(&mut m, &h.conn),
-                (None, Some(c)) => put_connection(&mut m, c),
+                (Some(h), _) => put_connection(&mut m, &h.conn.view(), h.conn.conf.protocol),
+                (None, Some(c)) => put_connection(&mut m, &c.view(), c.conf.protocol),
                 (None, None) => Ok(()),
             })
             .map_err(|e| req.fail(e, c"reply too large"))?;
@@ -762,7 +809,7 @@ fn connect(req: &Req) -> HandlerResult {
     }
     let h = Connection::start(name.to_bytes(), conf)
         .map_err(|e| req.fail(e, c"cannot start the connection"))?;
-    set_device_connections(name.to_bytes(), Some(&h.conn));
+    resource::set_device_connections(name.to_bytes(), Some(&h.conn));
     r.conn = Some(h);
     r.stopped = None;
     Ok(())
@@ -782,7 +829,7 @@ fn disconnect(req: &Req) -> HandlerResult {
     let Some(h) = h else {
         return Ok(());
     };
-    set_device_connections(name.to_bytes(), None);
+    resource::set_device_connections(name.to_bytes(), None);
     // Joins the connection's threads, without holding the registry.
     let conn = h.conn.clone();
     drop(h);

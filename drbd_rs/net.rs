@@ -280,3 +280,10 @@ pub(crate) fn sleep_interruptible(ms: u32) {
     // no signals pending, and `kthread_stop` wakes the sleeper.
     unsafe { bindings::msleep_interruptible(ms) };
 }
+
+/// Sleeps `ms` milliseconds, not woken by signals (for waits in a user's process that must
+/// not spin when a signal is pending).
+pub(crate) fn sleep(ms: u32) {
+    // SAFETY: `msleep` may be called from any sleepable context.
+    unsafe { bindings::msleep(ms) };
+}

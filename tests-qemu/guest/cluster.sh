@@ -118,6 +118,7 @@ cluster_stop() {
 }
 
 cluster_save_logs() {
+	mkdir -p "$CLUSTER_LOG"
 	cp /var/log/pacemaker/pacemaker.log "$CLUSTER_LOG/pacemaker.vm$HARK_VM.b$HARK_BOOT.log" 2>/dev/null || true
 	cp /var/log/corosync/corosync.log "$CLUSTER_LOG/corosync.vm$HARK_VM.b$HARK_BOOT.log" 2>/dev/null || true
 }

@@ -11,6 +11,11 @@ usage: drbd_fakepeer.py HOST PORT MODE [SOURCE-ADDRESS]
   oversized  a correct handshake, then a P_PROTOCOL header announcing 1 MiB
   badstate   a correct handshake, then P_STATE with an impossible state word
   baddata    a correct handshake, then P_DATA far past the end of the device
+  stchg      a correct handshake, then P_STATE_CHG_REQ asking to change the node's own role
+             (it must answer SS_NOT_SUPPORTED, -17, and keep the session; exit 1 otherwise),
+             then a P_STATE_CHG_REPLY to a request the node never made
+  promote    a correct handshake, then P_STATE_CHG_REQ to become Primary: a node that is
+             Primary must answer SS_TWO_PRIMARIES, -1 (exit 1 otherwise)
   stranger   both sockets from SOURCE-ADDRESS (not the configured peer): the node must close
              them without a word (exit 1 if it sends its features)
 The next modes play a freshly created sync target (UUID_JUST_CREATED, Inconsistent) until the
@@ -38,6 +43,8 @@ P_DATA, P_RS_DATA_REPLY, P_BITMAP, P_RS_DATA_REQUEST = 0x00, 0x02, 0x04, 0x09
 P_PROTOCOL, P_UUIDS, P_SIZES, P_STATE, P_SYNC_UUID = 0x0B, 0x0C, 0x0D, 0x0E, 0x0F
 P_PING, P_PING_ACK, P_RS_WRITE_ACK, P_NEG_RS_DREPLY = 0x13, 0x14, 0x17, 0x1B
 P_SYNC_PARAM89, P_COMPRESSED_BITMAP = 0x23, 0x24
+P_STATE_CHG_REQ, P_STATE_CHG_REPLY = 0x12, 0x1D
+SS_NOT_SUPPORTED, SS_TWO_PRIMARIES = -17, -1
 ID_SYNCER = 2**64 - 1
 UUID_JUST_CREATED = 4
 # Secondary, peer Primary, WFReportParams, Inconsistent, peer DUnknown (drbd_state.rs layout).
@@ -181,6 +188,28 @@ def mode_after_sync(mode, data, meta):
     time.sleep(2)
 
 
+def ask(data, meta, mode, mask, val, want):
+    """Sends P_STATE_CHG_REQ (mask, val) and checks the node's P_STATE_CHG_REPLY."""
+    data.sendall(pkt(P_STATE_CHG_REQ, struct.pack(">II", mask, val)))
+    meta.settimeout(30)
+    while True:
+        cmd, p = recv_pkt(meta)
+        if cmd == P_STATE_CHG_REPLY:
+            break
+    rc = struct.unpack(">i", p)[0]
+    if rc != want:
+        sys.exit(f"fakepeer: {mode}: the node answered {rc}, not {want}")
+    print(f"fakepeer: {mode}: the node answered {rc}", flush=True)
+
+
+def state_change(data, meta):
+    """A request for the node's own role (our `peer` field, R_MASK << 2 = Primary << 2): not
+    ours to ask; then a reply to a request the node never made."""
+    ask(data, meta, "stchg", 3 << 2, 1 << 2, SS_NOT_SUPPORTED)
+    meta.sendall(pkt(P_STATE_CHG_REPLY, struct.pack(">i", 1)))
+    time.sleep(2)
+
+
 def stranger(host, port, src):
     socks = []
     for first in (P_INITIAL_DATA, P_INITIAL_META):
@@ -230,6 +259,12 @@ def main(host, port, mode, src=None):
         else:
             p_data = struct.pack(">QQII", 1 << 60, 1, 1, 0x100)
             data.sendall(h100(P_DATA, 24 + 4096) + p_data + bytes(4096))
+    elif mode == "stchg":
+        data.sendall(h80(P_FEATURES, 72) + features())
+        state_change(data, meta)
+    elif mode == "promote":
+        data.sendall(h80(P_FEATURES, 72) + features())
+        ask(data, meta, mode, 3, 1, SS_TWO_PRIMARIES)
     elif mode == "negreply":
         data.sendall(h80(P_FEATURES, 72) + features())
         data.settimeout(120)

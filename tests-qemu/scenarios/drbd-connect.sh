@@ -7,7 +7,8 @@
 # reach the peer; pings keep an idle connection up; disconnect/connect and a lost peer lead
 # back to WFConnection and a new session; a hostile peer (garbage, truncated, bad length,
 # incompatible dialect, oversized packet, impossible state, a write past the end of the
-# device, connections from an address that is not the peer's) is refused with a log line;
+# device, a state change request for the node's own role and a state change reply nobody asked
+# for, connections from an address that is not the peer's) is refused with a log line;
 # CRAM-HMAC with the same and with a different secret; a hostile sync target (resync acks it
 # never requested or sent twice; a peer that stops reading while vm0 serves its requests,
 # which must not stall vm0's application reads) and a hostile sync source (a negative reply to
@@ -69,7 +70,7 @@ barrier hostile-start
 if [ "$HARK_VM" = 1 ]; then
 	# A second address on vm1: connections from it are not from the configured peer.
 	must ip addr add 10.77.0.99/24 dev eth0
-	for mode in stranger garbage truncated oversized badstate baddata badlen oldproto; do
+	for mode in stranger garbage truncated oversized badstate baddata stchg badlen oldproto; do
 		barrier "fake-$mode"
 		must $PY "$HARK_TOP/tests-qemu/guest/drbd_fakepeer.py" "$PEER" 7789 "$mode" 10.77.0.99
 		barrier "fake-$mode-done"
@@ -89,6 +90,9 @@ else
 	expect_log oversized 'oversized packet: 1048576 bytes of ReportProtocol' WFConnection
 	expect_log badstate 'invalid peer state word 0xffffffff' WFConnection
 	expect_log baddata 'P_DATA of 4120 bytes at sector 1152921504606846976 refused' WFConnection
+	expect_log stchg 'r0: state change reply without a request' WFConnection
+	dmesg_has 'r0: peer requests a state change \(mask 0x0000000c, val 0x00000004\): Peer does not support protocol \(SS_NOT_SUPPORTED\)' ||
+		die "stchg: the node's answer was not logged"
 	expect_log badlen 'expected ConnectionFeatures, received ConnectionFeatures \(0xfffe, 80 bytes\)' StandAlone
 	must $A disconnect r0
 	must $A connect r0

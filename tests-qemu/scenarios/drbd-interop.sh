@@ -6,7 +6,9 @@
 # sides agree protocol 101, authenticate each other (CRAM-HMAC), exchange P_PROTOCOL / P_SYNC_PARAM89 / P_SIZES / P_UUIDS / P_STATE
 # and reach Connected (fresh metadata on both: no sync); pings keep the idle link up;
 # disconnect and reconnect from either side. Then data moves both ways: the C node (its disk
-# filled with random data) is forced Primary and fully syncs us (drbd_rs SyncTarget); fio
+# filled with random data) is forced Primary and fully syncs us (drbd_rs SyncTarget), and our
+# promotion is refused meanwhile (SS_TWO_PRIMARIES); our promotion after the C node's demotion
+# asks it (P_STATE_CHG_REQ) and it agrees; fio
 # verify writes with protocol C from our Primary to the C Secondary; the C node
 # disconnects, we write 1 MiB and after reconnecting only that is resynced to it; the C node
 # gets fresh metadata and we fully sync it (drbd_rs SyncSource). The md5 of both data areas is
@@ -123,6 +125,10 @@ else
 	wait_status ' disk:UpToDate size:[0-9]+KiB out-of-sync:0KiB' 30
 	dmesg | grep -E 'sync handshake|began resync|resync done' | tail -4
 	dmesg | grep -q "began resync as SyncTarget (will sync $size_kib KiB" || die "not a full sync"
+	# A second Primary is refused (the C node is Primary): we stay Secondary.
+	out=$($A primary r0 2>&1) && die "promoted while the C node is Primary"
+	grep -q 'SS_TWO_PRIMARIES' <<<"$out" || die "no SS_TWO_PRIMARIES: $out"
+	status_is 'r0 role:Secondary' || die "not Secondary after the refusal"
 fi
 barrier c-synced
 same_data "$size_kib" "after the full sync from C"
@@ -141,7 +147,10 @@ barrier c-secondary
 
 step "roles swapped: drbd_rs Primary, protocol C writes to the C Secondary (fio verify)"
 if [ "$HARK_VM" = 0 ]; then
+	# While connected the promotion asks the C node (P_STATE_CHG_REQ), which agrees.
 	must $A primary r0
+	dmesg | grep -q 'r0: asking the peer: become Primary' || die "the C node was not asked"
+	dmesg | grep -q 'requested state change failed by peer' && die "the C node refused"
 	must fio --name=rs --filename=/dev/rdrbd0 --rw=randwrite --bs=16k --size=2M --offset=12M \
 		--direct=1 --ioengine=psync --verify=crc32c --do_verify=1 --randrepeat=0 --output=/tmp/fiors.log
 	grep -E 'WRITE:' /tmp/fiors.log

@@ -2,9 +2,12 @@
 
 //! DRBD wire targets: every packet decoder of `drbd_wire` (headers, the feature handshake,
 //! fixed payloads, `P_PROTOCOL`, `P_SYNC_PARAM`, plain bitmaps, `P_DATA` checks, VLI codes),
-//! directly or as a packet stream, and the RLE+VLI compressed bitmap.
+//! directly or as a packet stream, the answer to a peer's `P_STATE_CHG_REQ`
+//! (`drbd_state_chg`), and the RLE+VLI compressed bitmap.
 
 use crate::Input;
+use hark_proto::drbd_state::{Role, State, StateRv};
+use hark_proto::drbd_state_chg::{check_change, local_role_change, peer_request, Limits};
 use hark_proto::drbd_wire::{
     c_str, check_data, compressed_bitmap_code_max, decode_bitmap_plain, decode_compressed_bitmap,
     decode_header, encode_bitmap_plain, encode_header, header_size, name_buf, rle_decode,
@@ -149,6 +152,44 @@ fn names(p: &[u8]) {
     }
 }
 
+/// A peer's `P_STATE_CHG_REQ` (`mask`, `val`) against our state word `me` with the limits of
+/// `flags`: the answer never panics; a crossing request is refused when `flags` says so; a
+/// granted one changes only the peer's role and disk, passes the change rules, and makes no
+/// second Primary without `allow-two-primaries` (unless there were two already). Our own
+/// promotion and demotion from the same state obey the same rule.
+fn state_request(me: u32, flags: u8, mask: u32, val: u32) {
+    let Ok(os) = State::unpack(me) else {
+        return;
+    };
+    let lim = Limits {
+        two_primaries: flags & 1 != 0,
+        device_open: flags & 2 != 0,
+    };
+    let two = |s: &State| s.role == Role::Primary && s.peer == Role::Primary;
+    let concurrent = flags & 4 != 0;
+    match peer_request(&os, mask, val, &lim, concurrent) {
+        Ok(ns) => {
+            assert!(!concurrent);
+            let mut same = ns;
+            (same.peer, same.pdsk) = (os.peer, os.pdsk);
+            assert_eq!(same, os, "only the peer's role and disk change");
+            assert!(check_change(&os, &ns, &lim).is_success());
+            assert!(lim.two_primaries || !two(&ns) || two(&os));
+        }
+        Err(rv) => {
+            assert!(!rv.is_success());
+            assert!(!concurrent || rv == StateRv::ConcurrentStChg);
+        }
+    }
+    for role in [Role::Primary, Role::Secondary] {
+        let (ns, rv) = local_role_change(&os, role, flags & 8 != 0, &lim);
+        assert_eq!(ns.role, role);
+        if rv.is_success() {
+            assert!(lim.two_primaries || !two(&ns) || two(&os));
+        }
+    }
+}
+
 /// One payload by packet number, as the receiver dispatches it.
 fn payload(agreed: u32, command: u16, p: &[u8], words_left: u64) {
     let Some(pk) = Packet::from_u16(command) else {
@@ -180,7 +221,12 @@ fn payload(agreed: u32, command: u16, p: &[u8], words_left: u64) {
         Packet::State => fixed!(StateWord, p),
         Packet::SyncUuid => fixed!(SyncUuid, p),
         Packet::OutOfSync => fixed!(BlockDesc, p),
-        Packet::StateChgReq | Packet::ConnStChgReq => fixed!(ReqState, p),
+        Packet::StateChgReq | Packet::ConnStChgReq => {
+            fixed!(ReqState, p);
+            if let Ok(r) = ReqState::decode(p) {
+                state_request(words_left as u32, (words_left >> 32) as u8, r.mask, r.val);
+            }
+        }
         Packet::StateChgReply | Packet::ConnStChgReply => fixed!(ReqStateReply, p),
         Packet::Protocol | Packet::ProtocolUpdate => protocol(agreed, p),
         Packet::SyncParam | Packet::SyncParam89 => sync_param(agreed, p),
@@ -227,7 +273,16 @@ pub fn drbd_wire(data: &[u8]) {
         9 => fixed!(StateWord, inp.rest()),
         10 => fixed!(BlockDesc, inp.rest()),
         11 => fixed!(SyncUuid, inp.rest()),
-        12 => fixed!(ReqState, inp.rest()),
+        12 => {
+            // Our state word and flags for the answer, then the request.
+            let me = inp.le(4) as u32;
+            let flags = inp.byte();
+            let p = inp.rest();
+            fixed!(ReqState, p);
+            if let Ok(r) = ReqState::decode(p) {
+                state_request(me, flags, r.mask, r.val);
+            }
+        }
         13 => fixed!(ReqStateReply, inp.rest()),
         14 => protocol(agreed, inp.rest()),
         15 => sync_param(agreed, inp.rest()),

@@ -15,6 +15,7 @@ pub mod drbd_genl;
 pub mod drbd_md;
 pub mod drbd_resync;
 pub mod drbd_state;
+pub mod drbd_state_chg;
 pub mod drbd_sync;
 pub mod drbd_wire;
 pub mod http1;

@@ -12,12 +12,15 @@
 //! - `hark-vmtool http-backend NAME [ADDR:]PORT [--keepalive]` and the `http-*` clients: the
 //!   ktcpvs-relay scenario's backends and clients on 127.0.0.1 (see `backend.rs`, `client.rs`,
 //!   `hostile.rs`).
+//! - `hark-vmtool record-server|record-client|record-check`: the failover scenarios' durable
+//!   service (answers after `fdatasync`) and its client (see `records.rs`).
 
 mod backend;
 mod client;
 mod hostile;
 mod http;
 mod mt;
+mod records;
 mod sha256;
 mod siege;
 
@@ -157,7 +160,8 @@ fn exchange(mine: &str) -> Result<String, String> {
 const USAGE: &str = "usage: hark-vmtool barrier NAME | exchange LINE | \
     http-backend NAME [ADDR:]PORT [--keepalive] | http-routing PER_RULE [CLIENTS [PER_CONN]] | \
     http-wrr N WA:WB:WC | http-survivors N | http-load SECS | http-slow N SECS | \
-    http-hostile N | http-siege IDLE SLOW SAMPLES STATS";
+    http-hostile N | http-siege IDLE SLOW SAMPLES STATS | record-server DIR ADDR:PORT | \
+    record-client ADDR:PORT LOG STOPFILE | record-check ADDR:PORT LOG";
 
 fn num<T: std::str::FromStr>(s: &str) -> Result<T, String> {
     s.parse().map_err(|_| format!("not a number: {s:?}"))
@@ -197,6 +201,9 @@ fn main() -> ExitCode {
         ["http-siege", idle, slow, samples, stats] => num(idle).and_then(|i| {
             num(slow).and_then(|s| num(samples).and_then(|n| siege::run(i, s, n, stats)))
         }),
+        ["record-server", dir, listen] => records::server(dir, listen),
+        ["record-client", to, log, stop] => records::client(to, log, stop),
+        ["record-check", to, log] => records::check(to, log),
         _ => Err(USAGE.to_owned()),
     };
     match res {

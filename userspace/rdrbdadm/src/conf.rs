@@ -296,6 +296,14 @@ impl Parser {
                 self.pos -= 1;
                 return Err(self.err(format!("protocol must be A, B or C, not '{}'", vals[0])));
             }
+            if key == "allow-two-primaries" && vals[0] != "no" {
+                self.pos -= 1;
+                return Err(self.err(format!(
+                    "allow-two-primaries '{}' is not supported: drbd_rs has no dual-primary \
+                     mode (use 'no' or leave it out)",
+                    vals[0]
+                )));
+            }
             into.0.push((key, vals[0].clone()));
         }
     }
@@ -631,6 +639,15 @@ resource r0 {
         assert!(err_of(&twice).msg.contains("defined twice"));
         assert!(err_of("resource r0 {").msg.contains("unterminated"));
         assert!(err_of("bogus;").msg.contains("unknown keyword"));
+        let two = GOOD.replace("protocol C;", "protocol C; allow-two-primaries yes;");
+        let e = err_of(&two);
+        assert_eq!(e.line, 8);
+        assert!(
+            e.msg.contains("not supported: drbd_rs has no dual-primary"),
+            "{e}"
+        );
+        let no = GOOD.replace("protocol C;", "protocol C; allow-two-primaries no;");
+        assert!(Config::parse(&no, "t.conf").is_ok());
     }
 
     #[test]

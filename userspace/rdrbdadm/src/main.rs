@@ -411,7 +411,6 @@ fn connect(k: &mut Kernel, l: &Local) -> Result<(), Fail> {
                 net::Value::U32(x) => w.put_u32(t, *x)?,
                 net::Value::Str(x) => w.put_str(t, x)?,
                 net::Value::Bytes(x) => w.put_bytes(t, x)?,
-                net::Value::Flag => w.put_flag(t)?,
             }
         }
         Ok(())

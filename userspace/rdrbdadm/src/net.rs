@@ -19,8 +19,6 @@ pub enum Value {
     Str(String),
     /// Raw bytes.
     Bytes(Vec<u8>),
-    /// Flag.
-    Flag,
 }
 
 /// The attributes of a `connect` request for `res` seen from host `me`.
@@ -117,10 +115,10 @@ pub fn connect_attrs(res: &Resource, me: &str) -> Result<Vec<(Attr, Value)>, Str
             "resync-rate" => (Attr::ResyncRate, Value::U32(rate(1)?)),
             "c-max-rate" => (Attr::CMaxRate, Value::U32(rate(250)?)),
             "c-plan-ahead" => (Attr::CPlanAheadDs, Value::U32(num(0, 300)?)),
+            // The configuration parser refuses "yes": drbd_rs has no dual-primary mode.
             "allow-two-primaries" => match val.as_str() {
-                "yes" => (Attr::TwoPrimaries, Value::Flag),
                 "no" => continue,
-                _ => return Err(bad("want yes or no")),
+                _ => return Err(bad("not supported: drbd_rs has no dual-primary mode")),
             },
             _ => continue,
         };
@@ -193,20 +191,19 @@ mod tests {
     #[test]
     fn options_convert_and_are_checked() {
         let v = connect_attrs(
-            &res("protocol A; timeout 50; after-sb-0pri discard-zero-changes; protocol B; allow-two-primaries yes;"),
+            &res("protocol A; timeout 50; after-sb-0pri discard-zero-changes; protocol B; allow-two-primaries no;"),
             "a",
         )
         .unwrap();
         assert!(v.contains(&(Attr::Protocol, Value::U8(2))));
         assert_eq!(v.iter().filter(|(a, _)| *a == Attr::Protocol).count(), 1);
         assert!(v.contains(&(Attr::TimeoutDs, Value::U32(50))));
-        assert!(v.contains(&(Attr::TwoPrimaries, Value::Flag)));
+        assert!(!v.iter().any(|(a, _)| *a == Attr::TwoPrimaries));
         assert!(v.contains(&(Attr::AfterSb0p, Value::U8(AfterSb::DiscardZeroChg as u8))));
         for bad in [
             "timeout 0;",
             "ping-int 1000;",
             "after-sb-1pri whatever;",
-            "allow-two-primaries maybe;",
             "max-buffers x;",
         ] {
             assert!(connect_attrs(&res(bad), "a").is_err(), "{bad}");
