@@ -201,6 +201,7 @@ impl configfs::GroupOperations for Root {
                 stats: 14,
                 pool_idle: 15,
                 servers_from: 16,
+                max_mem_kib: 17,
             ],
         };
         let svc = self.registry.add(n)?;
@@ -237,6 +238,7 @@ pub(crate) enum SvcAttr {
     Stats,
     PoolIdle,
     ServersFrom,
+    MaxMemKib,
 }
 
 /// A service directory. Dropping it (when configfs releases the directory) removes the
@@ -272,6 +274,7 @@ attr_ops!(ServiceDir, 13, SvcAttr::Enabled);
 attr_ops!(ServiceDir, 14, SvcAttr::Stats, read_only);
 attr_ops!(ServiceDir, 15, SvcAttr::PoolIdle);
 attr_ops!(ServiceDir, 16, SvcAttr::ServersFrom);
+attr_ops!(ServiceDir, 17, SvcAttr::MaxMemKib);
 
 impl ServiceDir {
     fn show(&self, a: SvcAttr, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
@@ -310,6 +313,7 @@ impl ServiceDir {
                         write!(w, "{f}")?;
                     }
                 }
+                SvcAttr::MaxMemKib => write!(w, "{}", cfg.max_mem_kib)?,
             }
             writeln!(w)
         })
@@ -415,6 +419,9 @@ impl ServiceDir {
                 }
                 // Only stored: `rtcpvsadm follow-ipvs` reads it and manages the servers.
                 SvcAttr::ServersFrom => cfg.servers_from = ktcpvs_cfs::parse_servers_from(v)?,
+                SvcAttr::MaxMemKib => {
+                    cfg.max_mem_kib = ktcpvs_cfs::parse_num(&ktcpvs_cfs::MAX_MEM_KIB, v)?
+                }
             }
             Ok(())
         });

@@ -147,6 +147,8 @@ pub(crate) struct ServiceCfg {
     pub(crate) idle_timeout_ms: u32,
     pub(crate) connect_timeout_ms: u32,
     pub(crate) max_conns: u32,
+    /// Most memory (KiB) its client connections hold (the `MemBytes` counter).
+    pub(crate) max_mem_kib: u32,
     pub(crate) max_header_bytes: u32,
     pub(crate) max_fails: u32,
     pub(crate) fail_timeout_ms: u32,
@@ -174,6 +176,7 @@ impl ServiceCfg {
             idle_timeout_ms: ktcpvs_cfs::IDLE_TIMEOUT_MS.default,
             connect_timeout_ms: ktcpvs_cfs::CONNECT_TIMEOUT_MS.default,
             max_conns: ktcpvs_cfs::MAX_CONNS.default,
+            max_mem_kib: ktcpvs_cfs::MAX_MEM_KIB.default,
             max_header_bytes: ktcpvs_cfs::MAX_HEADER_BYTES.default,
             max_fails: ktcpvs_cfs::MAX_FAILS.default,
             fail_timeout_ms: ktcpvs_cfs::FAIL_TIMEOUT_MS.default,
@@ -332,13 +335,13 @@ impl fmt::Display for Why {
 /// Counters of a service or server. Only the data path changes them (relaxed atomics); a
 /// reader sees each counter's recent value, not one instant across all of them.
 pub(crate) struct Stats {
-    values: [Atomic<u64>; 6],
+    values: [Atomic<u64>; 8],
 }
 
 impl Stats {
     const fn new() -> Self {
         Stats {
-            values: [const { Atomic::new(0) }; 6],
+            values: [const { Atomic::new(0) }; 8],
         }
     }
 
@@ -364,6 +367,11 @@ impl Stats {
     /// Takes one from [`Stat::ActiveConns`] (paired with an earlier `add(ActiveConns, 1)`).
     pub(crate) fn dec_active(&self) {
         self.values[Stat::ActiveConns as usize].fetch_sub(1u64, Relaxed);
+    }
+
+    /// Takes `n` from [`Stat::MemBytes`] (paired with an earlier `fetch_add(MemBytes, n)`).
+    pub(crate) fn sub_mem(&self, n: u64) {
+        self.values[Stat::MemBytes as usize].fetch_sub(n, Relaxed);
     }
 
     /// Counter `s` now.
@@ -394,6 +402,12 @@ pub(crate) enum Stat {
     /// Connections closed because of an error (service); failed connects, timeouts and
     /// broken connections (server).
     Errors,
+    /// Connections and requests refused because `max_conns` or `max_mem_kib` was reached
+    /// (service; 0 for a server).
+    Refused,
+    /// Bytes the service's client connections hold in the module now: their state and their
+    /// head and relay buffers (service; 0 for a server).
+    MemBytes,
 }
 
 /// Scheduler state shared by the connections of a service (round-robin positions, the

@@ -25,30 +25,43 @@ struct ktcpvs_rs_addr {
 #define KTCPVS_RS_MAX_WAKERS 8
 
 /*
- * A worker's wake-up: a wait queue and an "events pending" flag. Allocated by
- * ktcpvs_rs_waker_new(), freed by ktcpvs_rs_waker_free() once no event source names it.
+ * A worker's wake-up and ready queue: the event sources that fired since it last looked, each
+ * at most once, in firing order. Allocated by ktcpvs_rs_waker_new(), freed by
+ * ktcpvs_rs_waker_free() once no live event source names it (it frees the dead ones queued).
  */
 struct ktcpvs_rs_waker;
 struct ktcpvs_rs_waker *ktcpvs_rs_waker_new(void);
 void ktcpvs_rs_waker_free(struct ktcpvs_rs_waker *w);
+/* Sleeps until the queue is not empty, @timeout_ms passed or the kthread is asked to stop. */
+void ktcpvs_rs_waker_wait(struct ktcpvs_rs_waker *w, long timeout_ms);
 /*
- * Sleeps until an event was signalled, @timeout_ms passed or the kthread is asked to stop;
- * clears the flag. Returns whether an event was pending.
+ * Pops the next fired source and stores its token (the owning worker only): false when the
+ * queue is empty. Sources freed while queued are freed here and skipped.
  */
-bool ktcpvs_rs_waker_wait(struct ktcpvs_rs_waker *w, long timeout_ms);
+bool ktcpvs_rs_waker_next(struct ktcpvs_rs_waker *w, u64 *token);
 
 /*
- * An event source: a "pending" flag and the wakers to wake when one of the sockets attached to
- * it becomes readable, writable, changes state or reports an error. Any context may fire it.
+ * An event source with a @token: fired when one of the sockets attached to it becomes
+ * readable, writable, changes state or reports an error (any context), it is queued once on
+ * one of its @n wakers (in turn) until that worker pops it.
  */
 struct ktcpvs_rs_ev;
-struct ktcpvs_rs_ev *ktcpvs_rs_ev_new(struct ktcpvs_rs_waker *const *w, unsigned int n);
-/* Frees @ev. Every socket attached to it must have been detached (or released). */
+struct ktcpvs_rs_ev *ktcpvs_rs_ev_new(struct ktcpvs_rs_waker *const *w, unsigned int n,
+				      u64 token);
+/*
+ * Frees @ev (or leaves it to the worker whose queue holds it). Every socket attached to it
+ * must have been detached (or released).
+ */
 void ktcpvs_rs_ev_free(struct ktcpvs_rs_ev *ev);
-/* Sets the pending flag and wakes the wakers. */
+/* Queues @ev on one of its wakers (unless it is queued) and wakes that worker. */
 void ktcpvs_rs_ev_fire(struct ktcpvs_rs_ev *ev);
-/* Returns and clears the pending flag. */
-bool ktcpvs_rs_ev_take(struct ktcpvs_rs_ev *ev);
+/*
+ * Whether @ev's next fires go to its wakers' slow queue (served after the others, and once
+ * every few pops): for a client trickling its request head.
+ */
+void ktcpvs_rs_ev_set_slow(struct ktcpvs_rs_ev *ev, bool slow);
+/* sizeof(struct ktcpvs_rs_ev), for the memory accounting. */
+size_t ktcpvs_rs_ev_size(void);
 
 /*
  * Non-blocking TCP sockets in init_net. Functions returning a socket return an ERR_PTR on
@@ -82,6 +95,9 @@ void ktcpvs_rs_sock_release(struct socket *s);
 
 /* Captures the stack's default TCP callbacks (call once before any attach). 0 or -errno. */
 int ktcpvs_rs_net_init(void);
+
+/* num_online_cpus() */
+unsigned int ktcpvs_rs_online_cpus(void);
 
 /* Monotonic milliseconds (jiffies based). */
 u64 ktcpvs_rs_now_ms(void);

@@ -23,6 +23,8 @@ pub mod ktcpvs_cfs;
 pub mod l7_rules;
 #[path = "../userspace/hark-proto/src/l7_sched.rs"]
 pub mod l7_sched;
+#[path = "../userspace/hark-proto/src/timer_wheel.rs"]
+pub mod timer_wheel;
 
 mod cfs;
 mod config;
@@ -32,6 +34,7 @@ mod kthread;
 mod net;
 mod pool;
 mod relay;
+mod table;
 
 use cfs::{Registry, Root, ServiceDir};
 
@@ -219,7 +222,7 @@ mod tests {
         assert!(new.is_some());
         let Some(new) = new else { return };
         assert_eq!(new.slot, slot);
-        assert_eq!(new.rt.stats.line().values, [0; 6]);
+        assert_eq!(new.rt.stats.line().values, [0; 8]);
         assert!(new.rt.health.lock().available(1000));
         assert!(*new.rt.health.lock() == PassiveHealth::new());
     }

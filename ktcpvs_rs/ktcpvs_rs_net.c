@@ -15,7 +15,9 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/jiffies.h>
+#include <linux/cpumask.h>
 #include <linux/kthread.h>
+#include <linux/llist.h>
 #include <linux/net.h>
 #include <linux/in.h>
 #include <linux/in6.h>
@@ -23,6 +25,7 @@
 #include <linux/slab.h>
 #include <linux/tcp.h>
 #include <linux/wait.h>
+#include <net/inet_connection_sock.h>
 #include <net/inet_sock.h>
 #include <net/sock.h>
 #include <net/tcp.h>
@@ -30,13 +33,39 @@
 
 #include "ktcpvs_rs_glue.h"
 
+/*
+ * A worker's ready queues. Event sources are pushed (lock-free, any context) on @ready, or on
+ * @slow when their owner marked them slow (a client trickling a request head); only the
+ * worker pops them, through @batch and @slow_batch (the parts it took, in firing order).
+ * @slow is served when @ready is empty and otherwise once every KTCPVS_RS_SLOW_EVERY pops,
+ * so trickled bytes do not delay the other connections and still advance.
+ */
 struct ktcpvs_rs_waker {
 	wait_queue_head_t wq;
-	atomic_t events;
+	struct llist_head ready;
+	struct llist_head slow;
+	struct llist_node *batch;
+	struct llist_node *slow_batch;
+	unsigned int pops;
+};
+
+#define KTCPVS_RS_SLOW_EVERY 8
+
+/* ktcpvs_rs_ev.state */
+enum {
+	EV_IDLE,	/* in no queue */
+	EV_QUEUED,	/* in a worker's queue */
+	EV_DEAD,	/* in a worker's queue, freed by its owner: the worker frees it */
+	EV_FREED,
 };
 
 struct ktcpvs_rs_ev {
-	atomic_t pending;
+	atomic_t state;
+	struct llist_node node;
+	u64 token;
+	/* Queued on the wakers' @slow queue (set by the owner, read when fired). */
+	int slow;
+	atomic_t rr;
 	unsigned int n;
 	struct ktcpvs_rs_waker *w[KTCPVS_RS_MAX_WAKERS];
 };
@@ -71,24 +100,78 @@ struct ktcpvs_rs_waker *ktcpvs_rs_waker_new(void)
 	if (!w)
 		return NULL;
 	init_waitqueue_head(&w->wq);
-	atomic_set(&w->events, 0);
+	init_llist_head(&w->ready);
+	init_llist_head(&w->slow);
+	w->batch = NULL;
+	w->slow_batch = NULL;
+	w->pops = 0;
 	return w;
+}
+
+static bool ktcpvs_rs_waker_has_ready(struct ktcpvs_rs_waker *w)
+{
+	return w->batch || w->slow_batch || !llist_empty(&w->ready) || !llist_empty(&w->slow);
+}
+
+/* The next node of one queue (@batch first, then what was pushed on @head since). */
+static struct llist_node *ktcpvs_rs_take(struct llist_node **batch, struct llist_head *head)
+{
+	struct llist_node *node;
+
+	if (!*batch)
+		*batch = llist_reverse_order(llist_del_all(head));
+	node = *batch;
+	if (node)
+		*batch = node->next;
+	return node;
+}
+
+bool ktcpvs_rs_waker_next(struct ktcpvs_rs_waker *w, u64 *token)
+{
+	struct ktcpvs_rs_ev *ev;
+	struct llist_node *node;
+
+	for (;;) {
+		node = NULL;
+		/* The slow queue once in a while even when the other one is busy. */
+		if (++w->pops % KTCPVS_RS_SLOW_EVERY == 0)
+			node = ktcpvs_rs_take(&w->slow_batch, &w->slow);
+		if (!node)
+			node = ktcpvs_rs_take(&w->batch, &w->ready);
+		if (!node)
+			node = ktcpvs_rs_take(&w->slow_batch, &w->slow);
+		if (!node)
+			return false;
+		ev = container_of(node, struct ktcpvs_rs_ev, node);
+		*token = ev->token;
+		/* Out of the queue: a fire from now on queues it again. */
+		if (atomic_xchg(&ev->state, EV_IDLE) == EV_DEAD) {
+			kfree(ev);
+			continue;
+		}
+		return true;
+	}
 }
 
 void ktcpvs_rs_waker_free(struct ktcpvs_rs_waker *w)
 {
+	u64 token;
+
+	/* Frees the dead sources still queued; live ones are their owners' (none should be). */
+	while (ktcpvs_rs_waker_next(w, &token))
+		;
 	kfree(w);
 }
 
-bool ktcpvs_rs_waker_wait(struct ktcpvs_rs_waker *w, long timeout_ms)
+void ktcpvs_rs_waker_wait(struct ktcpvs_rs_waker *w, long timeout_ms)
 {
 	wait_event_interruptible_timeout(w->wq,
-					 atomic_read(&w->events) || kthread_should_stop(),
+					 ktcpvs_rs_waker_has_ready(w) || kthread_should_stop(),
 					 msecs_to_jiffies(timeout_ms));
-	return atomic_xchg(&w->events, 0) != 0;
 }
 
-struct ktcpvs_rs_ev *ktcpvs_rs_ev_new(struct ktcpvs_rs_waker *const *w, unsigned int n)
+struct ktcpvs_rs_ev *ktcpvs_rs_ev_new(struct ktcpvs_rs_waker *const *w, unsigned int n,
+				      u64 token)
 {
 	struct ktcpvs_rs_ev *ev;
 	unsigned int i;
@@ -98,7 +181,8 @@ struct ktcpvs_rs_ev *ktcpvs_rs_ev_new(struct ktcpvs_rs_waker *const *w, unsigned
 	ev = kzalloc(sizeof(*ev), GFP_KERNEL);
 	if (!ev)
 		return NULL;
-	atomic_set(&ev->pending, 1);
+	atomic_set(&ev->state, EV_IDLE);
+	ev->token = token;
 	ev->n = n;
 	for (i = 0; i < n; i++)
 		ev->w[i] = w[i];
@@ -107,23 +191,42 @@ struct ktcpvs_rs_ev *ktcpvs_rs_ev_new(struct ktcpvs_rs_waker *const *w, unsigned
 
 void ktcpvs_rs_ev_free(struct ktcpvs_rs_ev *ev)
 {
-	kfree(ev);
+	int s = atomic_read(&ev->state);
+
+	for (;;) {
+		if (s == EV_IDLE && atomic_try_cmpxchg(&ev->state, &s, EV_FREED)) {
+			kfree(ev);
+			return;
+		}
+		/* Queued: the worker that pops it frees it. */
+		if (s == EV_QUEUED && atomic_try_cmpxchg(&ev->state, &s, EV_DEAD))
+			return;
+		if (WARN_ON_ONCE(s != EV_IDLE && s != EV_QUEUED))
+			return;
+	}
+}
+
+size_t ktcpvs_rs_ev_size(void)
+{
+	return sizeof(struct ktcpvs_rs_ev);
 }
 
 void ktcpvs_rs_ev_fire(struct ktcpvs_rs_ev *ev)
 {
-	unsigned int i;
+	struct ktcpvs_rs_waker *w;
 
-	atomic_set(&ev->pending, 1);
-	for (i = 0; i < ev->n; i++) {
-		atomic_set(&ev->w[i]->events, 1);
-		wake_up_interruptible(&ev->w[i]->wq);
-	}
+	/* Already queued (or freed: cannot happen, its sockets are detached first). */
+	if (atomic_cmpxchg(&ev->state, EV_IDLE, EV_QUEUED) != EV_IDLE)
+		return;
+	/* One worker: the next one in turn when the source names several (a listener). */
+	w = ev->w[ev->n == 1 ? 0 : (unsigned int)atomic_inc_return(&ev->rr) % ev->n];
+	if (llist_add(&ev->node, READ_ONCE(ev->slow) ? &w->slow : &w->ready))
+		wake_up_interruptible(&w->wq);
 }
 
-bool ktcpvs_rs_ev_take(struct ktcpvs_rs_ev *ev)
+void ktcpvs_rs_ev_set_slow(struct ktcpvs_rs_ev *ev, bool slow)
 {
-	return atomic_xchg(&ev->pending, 0) != 0;
+	WRITE_ONCE(ev->slow, slow);
 }
 
 static void ktcpvs_rs_cb(struct sock *sk)
@@ -224,8 +327,12 @@ struct socket *ktcpvs_rs_sock_listen(const struct ktcpvs_rs_addr *local, int bac
 int ktcpvs_rs_sock_accept(struct socket *listener, struct socket **out)
 {
 	struct socket *s = NULL;
-	int err = kernel_accept(listener, &s, O_NONBLOCK);
+	int err;
 
+	/* kernel_accept() allocates a socket before it looks at the queue. */
+	if (reqsk_queue_empty(&inet_csk(listener->sk)->icsk_accept_queue))
+		return -EAGAIN;
+	err = kernel_accept(listener, &s, O_NONBLOCK);
 	if (err)
 		return err;
 	tcp_sock_set_nodelay(s->sk);
@@ -335,6 +442,11 @@ void ktcpvs_rs_sock_release(struct socket *s)
 {
 	ktcpvs_rs_sock_detach(s);
 	sock_release(s);
+}
+
+unsigned int ktcpvs_rs_online_cpus(void)
+{
+	return num_online_cpus();
 }
 
 u64 ktcpvs_rs_now_ms(void)

@@ -4,7 +4,8 @@
 //! threads, as small safe types over `ktcpvs_rs_net.c` (declarations: `ktcpvs_rs_glue.h`).
 //!
 //! - [`Waker`]: what a worker thread sleeps on ([`Waker::wait`]).
-//! - [`Ev`]: an event source: a "pending" flag and the wakers to wake. Sockets attached to it
+//! - [`Ev`]: an event source with a token: when it fires it is queued (once) on one of its
+//!   wakers, whose worker pops its token ([`Waker::next`]). Sockets attached to it
 //!   ([`Sock::attach`]) fire it from their callbacks (softirq or process context).
 //! - [`Sock`]: a TCP socket in the initial network namespace; every I/O is non-blocking.
 //!   Dropping it detaches its callbacks and releases it.
@@ -91,11 +92,18 @@ mod ffi {
         pub(super) fn ktcpvs_rs_net_init() -> c_int;
         pub(super) fn ktcpvs_rs_waker_new() -> *mut RawWaker;
         pub(super) fn ktcpvs_rs_waker_free(w: *mut RawWaker);
-        pub(super) fn ktcpvs_rs_waker_wait(w: *mut RawWaker, timeout_ms: c_long) -> bool;
-        pub(super) fn ktcpvs_rs_ev_new(w: *const *mut RawWaker, n: c_uint) -> *mut RawEv;
+        pub(super) fn ktcpvs_rs_waker_wait(w: *mut RawWaker, timeout_ms: c_long);
+        pub(super) fn ktcpvs_rs_waker_next(w: *mut RawWaker, token: *mut u64) -> bool;
+        pub(super) fn ktcpvs_rs_ev_new(
+            w: *const *mut RawWaker,
+            n: c_uint,
+            token: u64,
+        ) -> *mut RawEv;
         pub(super) fn ktcpvs_rs_ev_free(ev: *mut RawEv);
         pub(super) fn ktcpvs_rs_ev_fire(ev: *mut RawEv);
-        pub(super) fn ktcpvs_rs_ev_take(ev: *mut RawEv) -> bool;
+        pub(super) fn ktcpvs_rs_ev_set_slow(ev: *mut RawEv, slow: bool);
+        pub(super) fn ktcpvs_rs_ev_size() -> usize;
+        pub(super) fn ktcpvs_rs_online_cpus() -> c_uint;
         pub(super) fn ktcpvs_rs_sock_listen(
             local: *const Addr,
             backlog: c_int,
@@ -133,6 +141,18 @@ pub(crate) fn init() -> Result {
     kernel::error::to_result(unsafe { ffi::ktcpvs_rs_net_init() })
 }
 
+/// Online CPUs now.
+pub(crate) fn online_cpus() -> usize {
+    // SAFETY: Reads the online CPU mask's weight; no preconditions.
+    unsafe { ffi::ktcpvs_rs_online_cpus() as usize }
+}
+
+/// Bytes of one event source (its C structure).
+pub(crate) fn ev_size() -> usize {
+    // SAFETY: No preconditions.
+    unsafe { ffi::ktcpvs_rs_ev_size() }
+}
+
 /// Monotonic milliseconds.
 pub(crate) fn now_ms() -> u64 {
     // SAFETY: Reads jiffies; callable from any context.
@@ -163,11 +183,24 @@ impl Waker {
         })
     }
 
-    /// Sleeps until an event source naming this waker fires, `timeout_ms` pass or the current
-    /// kthread is asked to stop. Returns whether an event was pending. Kthreads only.
-    pub(crate) fn wait(&self, timeout_ms: u32) -> bool {
+    /// Sleeps until an event source is queued on this waker, `timeout_ms` pass or the current
+    /// kthread is asked to stop. Kthreads only.
+    pub(crate) fn wait(&self, timeout_ms: u32) {
         // SAFETY: By the type invariant `w` is live; the caller is a kthread (may sleep).
         unsafe { ffi::ktcpvs_rs_waker_wait(self.w.as_ptr(), timeout_ms as c_long) }
+    }
+
+    /// Pops the token of the next event source that fired (each queued once until popped).
+    ///
+    /// # Safety
+    ///
+    /// Only one thread, the worker owning this waker, may pop (the C side's batch is not
+    /// locked).
+    pub(crate) unsafe fn next(&self) -> Option<u64> {
+        let mut token = 0u64;
+        // SAFETY: By the type invariant `w` is live; the caller is its only consumer; `token`
+        // is writable.
+        unsafe { ffi::ktcpvs_rs_waker_next(self.w.as_ptr(), &mut token) }.then_some(token)
     }
 }
 
@@ -193,42 +226,45 @@ pub(crate) struct Ev {
 unsafe impl Send for Ev {}
 
 impl Ev {
-    /// An event source waking `wakers` (at most [`MAX_WAKERS`]), created pending.
+    /// An event source queued, when it fires, on one of `wakers` (at most [`MAX_WAKERS`], in
+    /// turn) with `token`; created idle.
     ///
     /// # Safety
     ///
     /// Every waker must outlive the returned `Ev`.
-    pub(crate) unsafe fn new(wakers: &[&Waker]) -> Result<Ev> {
+    pub(crate) unsafe fn new(wakers: &[&Waker], token: u64) -> Result<Ev> {
         let mut raw = [core::ptr::null_mut::<RawWaker>(); MAX_WAKERS];
         let n = wakers.len().min(MAX_WAKERS);
         for i in 0..n {
             raw[i] = wakers[i].w.as_ptr();
         }
         // SAFETY: `raw[..n]` are live wakers; the C side copies the pointers.
-        let ev = unsafe { ffi::ktcpvs_rs_ev_new(raw.as_ptr(), n as c_uint) };
+        let ev = unsafe { ffi::ktcpvs_rs_ev_new(raw.as_ptr(), n as c_uint, token) };
         // INVARIANT: A non-null return is ours; the caller guarantees the wakers outlive it.
         Ok(Ev {
             ev: NonNull::new(ev).ok_or(ENOMEM)?,
         })
     }
 
-    /// Marks the source pending and wakes its wakers (to come back to it soon).
+    /// Queues the source (unless it is queued) and wakes its worker: to come back to it soon.
     pub(crate) fn fire(&self) {
         // SAFETY: By the type invariant `ev` and its wakers are live.
         unsafe { ffi::ktcpvs_rs_ev_fire(self.ev.as_ptr()) };
     }
 
-    /// Returns and clears the pending flag.
-    pub(crate) fn take(&self) -> bool {
-        // SAFETY: By the type invariant `ev` is live.
-        unsafe { ffi::ktcpvs_rs_ev_take(self.ev.as_ptr()) }
+    /// Whether the source's next fires go to its worker's slow queue, served after the other
+    /// sources (and once every few of them): for a client trickling its request head.
+    pub(crate) fn set_slow(&self, slow: bool) {
+        // SAFETY: By the type invariant `ev` is live; the C side only stores the flag.
+        unsafe { ffi::ktcpvs_rs_ev_set_slow(self.ev.as_ptr(), slow) };
     }
 }
 
 impl Drop for Ev {
     fn drop(&mut self) {
         // SAFETY: By the type invariant `ev` is ours; every socket attached to it was released
-        // before (the safety requirement of `Sock::attach`), so no callback uses it.
+        // before (the safety requirement of `Sock::attach`), so no callback uses it. If it is
+        // still queued, the worker that pops it frees it (its wakers outlive it).
         unsafe { ffi::ktcpvs_rs_ev_free(self.ev.as_ptr()) };
     }
 }

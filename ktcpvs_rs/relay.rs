@@ -3,12 +3,12 @@
 //! The data path: listening sockets of the enabled services, and the relay of client
 //! connections to the real servers (see `Documentation/ktcpvs-relay.md`).
 //!
-//! Threading: [`WORKERS`] kernel threads, no thread per connection. Every socket is
-//! non-blocking; its callbacks (`ktcpvs_rs_net.c`) only set a flag on the connection's event
-//! source and wake the owning worker. A worker owns its connections (a local list, no lock):
-//! when woken it accepts new connections from every listener and steps the connections whose
-//! event fired; every [`SWEEP_MS`] it steps all of them, which also enforces the timeouts.
-//! A step ([`Conn::step`]) does what it can without blocking and returns.
+//! Threading: one kernel thread per online CPU, no thread per connection. Every socket is
+//! non-blocking; its callbacks (`ktcpvs_rs_net.c`) only queue the socket's event source on a
+//! worker's ready queue and wake it. A worker owns its connections (a [`Table`], no lock): it
+//! pops fired sources (a listener: accept; a connection: step it) and steps the connections
+//! whose deadline passed (a timer wheel); nothing walks all connections. A step
+//! ([`Conn::step`]) does what it can without blocking and returns.
 //!
 //! HTTP mode, per request: the request head is read (within `max_header_bytes` and
 //! `client_header_timeout_ms`) and parsed, a server is chosen (rules, then the scheduler), the
@@ -27,21 +27,28 @@
 
 use crate::config::{SchedState, ServerCfg, ServerRt, Service, ServiceCfg, Stat};
 use crate::http1::{
-    self, BodyRelay, ChunkLimits, Framing, Header, HttpError, Limits, Method, Version,
+    self, BodyRelay, ChunkLimits, Framing, HeadScan, Header, HttpError, Limits, Method, Version,
 };
 use crate::ktcpvs_cfs::{Mode, MAX_NAME, MAX_SERVERS};
 use crate::l7_sched::{self, SchedKind, ServerState, ServerView};
 use crate::net::{self, Addr, Ev, Io, KThread, Sock, Waker};
 use crate::pool::{Key, Pool};
+use crate::table::Table;
 use core::net::{IpAddr, SocketAddr};
 use kernel::new_mutex;
 use kernel::prelude::*;
+use kernel::str::CString;
 use kernel::sync::{Arc, Mutex};
 
-/// Worker threads.
-pub(crate) const WORKERS: usize = 2;
-/// Every connection is stepped at least this often (timeouts, lost wake-ups).
-const SWEEP_MS: u64 = 100;
+/// Most worker threads (one per online CPU at load, at most this many).
+pub(crate) const MAX_WORKERS: usize = net::MAX_WAKERS;
+/// How often worker 0 closes the pool's expired idle connections (ms).
+const POOL_EXPIRE_MS: u64 = 100;
+/// Fired sources a worker handles before it looks at the deadlines.
+const EVENT_BUDGET: usize = 64;
+/// Token bit of a listener's event source (the rest: the service id); other tokens are slots
+/// of the worker's [`Table`].
+const LISTENER: u64 = 1 << 63;
 /// Listen backlog.
 const BACKLOG: u32 = 1024;
 /// Connections a worker accepts from one listener before looking at the others.
@@ -93,9 +100,10 @@ struct Listener {
 ///
 /// # Invariants
 ///
-/// `wakers` has [`WORKERS`] entries; every [`Ev`] made by the relay names only them and is
-/// dropped before the relay (listeners are in `listeners`; connections belong to worker
-/// threads, which hold an `Arc<Relay>`).
+/// `wakers` has one entry per worker thread (1..=[`MAX_WORKERS`]), and only the worker with
+/// the same index pops from it; every [`Ev`] made by the relay names only them and is dropped
+/// before the relay (listeners are in `listeners`; connections belong to worker threads, which
+/// hold an `Arc<Relay>`).
 #[pin_data]
 pub(crate) struct Relay {
     wakers: KVec<Waker>,
@@ -125,11 +133,13 @@ struct WorkerArg {
 }
 
 impl Relay {
-    /// The relay with its worker threads running.
+    /// The relay with its worker threads running, one per online CPU (at most
+    /// [`MAX_WORKERS`]).
     pub(crate) fn start() -> Result<Arc<Relay>> {
         net::init()?;
-        let mut wakers = KVec::with_capacity(WORKERS, GFP_KERNEL)?;
-        for _ in 0..WORKERS {
+        let n = net::online_cpus().clamp(1, MAX_WORKERS);
+        let mut wakers = KVec::with_capacity(n, GFP_KERNEL)?;
+        for _ in 0..n {
             wakers.push(Waker::new()?, GFP_KERNEL)?;
         }
         let relay = Arc::pin_init(
@@ -141,32 +151,29 @@ impl Relay {
             }? Error),
             GFP_KERNEL,
         )?;
-        for idx in 0..WORKERS {
-            let arg = Arc::new(
-                WorkerArg {
-                    relay: relay.clone(),
-                    idx,
-                },
-                GFP_KERNEL,
-            )?;
-            let name = if idx == 0 {
-                c"ktcpvs_rs/0"
-            } else {
-                c"ktcpvs_rs/1"
-            };
-            let t = match KThread::spawn(name, arg, worker_main) {
-                Ok(t) => t,
-                Err(e) => {
-                    relay.stop();
-                    return Err(e);
-                }
-            };
-            if let Err(e) = relay.workers.lock().push(t, GFP_KERNEL) {
+        for idx in 0..n {
+            if let Err(e) = relay.spawn_worker(idx) {
                 relay.stop();
-                return Err(e.into());
+                return Err(e);
             }
         }
+        pr_info!("{} worker threads\n", n);
         Ok(relay)
+    }
+
+    /// Starts worker thread `idx` (`ktcpvs_rs/<idx>`).
+    fn spawn_worker(self: &Arc<Self>, idx: usize) -> Result {
+        let arg = Arc::new(
+            WorkerArg {
+                relay: self.clone(),
+                idx,
+            },
+            GFP_KERNEL,
+        )?;
+        let name = CString::try_from_fmt(fmt!("ktcpvs_rs/{idx}"))?;
+        let t = KThread::spawn(&name, arg, worker_main)?;
+        self.workers.lock().push(t, GFP_KERNEL)?;
+        Ok(())
     }
 
     /// Closes every listener, then stops the workers, which close their connections, then
@@ -189,10 +196,15 @@ impl Relay {
         }
         g.reserve(1, GFP_KERNEL)?;
         let sock = Sock::listen(addr, BACKLOG)?;
-        let wakers: [&Waker; WORKERS] = core::array::from_fn(|i| &self.wakers[i]);
+        let mut wakers: [&Waker; MAX_WORKERS] = [&self.wakers[0]; MAX_WORKERS];
+        for (w, r) in wakers.iter_mut().zip(self.wakers.iter()) {
+            *w = r;
+        }
+        let n = self.wakers.len().min(MAX_WORKERS);
         // SAFETY: The wakers live as long as the relay, which outlives every listener (they
         // are dropped by `stop` or `unlisten`, and `Relay` is dropped only after `stop`).
-        let ev = unsafe { Ev::new(&wakers)? };
+        // Its events go to one worker at a time, in turn.
+        let ev = unsafe { Ev::new(&wakers[..n], LISTENER | svc.id)? };
         // SAFETY: `ev` is stored next to `sock` in a `Listener`, which drops `sock` first.
         unsafe { sock.attach(&ev) };
         g.push(
@@ -216,90 +228,194 @@ impl Relay {
         }
     }
 
-    /// Accepts up to [`ACCEPT_BATCH`] connections per listener into `out`; returns whether a
-    /// listener may have more.
-    fn accept_some(&self, out: &mut KVec<(Sock, Arc<Service>)>) -> bool {
+    /// Accepts up to [`ACCEPT_BATCH`] connections of the listener of service `id` into `out`;
+    /// if there may be more, fires the listener again (for the next worker in turn).
+    fn accept_some(&self, id: u64, out: &mut KVec<(Sock, Arc<Service>)>) {
         let g = self.listeners.lock();
-        let mut more = false;
-        for l in g.iter() {
-            let mut n = 0;
-            while n < ACCEPT_BATCH {
-                let Ok(s) = l.sock.accept() else { break };
-                n = n.saturating_add(1);
-                // On allocation failure the connection is closed at once.
-                let _ = out.push((s, l.svc.clone()), GFP_KERNEL);
-            }
-            more |= n == ACCEPT_BATCH;
+        let Some(l) = g.iter().find(|l| l.svc.id == id) else {
+            return;
+        };
+        for _ in 0..ACCEPT_BATCH {
+            let Ok(s) = l.sock.accept() else { return };
+            // On allocation failure the connection is closed at once.
+            let _ = out.push((s, l.svc.clone()), GFP_KERNEL);
         }
-        more
+        l._ev.fire();
     }
 }
 
-/// A worker thread: accepts, steps its connections, sweeps; on stop closes them all.
+/// What a worker thread keeps between wake-ups.
+struct Worker<'a> {
+    relay: &'a Relay,
+    waker: &'a Waker,
+    conns: KBox<Table<Conn>>,
+    fresh: KVec<(Sock, Arc<Service>)>,
+}
+
+impl Worker<'_> {
+    /// Handles one fired source: a listener (accept, and step the new connections) or a
+    /// connection (step it).
+    fn event(&mut self, token: u64, now: u64) {
+        if token & LISTENER == 0 {
+            // Slots are below `u32::MAX` (`Table`).
+            self.step(token as u32, now);
+            return;
+        }
+        self.relay.accept_some(token & !LISTENER, &mut self.fresh);
+        let mut fresh = core::mem::take(&mut self.fresh);
+        for (sock, svc) in fresh.drain_all() {
+            let (waker, pool) = (self.waker, &self.relay.pool);
+            let slot = self
+                .conns
+                .insert(|slot| Conn::new(sock, svc, waker, u64::from(slot), pool, now));
+            if let Some(slot) = slot {
+                self.step(slot, now);
+            }
+        }
+        // The (empty) vector keeps its memory for the next accepts.
+        self.fresh = fresh;
+    }
+
+    /// Steps the connection in `slot`: frees it when it is finished, else arms its deadline.
+    fn step(&mut self, slot: u32, now: u64) {
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if c.step(now) {
+            // A client that sent part of a head and waits: its bytes are handled after the
+            // other connections' events (slowloris costs their latency nothing).
+            c.ev.set_slow(c.phase == Phase::Head && c.head.end > 0);
+            let at = c.deadline;
+            self.conns.arm(slot, at);
+        } else {
+            drop(self.conns.remove(slot));
+        }
+    }
+}
+
+/// A worker thread: handles the sources that fired (listeners, its connections), at most
+/// [`EVENT_BUDGET`] at a time, then the connections whose deadline passed; the work per event
+/// does not depend on how many connections it holds. On stop closes them all.
 fn worker_main(arg: &Arc<WorkerArg>) {
     let relay = &arg.relay;
-    let waker = &relay.wakers[arg.idx];
-    let mut conns: KVec<KBox<Conn>> = KVec::new();
-    let mut fresh: KVec<(Sock, Arc<Service>)> = KVec::new();
-    let mut next_sweep = net::now_ms().saturating_add(SWEEP_MS);
-    let mut more = false;
-    loop {
-        if !more {
-            waker.wait(SWEEP_MS as u32);
+    let Ok(conns) = Table::new(net::now_ms()) else {
+        pr_err!("worker {}: out of memory\n", arg.idx);
+        return;
+    };
+    let mut w = Worker {
+        relay,
+        waker: &relay.wakers[arg.idx],
+        conns,
+        fresh: KVec::new(),
+    };
+    let mut next_expire = net::now_ms();
+    let mut busy = false;
+    while !net::thread_should_stop() {
+        if !busy {
+            let wait = w.conns.ms_to_next_tick(net::now_ms());
+            w.waker.wait(u32::try_from(wait).unwrap_or(u32::MAX));
         }
-        if net::thread_should_stop() {
-            break;
-        }
-        more = relay.accept_some(&mut fresh);
         let now = net::now_ms();
-        for (sock, svc) in fresh.drain_all() {
-            if let Some(c) = Conn::new(sock, svc, waker, &relay.pool, now) {
-                if conns.reserve(1, GFP_KERNEL).is_ok() {
-                    let _ = conns.push(c, GFP_KERNEL);
-                }
-            }
+        busy = false;
+        for _ in 0..EVENT_BUDGET {
+            // SAFETY: This thread is the only one popping from its waker (`Relay` invariant).
+            let Some(token) = (unsafe { w.waker.next() }) else {
+                break;
+            };
+            // A fresh time for each: a long batch must not start deadlines in the past.
+            w.event(token, net::now_ms());
+            busy = true;
         }
-        let sweep = now >= next_sweep;
-        if sweep {
-            next_sweep = now.saturating_add(SWEEP_MS);
-            if arg.idx == 0 {
-                relay.pool.expire(now);
-            }
+        while let Some(slot) = w.conns.pop_expired(now) {
+            w.step(slot, now);
         }
-        // Finished connections are dropped (closed) by `retain`.
-        conns.retain(|c| {
-            let fired = c.ev.take();
-            !(sweep || fired) || c.step(now)
-        });
+        if arg.idx == 0 && now >= next_expire {
+            next_expire = now.saturating_add(POOL_EXPIRE_MS);
+            relay.pool.expire(now);
+        }
     }
-    drop(fresh);
     // Closes every connection (their counters go back with them).
-    drop(conns);
+    drop(w);
 }
 
-/// A buffer with a pending region `data[start..end]`.
+/// Memory counted in a service's `MemBytes` while it is held.
+///
+/// # Invariants
+///
+/// `svc.stats` counts `n` bytes in `MemBytes` for it; `Drop` takes them back.
+struct Charge {
+    svc: Arc<Service>,
+    n: u64,
+}
+
+impl Charge {
+    /// Counts `n` bytes of `svc`, whatever its limit (error answers, a refused connection
+    /// about to be closed).
+    fn force(svc: &Arc<Service>, n: usize) -> Charge {
+        let n = n as u64;
+        svc.stats.add(Stat::MemBytes, n);
+        // INVARIANT: counted just above.
+        Charge {
+            svc: svc.clone(),
+            n,
+        }
+    }
+
+    /// Counts `n` bytes of `svc` unless that passes `limit_kib`: then `None`, and the
+    /// service's `Refused` counts one. Counted and compared in one step, so that workers on
+    /// other CPUs cannot pass the limit together.
+    fn within(svc: &Arc<Service>, n: usize, limit_kib: u32) -> Option<Charge> {
+        let c = Charge::force(svc, n);
+        let total = svc.stats.get(Stat::MemBytes);
+        if total > u64::from(limit_kib).saturating_mul(1024) {
+            svc.stats.add(Stat::Refused, 1);
+            return None;
+        }
+        Some(c)
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.svc.stats.sub_mem(self.n);
+    }
+}
+
+/// A buffer with a pending region `data[start..end]`, counted in its service's `MemBytes`
+/// (an empty one, holding no memory, is not).
 struct Buf {
     data: KVVec<u8>,
     start: usize,
     end: usize,
+    _charge: Option<Charge>,
 }
 
 impl Buf {
-    fn new(size: usize) -> Result<Buf> {
+    /// A buffer of no bytes (no memory).
+    fn empty() -> Buf {
+        Buf {
+            data: KVVec::new(),
+            start: 0,
+            end: 0,
+            _charge: None,
+        }
+    }
+
+    /// A buffer of `size` bytes counted in `svc`'s memory; `limit_kib`: refused (`ENOSPC`,
+    /// counted in `Refused`) if that passes this limit.
+    fn new(size: usize, svc: &Arc<Service>, limit_kib: Option<u32>) -> Result<Buf> {
+        let charge = match limit_kib {
+            Some(l) => Charge::within(svc, size, l).ok_or(ENOSPC)?,
+            None => Charge::force(svc, size),
+        };
         let mut data = KVVec::with_capacity(size, GFP_KERNEL)?;
         data.resize(size, 0, GFP_KERNEL)?;
         Ok(Buf {
             data,
             start: 0,
             end: 0,
+            _charge: Some(charge),
         })
-    }
-
-    /// `old` (a previous request's buffer on the connection) if it holds `size` bytes, else a
-    /// new buffer.
-    fn reuse(old: Option<Buf>, size: usize) -> Result<Buf> {
-        old.filter(|b| b.data.len() >= size)
-            .map_or_else(|| Buf::new(size), Ok)
     }
 
     fn pending(&self) -> &[u8] {
@@ -455,8 +571,11 @@ pub(crate) struct Conn {
     phase: Phase,
     /// When the current phase times out (ms).
     deadline: u64,
-    /// The request head as read, then the body bytes read with it (`start..end`).
+    /// The request head as read, then the body bytes read with it (`start..end`); holds
+    /// no memory while no request is being read (an idle keep-alive connection).
     head: Buf,
+    /// Size of `head` when it holds memory (`max_header_bytes` at the accept).
+    head_size: usize,
     /// Bytes to send to the server (head, then body); allocated when a server is chosen.
     up: Option<Buf>,
     /// Bytes to send to the client.
@@ -471,11 +590,23 @@ pub(crate) struct Conn {
     pool: Arc<Pool>,
     /// The current request (http; tcp mode: the one relayed connection).
     req: Request,
+    /// This structure, its event source and its worker's slot, in `MemBytes`.
+    _mem: Charge,
+}
+
+/// Bytes of a connection that holds no buffer (an idle keep-alive connection): its
+/// structure, its event source, its slot in the worker's table.
+fn conn_bytes() -> usize {
+    size_of::<Conn>()
+        .saturating_add(net::ev_size())
+        .saturating_add(Table::<Conn>::SLOT_BYTES)
 }
 
 /// The state of one request, from its head to the end of its response; a kept-alive client
 /// connection starts each request with a new one.
 struct Request {
+    /// When to parse the head being read.
+    scan: HeadScan,
     /// Length of the head in `Conn::head` once parsed.
     head_len: usize,
     /// Delimits the client-to-server bytes.
@@ -512,6 +643,7 @@ struct Request {
 impl Request {
     fn new() -> Self {
         Request {
+            scan: HeadScan::new(),
             head_len: 0,
             body: BodyRelay::UntilClose,
             done: false,
@@ -762,12 +894,71 @@ fn forward_head(
     http1::add_forwarded_for(head, client, &mut up.data)
 }
 
+/// What a parsed response head says.
+struct RespHead {
+    /// A 1xx head (not 101): the final head follows.
+    interim: bool,
+    framing: Framing,
+    head_len: usize,
+    /// The server keeps the connection.
+    server_keep: bool,
+}
+
+/// What a parsed request head says that the rest of the request needs.
+struct HeadFacts {
+    keep_alive: bool,
+    pool_req: bool,
+    is_head: bool,
+    /// The servers that may take it, and the one its cookie names (see [`route`]).
+    route: (u64, Option<u8>),
+    /// The path (a range of the head buffer).
+    path: (usize, usize),
+    framing: Framing,
+    head_len: usize,
+}
+
+/// The relay buffers of a request (`size` bytes each, within `limit_kib` of `svc`), with the
+/// head to forward in the first: 503 when the memory is refused, else the status of a head
+/// that cannot be forwarded.
+fn upstream_bufs(
+    svc: &Arc<Service>,
+    limit_kib: u32,
+    size: usize,
+    req: &http1::Request<'_, '_>,
+    buf: &[u8],
+    close: bool,
+    xff: Option<IpAddr>,
+) -> Result<(Buf, Buf), u16> {
+    let head_len = req.head_len;
+    let line_end = buf
+        .get(req.start..head_len)
+        .and_then(|h| h.windows(2).position(|w| w == b"\r\n"))
+        .map(|i| req.start.saturating_add(i).saturating_add(2))
+        .unwrap_or(head_len);
+    let (mut up, mut down) = match (
+        Buf::new(size, svc, Some(limit_kib)),
+        Buf::new(size, svc, Some(limit_kib)),
+    ) {
+        (Ok(u), Ok(d)) => (u, d),
+        _ => return Err(503),
+    };
+    let line = buf.get(req.start..line_end).unwrap_or(&[]);
+    let n =
+        forward_head(line, req.headers, close, xff, &mut up, &mut down).map_err(|e| e.status())?;
+    up.start = 0;
+    up.end = n;
+    down.clear();
+    Ok((up, down))
+}
+
 impl Conn {
-    /// Sets up an accepted connection; `None` if it had to be closed at once.
+    /// Sets up an accepted connection whose event source has `token` (its slot in the
+    /// worker's table); `None` if it had to be closed at once. It holds no buffer yet.
     fn new(
         client: Sock,
         svc: Arc<Service>,
         waker: &Waker,
+        token: u64,
         pool: &Arc<Pool>,
         now: u64,
     ) -> Option<KBox<Conn>> {
@@ -777,23 +968,27 @@ impl Conn {
             return None;
         };
         let peer = client.peer().ok()?;
-        let head_size = if cfg.mode == Mode::Http {
-            cfg.max_header_bytes as usize
-        } else {
-            256
-        };
-        let head = Buf::new(head_size).ok()?;
         // SAFETY: The worker's waker lives as long as the relay, which outlives the worker
         // threads and so every connection.
-        let ev = unsafe { Ev::new(&[waker]) }.ok()?;
+        let ev = unsafe { Ev::new(&[waker], token) }.ok()?;
         // SAFETY: `ev` is moved into the same `Conn` as `client`, declared after it (type
         // invariant), with nothing that can fail in between: `client` is released first.
         unsafe { client.attach(&ev) };
-        // Counted and compared in one step: both workers accept at once, and a check before
-        // the count would let each of them past the limit.
+        // Counted and compared in one step: workers accept at once, and a check before the
+        // count would let each of them past the limit.
         let before = svc.stats.fetch_add(Stat::ActiveConns, 1);
-        let over = cfg.max_conns != 0 && before >= u64::from(cfg.max_conns);
+        let mem = Charge::within(&svc, conn_bytes(), cfg.max_mem_kib);
+        let over = (cfg.max_conns != 0 && before >= u64::from(cfg.max_conns)) || mem.is_none();
+        if over && mem.is_some() {
+            svc.stats.add(Stat::Refused, 1);
+        }
+        let mem = mem.unwrap_or_else(|| Charge::force(&svc, conn_bytes()));
         let mode = cfg.mode;
+        let head_size = if mode == Mode::Http {
+            cfg.max_header_bytes as usize
+        } else {
+            0
+        };
         let deadline = now.saturating_add(u64::from(cfg.client_header_timeout_ms));
         let mut c = KBox::new(
             Conn {
@@ -805,7 +1000,8 @@ impl Conn {
                 peer,
                 phase: Phase::Head,
                 deadline,
-                head,
+                head: Buf::empty(),
+                head_size,
                 up: None,
                 down: None,
                 client_eof: false,
@@ -814,6 +1010,7 @@ impl Conn {
                 nreq: 0,
                 pool: pool.clone(),
                 req: Request::new(),
+                _mem: mem,
             },
             GFP_KERNEL,
         )
@@ -821,20 +1018,23 @@ impl Conn {
         if over {
             c.fail(Some(503), now);
         } else if mode == Mode::Tcp {
-            if c.alloc_bufs(BUF).is_err() {
-                return None;
-            }
-            c.req.target = c.cfg.default_target.unwrap_or_else(|| all_slots(&c.cfg));
-            c.phase = Phase::Connect;
-            c.connect_next(now);
+            c.start_tcp(now)?;
         }
         Some(c)
     }
 
-    fn alloc_bufs(&mut self, size: usize) -> Result {
-        self.up = Some(Buf::new(size)?);
-        self.down = Some(Buf::new(size)?);
-        Ok(())
+    /// tcp mode: buffers, then a connect to a server of the default target.
+    fn start_tcp(&mut self, now: u64) -> Option<()> {
+        let limit = Some(self.cfg.max_mem_kib);
+        self.up = Some(Buf::new(BUF, &self.svc, limit).ok()?);
+        self.down = Some(Buf::new(BUF, &self.svc, limit).ok()?);
+        self.req.target = self
+            .cfg
+            .default_target
+            .unwrap_or_else(|| all_slots(&self.cfg));
+        self.phase = Phase::Connect;
+        self.connect_next(now);
+        Some(())
     }
 
     fn http(&self) -> bool {
@@ -874,7 +1074,7 @@ impl Conn {
         match response {
             Some(r) if self.http() && self.req.resp.sent == 0 => {
                 if self.down.is_none() {
-                    match Buf::new(r.len()) {
+                    match Buf::new(r.len(), &self.svc, None) {
                         Ok(b) => self.down = Some(b),
                         Err(_) => {
                             self.phase = Phase::Done;
@@ -902,6 +1102,17 @@ impl Conn {
     /// unread (which would reset it). A client that trickles bytes still times out: between
     /// its bytes there is nothing to read.
     fn head_step(&mut self, now: u64) -> Step {
+        if self.head.data.is_empty() {
+            // The head buffer is taken when bytes may have come, and given back while none
+            // did (an idle connection holds none).
+            match Buf::new(self.head_size, &self.svc, Some(self.cfg.max_mem_kib)) {
+                Ok(b) => self.head = b,
+                Err(_) => {
+                    self.fail(Some(503), now);
+                    return Step::Again;
+                }
+            }
+        }
         let end = self.head.end;
         let r = match self.head.data.get_mut(end..) {
             Some(free) if !free.is_empty() => self.client.recv(free),
@@ -924,7 +1135,12 @@ impl Conn {
                 }
                 return Step::Again;
             }
-            Ok(Io::Again) => return Step::Wait,
+            Ok(Io::Again) => {
+                if self.head.end == 0 {
+                    self.head = Buf::empty();
+                }
+                return Step::Wait;
+            }
             Ok(Io::Eof) => {
                 // A client closing before sending anything is not an error.
                 if self.head.end == 0 {
@@ -944,7 +1160,8 @@ impl Conn {
         Step::Again
     }
 
-    /// Parses the head read so far; when complete, chooses the servers and builds the head to
+    /// Parses the head read so far (when [`HeadScan`] says a parse may answer); when
+    /// complete, takes a configuration snapshot, chooses the servers and builds the head to
     /// forward.
     fn parse_head(&mut self, now: u64) {
         // The head buffer was sized with `max_header_bytes` as the connection was accepted.
@@ -955,8 +1172,11 @@ impl Conn {
             max_target: Limits::DEFAULT.max_target.min(max_head),
             max_body: Limits::DEFAULT.max_body,
         };
-        let mut fields = [Header::EMPTY; MAX_FIELDS];
         let buf = self.head.data.get(..self.head.end).unwrap_or(&[]);
+        if !self.req.scan.should_parse(buf, max_head) {
+            return;
+        }
+        let mut fields = [Header::EMPTY; MAX_FIELDS];
         let req = match http1::parse_request(buf, &mut fields, &limits) {
             Ok(http1::Status::Partial) => {
                 if self.head.end >= self.head.data.len() {
@@ -965,74 +1185,53 @@ impl Conn {
                 return;
             }
             Ok(http1::Status::Complete(r)) => r,
-            Err(e) => {
-                self.fail(Some(e.status()), now);
-                return;
-            }
+            Err(e) => return self.fail(Some(e.status()), now),
         };
         // The request is routed with the configuration as it is now (servers deleted, moved
         // or added since the accept or the connection's previous request), in the mode the
         // connection was accepted in.
         match self.svc.snapshot() {
             Ok(cfg) if cfg.mode == self.cfg.mode => self.cfg = cfg,
-            _ => {
-                // Out of memory, or the service changed mode: the connection ends.
-                self.phase = Phase::Done;
-                return;
-            }
+            // Out of memory, or the service changed mode: the connection ends.
+            _ => return self.phase = Phase::Done,
         }
+        if req.method == Method::Connect {
+            return self.fail(Some(501), now);
+        }
+        let pool_req = self.cfg.pool_idle > 0 && req.version == Version::Http11;
+        let head = HeadFacts {
+            keep_alive: req.keep_alive,
+            pool_req,
+            is_head: req.method == Method::Head,
+            route: route(&self.cfg, &self.svc, &req, now),
+            path: range_in(buf, req.path()),
+            framing: req.framing,
+            head_len: req.head_len,
+        };
+        // HTTP/1.0 requests keep `Connection: close` (their client may not read chunked).
+        let xff = self.cfg.xff.then(|| self.peer.ip());
+        let size = BUF.max(max_head.saturating_add(HEAD_EXTRA));
+        let limit = self.cfg.max_mem_kib;
+        match upstream_bufs(&self.svc, limit, size, &req, buf, !pool_req, xff) {
+            Ok((up, down)) => self.begin_request(head, up, down, now),
+            Err(status) => self.fail(Some(status), now),
+        }
+    }
+
+    /// The head of a request is parsed and forwarded into `up`: counts it, then connects.
+    fn begin_request(&mut self, h: HeadFacts, up: Buf, down: Buf, now: u64) {
         self.svc.stats.add(Stat::Requests, 1);
         self.nreq = self.nreq.saturating_add(1);
-        self.req.keep = req.keep_alive && self.nreq < MAX_REQUESTS;
-        // HTTP/1.0 requests keep `Connection: close` (their client may not read chunked).
-        self.req.pool_req = self.cfg.pool_idle > 0 && req.version == Version::Http11;
-        let close = !self.req.pool_req;
-        self.req.is_head = req.method == Method::Head;
-        if req.method == Method::Connect {
-            self.fail(Some(501), now);
-            return;
-        }
-        let (target, cookie_slot) = route(&self.cfg, &self.svc, &req, now);
-        let path_range = range_in(buf, req.path());
-        let framing = req.framing;
-        let head_len = req.head_len;
-        let line_end = buf
-            .get(req.start..head_len)
-            .and_then(|h| h.windows(2).position(|w| w == b"\r\n"))
-            .map(|i| req.start.saturating_add(i).saturating_add(2))
-            .unwrap_or(head_len);
-        let size = BUF.max(max_head.saturating_add(HEAD_EXTRA));
-        // The buffers of the previous request on the connection are reused.
-        let (mut up, mut down) = match (
-            Buf::reuse(self.up.take(), size),
-            Buf::reuse(self.down.take(), size),
-        ) {
-            (Ok(u), Ok(d)) => (u, d),
-            _ => {
-                self.fail(Some(503), now);
-                return;
-            }
-        };
-        down.clear();
-        let line = buf.get(req.start..line_end).unwrap_or(&[]);
-        let xff = self.cfg.xff.then(|| self.peer.ip());
-        let n = match forward_head(line, req.headers, close, xff, &mut up, &mut down) {
-            Ok(n) => n,
-            Err(e) => {
-                self.fail(Some(e.status()), now);
-                return;
-            }
-        };
-        up.start = 0;
-        up.end = n;
+        self.req.keep = h.keep_alive && self.nreq < MAX_REQUESTS;
+        self.req.pool_req = h.pool_req;
+        self.req.is_head = h.is_head;
         self.up = Some(up);
         self.down = Some(down);
-        self.req.head_len = head_len;
-        self.head.start = head_len;
-        self.req.path = path_range;
-        self.req.target = target;
-        self.req.cookie_slot = cookie_slot;
-        self.req.body = BodyRelay::new(framing, ChunkLimits::DEFAULT);
+        self.req.head_len = h.head_len;
+        self.head.start = h.head_len;
+        self.req.path = h.path;
+        (self.req.target, self.req.cookie_slot) = h.route;
+        self.req.body = BodyRelay::new(h.framing, ChunkLimits::DEFAULT);
         self.req.done = self.req.body.is_done();
         self.req.replayable = true;
         self.phase = Phase::Connect;
@@ -1591,8 +1790,7 @@ impl Conn {
     }
 
     /// Parses the response head held in `down` from `hold`: interim (1xx) heads are relayed as
-    /// they are; the final one is rewritten for the client (`Connection: keep-alive` if the
-    /// connection goes on, which needs a framed body, else `close`) and its body delimited.
+    /// they are; the final one is rewritten for the client (see [`Conn::final_response`]).
     /// Returns `false` when the response is not valid HTTP or its head does not fit.
     #[inline(never)]
     fn response_head(&mut self) -> bool {
@@ -1614,63 +1812,68 @@ impl Conn {
             let (hold, end) = (self.req.resp.hold.min(down.end), down.end);
             let mut fields = [Header::EMPTY; MAX_FIELDS];
             let buf = down.data.get(hold..end).unwrap_or(&[]);
-            let (interim, framing, head_len, server_keep) =
-                match http1::parse_response(buf, &mut fields, &limits, method) {
-                    Ok(http1::Status::Partial) => return true,
-                    Ok(http1::Status::Complete(r)) => {
-                        (r.is_interim(), r.framing, r.head_len, r.keep_alive)
-                    }
-                    Err(_) => return false,
-                };
-            if interim {
-                // Relayed as it is (`100 Continue`); the final head follows.
-                self.req.resp.hold = hold.saturating_add(head_len);
-                continue;
-            }
-            let framed = matches!(
-                framing,
-                Framing::None | Framing::ContentLength(_) | Framing::Chunked
-            );
-            self.req.keep = self.req.keep && self.req.done && framed;
-            self.req.srv.keep = self.req.pool_req && server_keep && framed;
-            let Some(buf) = down.data.get_mut(hold..) else {
-                return false;
-            };
-            // A response: the server works.
-            if let Some(a) = &self.req.srv.active {
-                a.rt().health.lock().succeeded();
-            }
-            let mut line = [0u8; COOKIE_LINE_MAX];
-            let cookie_len = cookie_line(&self.cfg, &self.svc, &self.req, &mut line);
-            let extra = line.get(..cookie_len).unwrap_or(&[]);
-            let Ok(new_head) = http1::rewrite_response_head(
-                buf,
-                end.saturating_sub(hold),
-                head_len,
-                self.req.keep,
-                extra,
-            ) else {
-                return false;
-            };
-            // `hold` <= `end`, and the head (`head_len` bytes) lay within them.
-            let body_start = hold.saturating_add(new_head);
-            let body_end =
-                body_start.saturating_add(end.saturating_sub(hold).saturating_sub(head_len));
-            self.req.resp.body = BodyRelay::new(framing, RESPONSE_CHUNKS);
-            let rest = down.data.get(body_start..body_end).unwrap_or(&[]);
-            match self.req.resp.body.feed(rest) {
-                Ok(p) => {
-                    // Bytes after the response are dropped (the server was asked to close); the
-                    // connection is not pooled.
-                    down.end = body_start.saturating_add(p.consumed.min(rest.len()));
-                    self.req.srv.keep &= p.consumed >= rest.len();
-                    self.req.resp.state = if p.done { Resp::Done } else { Resp::Body };
-                }
+            let head = match http1::parse_response(buf, &mut fields, &limits, method) {
+                Ok(http1::Status::Partial) => return true,
+                Ok(http1::Status::Complete(r)) => RespHead {
+                    interim: r.is_interim(),
+                    framing: r.framing,
+                    head_len: r.head_len,
+                    server_keep: r.keep_alive,
+                },
                 Err(_) => return false,
+            };
+            if !head.interim {
+                return self.final_response(hold, end, head);
             }
-            self.req.resp.hold = down.end;
-            return true;
+            // Relayed as it is (`100 Continue`); the final head follows.
+            self.req.resp.hold = hold.saturating_add(head.head_len);
         }
+    }
+
+    /// The final response head `h`, held in `down[hold..end]`: rewritten in place
+    /// (`Connection: keep-alive` if the client connection goes on, which needs a framed
+    /// body, else `close`; the persistence cookie), its body delimited.
+    fn final_response(&mut self, hold: usize, end: usize, h: RespHead) -> bool {
+        let framed = matches!(
+            h.framing,
+            Framing::None | Framing::ContentLength(_) | Framing::Chunked
+        );
+        self.req.keep = self.req.keep && self.req.done && framed;
+        self.req.srv.keep = self.req.pool_req && h.server_keep && framed;
+        // A response: the server works.
+        if let Some(a) = &self.req.srv.active {
+            a.rt().health.lock().succeeded();
+        }
+        let mut line = [0u8; COOKIE_LINE_MAX];
+        let cookie_len = cookie_line(&self.cfg, &self.svc, &self.req, &mut line);
+        let extra = line.get(..cookie_len).unwrap_or(&[]);
+        let Some(down) = &mut self.down else {
+            return false;
+        };
+        let Some(buf) = down.data.get_mut(hold..) else {
+            return false;
+        };
+        let held = end.saturating_sub(hold);
+        let Ok(new_head) =
+            http1::rewrite_response_head(buf, held, h.head_len, self.req.keep, extra)
+        else {
+            return false;
+        };
+        // `hold` <= `end`, and the head (`head_len` bytes) lay within them.
+        let body_start = hold.saturating_add(new_head);
+        let body_end = body_start.saturating_add(held.saturating_sub(h.head_len));
+        self.req.resp.body = BodyRelay::new(h.framing, RESPONSE_CHUNKS);
+        let rest = down.data.get(body_start..body_end).unwrap_or(&[]);
+        let Ok(p) = self.req.resp.body.feed(rest) else {
+            return false;
+        };
+        // Bytes after the response are dropped (the server was asked to close); the
+        // connection is not pooled.
+        down.end = body_start.saturating_add(p.consumed.min(rest.len()));
+        self.req.srv.keep &= p.consumed >= rest.len();
+        self.req.resp.state = if p.done { Resp::Done } else { Resp::Body };
+        self.req.resp.hold = down.end;
+        true
     }
 
     /// Closes the server connection of the request, if any, and takes it out of the server's
@@ -1743,11 +1946,12 @@ impl Conn {
         self.head.data.copy_within(s..e, 0);
         self.head.start = 0;
         self.head.end = e.saturating_sub(s);
-        if let Some(b) = &mut self.up {
-            b.clear();
-        }
-        if let Some(b) = &mut self.down {
-            b.clear();
+        // An idle connection holds no buffer: the relay buffers go, the head buffer too
+        // unless pipelined bytes wait in it.
+        self.up = None;
+        self.down = None;
+        if self.head.end == 0 {
+            self.head = Buf::empty();
         }
         self.req = Request::new();
         self.phase = Phase::Head;
@@ -1798,7 +2002,8 @@ impl Conn {
             self.client.shutdown_write();
             self.client_wr_shut = true;
         }
-        match self.client.recv(&mut self.head.data) {
+        let mut sink = [0u8; 512];
+        match self.client.recv(&mut sink) {
             Ok(Io::Done(n)) => {
                 self.drained = self.drained.saturating_add(n);
                 if self.drained > DRAIN_MAX {

@@ -38,7 +38,7 @@ expect $K/raw/max_header_bytes 8192
 expect $K/raw/max_fails 1
 expect $K/raw/fail_timeout_ms 10000
 expect $K/raw/pool_idle 0
-expect $K/raw/stats "active_conns=0 total_conns=0 requests=0 bytes_in=0 bytes_out=0 errors=0"
+expect $K/raw/stats "active_conns=0 total_conns=0 requests=0 bytes_in=0 bytes_out=0 errors=0 refused=0 mem_bytes=0"
 must mkdir $K/raw/servers $K/raw/rules
 must_fail mkdir $K/raw/other 2>/dev/null
 dmesg | tail -n 5 | grep -q "service raw: mkdir other: only servers and rules" || die "no log for mkdir other"

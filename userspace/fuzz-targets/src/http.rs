@@ -7,8 +7,8 @@
 use crate::{within, Input, Splitter};
 use hark_proto::http1::{
     add_forwarded_for, find_header, host_name, is_hop_by_hop, is_token, parse_request,
-    parse_response, rewrite_response_head, BodyRelay, ChunkLimits, Framing, Header, HttpError,
-    Limits, Method, Progress, Request, Response, Status, Version, RESPONSE_HEAD_GROWTH,
+    parse_response, rewrite_response_head, BodyRelay, ChunkLimits, Framing, HeadScan, Header,
+    HttpError, Limits, Method, Progress, Request, Response, Status, Version, RESPONSE_HEAD_GROWTH,
 };
 use hark_proto::l7_rules::{glob_match, parse_target, select, Rule, TargetText, MAX_TEXT};
 
@@ -87,6 +87,27 @@ fn check_request(r: &Request<'_, '_>, buf: &[u8], limits: &Limits) {
 /// `Partial` or the answer on the whole input; a complete head keeps its invariants, parses
 /// the same alone, and `add_forwarded_for` turns it into a head that parses the same with the
 /// client appended to X-Forwarded-For.
+/// `HeadScan` fed `buf` in pieces of `step` bytes: a parse it asks for answers what
+/// `parse_request` answers on the same bytes (trivially), and it never misses a completion:
+/// the first prefix on which the head is complete is parsed.
+fn head_scan_agrees(buf: &[u8], limits: &Limits, step: usize) {
+    let mut sc = HeadScan::new();
+    let mut len = 0;
+    while len < buf.len() {
+        len = (len + step).min(buf.len());
+        let asked = sc.should_parse(&buf[..len], limits.max_head);
+        let mut f = [Header::EMPTY; FIELDS];
+        match parse_request(&buf[..len], &mut f, limits) {
+            Ok(Status::Complete(_)) => {
+                assert!(asked, "head complete at {len} but no parse asked");
+                return;
+            }
+            Err(_) if asked => return,
+            _ => {}
+        }
+    }
+}
+
 pub fn http_request(data: &[u8]) {
     let mut inp = Input::new(data);
     let limits = head_limits(inp.byte());
@@ -101,6 +122,7 @@ pub fn http_request(data: &[u8]) {
             "prefix {k}: {part:?}, whole: {whole:?}"
         );
     }
+    head_scan_agrees(buf, &limits, limits.max_head % 7 + 1);
     let r = match whole {
         Ok(Status::Complete(r)) => r,
         Ok(Status::Partial) => {

@@ -829,6 +829,87 @@ pub fn parse_request<'a, 'h>(
     }))
 }
 
+/// When to call [`parse_request`] on a buffer that grows as bytes arrive, so that a head
+/// trickled in small pieces costs O(n) in all instead of a parse of the whole buffer per
+/// piece (O(n²)).
+///
+/// [`HeadScan::should_parse`] looks only at the bytes that are new since its previous call and
+/// says yes when a parse can give a new answer soon enough: the new bytes hold the end of a
+/// head (a line feed, after the empty lines that may precede the request line, followed by
+/// an empty line or a bare line feed), the buffer doubled since the last parse (so garbage or
+/// a bad request line is answered at once when it comes in one piece, and at most one
+/// doubling late when trickled), or it reached `max_head`. Answers stay exact: what a parse
+/// answers is what [`parse_request`] answers on these bytes, and since its checks run in byte
+/// order a head that completed in the new bytes is always seen complete at once; only an
+/// error may be found later than with a parse per piece (when the buffer doubles, is full,
+/// or the head ends).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeadScan {
+    /// Bytes of the buffer already looked at.
+    seen: usize,
+    /// Length of the buffer at the last parse (0: none yet).
+    parsed: usize,
+    /// Length of the CR LF pairs at the start (empty lines before the request line).
+    lead: usize,
+    /// Something other than an empty line came after `lead`.
+    lead_done: bool,
+}
+
+impl HeadScan {
+    /// A scan of an empty buffer.
+    pub const fn new() -> Self {
+        HeadScan {
+            seen: 0,
+            parsed: 0,
+            lead: 0,
+            lead_done: false,
+        }
+    }
+
+    /// Whether `buf` (the buffer of the previous call with bytes appended, or a first buffer)
+    /// should be parsed now. A `true` answer counts as a parse of `buf`.
+    pub fn should_parse(&mut self, buf: &[u8], max_head: usize) -> bool {
+        self.skip_lead(buf);
+        let from = self.seen.min(buf.len());
+        self.seen = buf.len();
+        let end = from < buf.len() && self.head_end_in(buf, from);
+        let grown = buf.len() >= self.parsed.saturating_mul(2) && buf.len() > self.parsed;
+        if end || grown || buf.len() >= max_head {
+            self.parsed = buf.len();
+            return true;
+        }
+        false
+    }
+
+    /// Extends `lead` over the CR LF pairs at the start of `buf`.
+    fn skip_lead(&mut self, buf: &[u8]) {
+        while !self.lead_done {
+            match (buf.get(self.lead), buf.get(self.lead.saturating_add(1))) {
+                (Some(b'\r'), Some(b'\n')) => self.lead = self.lead.saturating_add(2),
+                (None, _) | (Some(b'\r'), None) => return,
+                _ => self.lead_done = true,
+            }
+        }
+    }
+
+    /// Whether a line feed at `from..` ends an empty line (or is a bare one) after a line
+    /// feed that lies beyond the leading empty lines.
+    fn head_end_in(&self, buf: &[u8], from: usize) -> bool {
+        if !self.lead_done {
+            return false;
+        }
+        (from..buf.len()).any(|k| {
+            let at = |d: usize| k.checked_sub(d).and_then(|i| buf.get(i).map(|&b| (i, b)));
+            let prev_lf = match (at(1), at(2)) {
+                (Some((i, b'\n')), _) => Some(i),
+                (Some((_, b'\r')), Some((i, b'\n'))) => Some(i),
+                _ => None,
+            };
+            buf[k] == b'\n' && prev_lf.is_some_and(|i| i >= self.lead)
+        })
+    }
+}
+
 /// Parses a response head at the start of `buf`; `request` is the method of the request it
 /// answers (HEAD and CONNECT change the framing).
 pub fn parse_response<'a, 'h>(
@@ -1331,6 +1412,7 @@ fn splice(out: &mut [u8], parts: &[&[u8]], value: &[u8]) -> Result<usize, HttpEr
 // Host tests: their arithmetic is on known values, and an overflow fails the test.
 #[allow(clippy::arithmetic_side_effects)]
 mod tests {
+    extern crate std;
     use super::*;
 
     type Summary<'a> = (Method<'a>, Framing, bool, Option<&'a [u8]>, usize);
@@ -2113,5 +2195,89 @@ mod tests {
             );
             assert_eq!(&b[..head.len()], head);
         }
+    }
+
+    /// Feeds `msg` in pieces of `step` bytes; returns the bytes parsed in all and the first
+    /// answer other than `Partial` with the buffer length it came at.
+    fn scan(msg: &[u8], step: usize, max_head: usize) -> (usize, Option<(usize, bool)>) {
+        let limits = Limits {
+            max_head,
+            ..Limits::DEFAULT
+        };
+        let mut sc = HeadScan::new();
+        let mut work = 0;
+        let mut len = 0;
+        while len < msg.len() {
+            len = (len + step).min(msg.len());
+            if !sc.should_parse(&msg[..len], max_head) {
+                continue;
+            }
+            work += len;
+            let mut h = [Header::EMPTY; 64];
+            match parse_request(&msg[..len], &mut h, &limits) {
+                Ok(Status::Partial) => {}
+                Ok(Status::Complete(_)) => return (work, Some((len, true))),
+                Err(_) => return (work, Some((len, false))),
+            }
+        }
+        (work, None)
+    }
+
+    fn big_head(fields: usize) -> std::vec::Vec<u8> {
+        use std::format;
+        use std::string::ToString;
+        let mut m = b"\r\nGET /a HTTP/1.1\r\nHost: x\r\n".to_vec();
+        for i in 0..fields {
+            m.extend_from_slice(
+                format!("X-Field-{i}: {}\r\n", "v".to_string().repeat(60)).as_bytes(),
+            );
+        }
+        m.extend_from_slice(b"\r\nBODY");
+        m
+    }
+
+    #[test]
+    fn head_scan_trickled_is_linear() {
+        let m = big_head(60);
+        let head_len = m.len() - 4;
+        // One byte at a time: the head is seen complete exactly when its last byte came, and
+        // the parses read at most 4 times its length (a parse per byte read n²/2).
+        let (work, got) = scan(&m, 1, 64 * 1024);
+        assert_eq!(got, Some((head_len, true)));
+        assert!(work <= 4 * m.len(), "work {work} for {} bytes", m.len());
+        assert!(head_len * head_len / 2 > 40 * work);
+        for step in [2, 3, 7, 100, 1000] {
+            let (_, got) = scan(&m, step, 64 * 1024);
+            let (at, ok) = got.unwrap();
+            assert!(
+                ok && at >= head_len && at < head_len + step,
+                "step {step}: {at}"
+            );
+        }
+    }
+
+    #[test]
+    fn head_scan_errors() {
+        // Garbage in one piece is answered at once.
+        let (_, got) = scan(b"\x01\x02garbage", 100, 8192);
+        assert_eq!(got, Some((9, false)));
+        // Trickled garbage: at the latest when the buffer doubled.
+        let (_, got) = scan(b"GET / HTTP/1.1\r\nBad Name: x\r\nmore bytes here", 1, 8192);
+        let (at, ok) = got.unwrap();
+        assert!(!ok && at <= 2 * 29, "{at}");
+        // A bare LF ending the head is found at once.
+        let (_, got) = scan(b"GET / HTTP/1.0\r\n\n", 1, 8192);
+        assert_eq!(got, Some((17, false)));
+        // Empty lines before the request line trigger no parse (but the doubling does).
+        let mut sc = HeadScan::new();
+        let lead = [*b"\r\n"; 200].concat();
+        let parses = (1..=lead.len())
+            .filter(|&n| sc.should_parse(&lead[..n], 8192))
+            .count();
+        assert!(parses <= 10, "{parses}");
+        // A head that does not fit: parsed when the buffer is full.
+        let m = big_head(200);
+        let (_, got) = scan(&m, 1, 8192);
+        assert_eq!(got, Some((8192, false)));
     }
 }

@@ -40,7 +40,7 @@ pub const DIR_SERVERS: &str = "servers";
 pub const DIR_RULES: &str = "rules";
 
 /// Attribute files of a service directory, in the order of their configfs attribute ids.
-pub const SERVICE_ATTRS: [&str; 17] = [
+pub const SERVICE_ATTRS: [&str; 18] = [
     "listen",
     "scheduler",
     "mode",
@@ -58,6 +58,7 @@ pub const SERVICE_ATTRS: [&str; 17] = [
     "stats",
     "pool_idle",
     "servers_from",
+    "max_mem_kib",
 ];
 /// Attribute files of a server directory, in the order of their configfs attribute ids.
 pub const SERVER_ATTRS: [&str; 4] = ["address", "weight", "state", "stats"];
@@ -115,12 +116,12 @@ pub const CONNECT_TIMEOUT_MS: NumAttr = NumAttr {
     max: 600_000,
     default: 3_000,
 };
-/// Most client connections at once; 0 = no limit.
+/// Most client connections at once; 0 = no limit (`max_mem_kib` still applies).
 pub const MAX_CONNS: NumAttr = NumAttr {
     name: SERVICE_ATTRS[6],
     min: 0,
     max: 1_000_000,
-    default: 0,
+    default: 10_000,
 };
 /// Largest request header the switch reads before choosing a server.
 pub const MAX_HEADER_BYTES: NumAttr = NumAttr {
@@ -153,8 +154,16 @@ pub const POOL_IDLE: NumAttr = NumAttr {
     max: 256,
     default: 0,
 };
+/// Most memory (KiB) the service's client connections hold in the module: their state and
+/// their head and relay buffers (the `mem_bytes` counter).
+pub const MAX_MEM_KIB: NumAttr = NumAttr {
+    name: SERVICE_ATTRS[17],
+    min: 64,
+    max: 16 << 20,
+    default: 64 << 10,
+};
 /// The numeric service attributes.
-pub const NUM_ATTRS: [NumAttr; 8] = [
+pub const NUM_ATTRS: [NumAttr; 9] = [
     CLIENT_HEADER_TIMEOUT_MS,
     IDLE_TIMEOUT_MS,
     CONNECT_TIMEOUT_MS,
@@ -163,6 +172,7 @@ pub const NUM_ATTRS: [NumAttr; 8] = [
     MAX_FAILS,
     FAIL_TIMEOUT_MS,
     POOL_IDLE,
+    MAX_MEM_KIB,
 ];
 
 /// Whether two strings are equal, usable in constants (the module checks its attribute
@@ -540,24 +550,27 @@ pub fn enable_check(
 }
 
 /// Keys of a `stats` line, in order.
-pub const STATS_KEYS: [&str; 6] = [
+pub const STATS_KEYS: [&str; 8] = [
     "active_conns",
     "total_conns",
     "requests",
     "bytes_in",
     "bytes_out",
     "errors",
+    "refused",
+    "mem_bytes",
 ];
 
 /// The counters of a service or server, as in its `stats` attribute.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StatsLine {
     /// Values in the order of [`STATS_KEYS`].
-    pub values: [u64; 6],
+    pub values: [u64; 8],
 }
 
 impl fmt::Display for StatsLine {
-    /// `active_conns=N total_conns=N requests=N bytes_in=N bytes_out=N errors=N` (no newline).
+    /// `active_conns=N total_conns=N requests=N bytes_in=N bytes_out=N errors=N refused=N
+    /// mem_bytes=N` (no newline).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, (k, v)) in STATS_KEYS.iter().zip(self.values).enumerate() {
             if i > 0 {
@@ -598,7 +611,7 @@ impl StatsLine {
                     .ok_or(CfgError::BadStats)
             })?;
         }
-        if seen == 0b11_1111 {
+        if seen == 0b1111_1111 {
             Ok(out)
         } else {
             Err(CfgError::BadStats)
@@ -825,20 +838,22 @@ mod tests {
     #[test]
     fn stats() {
         let s = StatsLine {
-            values: [1, 2, 3, 4, 5, u64::MAX],
+            values: [1, 2, 3, 4, 5, u64::MAX, 6, 7],
         };
         let text = format!("{s}");
         assert_eq!(
             text,
-            "active_conns=1 total_conns=2 requests=3 bytes_in=4 bytes_out=5 errors=18446744073709551615"
+            "active_conns=1 total_conns=2 requests=3 bytes_in=4 bytes_out=5 \
+             errors=18446744073709551615 refused=6 mem_bytes=7"
         );
         assert_eq!(StatsLine::parse(text.as_bytes()), Ok(s));
         assert_eq!(
             StatsLine::parse(
-                b"errors=0 bytes_out=0 bytes_in=0 requests=0 total_conns=0 active_conns=7\n"
+                b"mem_bytes=0 refused=0 errors=0 bytes_out=0 bytes_in=0 requests=0 total_conns=0 \
+                  active_conns=7\n"
             ),
             Ok(StatsLine {
-                values: [7, 0, 0, 0, 0, 0]
+                values: [7, 0, 0, 0, 0, 0, 0, 0]
             })
         );
         for bad in [
@@ -847,7 +862,7 @@ mod tests {
             b"active_conns=1 total_conns=2 requests=3 bytes_in=4 bytes_out=5 errors=x",
             b"active_conns=1 total_conns=2 requests=3 bytes_in=4 bytes_out=5 errors=",
             b"active_conns=1 active_conns=2 requests=3 bytes_in=4 bytes_out=5 errors=6",
-            b"active_conns=1 total_conns=2 requests=3 bytes_in=4 bytes_out=5 errors=6 x=1",
+            b"active_conns=1 total_conns=2 requests=3 bytes_in=4 bytes_out=5 errors=6 refused=0 mem_bytes=0 x=1",
             b"active_conns=1 total_conns=2 requests=3 bytes_in=4 bytes_out=5 errors=99999999999999999999",
         ] {
             assert_eq!(StatsLine::parse(bad), Err(CfgError::BadStats), "{bad:?}");

@@ -24,3 +24,4 @@ pub mod ktcpvs_cfs;
 pub mod l7_rules;
 pub mod l7_sched;
 pub mod nla;
+pub mod timer_wheel;

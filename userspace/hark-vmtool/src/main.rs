@@ -22,6 +22,7 @@ mod http;
 mod mt;
 mod records;
 mod sha256;
+mod siege;
 
 use std::env;
 use std::io::{BufRead, BufReader, Write};
@@ -159,8 +160,8 @@ fn exchange(mine: &str) -> Result<String, String> {
 const USAGE: &str = "usage: hark-vmtool barrier NAME | exchange LINE | \
     http-backend NAME [ADDR:]PORT [--keepalive] | http-routing PER_RULE [CLIENTS [PER_CONN]] | \
     http-wrr N WA:WB:WC | http-survivors N | http-load SECS | http-slow N SECS | \
-    http-hostile N | record-server DIR ADDR:PORT | record-client ADDR:PORT LOG STOPFILE | \
-    record-check ADDR:PORT LOG";
+    http-hostile N | http-siege IDLE SLOW SAMPLES STATS | record-server DIR ADDR:PORT | \
+    record-client ADDR:PORT LOG STOPFILE | record-check ADDR:PORT LOG";
 
 fn num<T: std::str::FromStr>(s: &str) -> Result<T, String> {
     s.parse().map_err(|_| format!("not a number: {s:?}"))
@@ -197,6 +198,9 @@ fn main() -> ExitCode {
         ["http-load", secs] => num(secs).map(client::load),
         ["http-slow", n, secs] => num(n).and_then(|n| num(secs).map(|s| client::slow(n, s))),
         ["http-hostile", n] => num(n).and_then(hostile::run),
+        ["http-siege", idle, slow, samples, stats] => num(idle).and_then(|i| {
+            num(slow).and_then(|s| num(samples).and_then(|n| siege::run(i, s, n, stats)))
+        }),
         ["record-server", dir, listen] => records::server(dir, listen),
         ["record-client", to, log, stop] => records::client(to, log, stop),
         ["record-check", to, log] => records::check(to, log),

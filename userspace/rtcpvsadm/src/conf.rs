@@ -24,7 +24,7 @@ use std::fmt::Write as _;
 
 /// Service attributes a configuration sets (every attribute but `stats`), in the order `save`
 /// writes them and `load` applies them (`default_target` after the servers, `enabled` last).
-pub const SETTABLE: [&str; 16] = [
+pub const SETTABLE: [&str; 17] = [
     SERVICE_ATTRS[0],
     SERVICE_ATTRS[1],
     SERVICE_ATTRS[2],
@@ -32,6 +32,7 @@ pub const SETTABLE: [&str; 16] = [
     SERVICE_ATTRS[4],
     SERVICE_ATTRS[5],
     SERVICE_ATTRS[6],
+    SERVICE_ATTRS[17],
     SERVICE_ATTRS[7],
     SERVICE_ATTRS[8],
     SERVICE_ATTRS[9],
@@ -791,18 +792,35 @@ virtual empty { }
     }
 
     #[test]
+    fn max_mem_kib() {
+        let text = "virtual m { max_header_bytes = 512; max_mem_kib = 1024; max_conns = 7; }";
+        let svcs = parse(text).unwrap();
+        assert_eq!(svcs[0].attr("max_mem_kib"), Some("1024"));
+        let saved = format(&svcs);
+        // Saved in attribute order: after max_conns, before max_header_bytes.
+        assert!(
+            saved
+                .contains("max_conns = 7;\n    max_mem_kib = 1024;\n    max_header_bytes = 512;\n"),
+            "{saved}"
+        );
+        assert_eq!(parse(&saved).unwrap(), svcs);
+        assert!(to_json(&svcs).contains("\"max_conns\":7,\"max_mem_kib\":1024,"));
+        assert!(parse("virtual m { max_mem_kib = 1; max_mem_kib = 2; }").is_err());
+    }
+
+    #[test]
     fn json_and_text() {
         let mut svcs = parse(EXAMPLE).unwrap();
         svcs[0].set_attr("max_conns", "0");
         svcs[0].stats = Some(StatsLine {
-            values: [1, 2, 3, 4, 5, 6],
+            values: [1, 2, 3, 4, 5, 6, 7, 8],
         });
         let j = to_json(&svcs);
         assert!(j.starts_with("{\"services\":[{\"name\":\"web\",\"listen\":\"10.0.0.1:80\""));
         assert!(j.contains("\"max_conns\":0"));
         assert!(j.contains("\"enabled\":true"));
         assert!(j.contains(
-            "\"stats\":{\"active_conns\":1,\"total_conns\":2,\"requests\":3,\"bytes_in\":4,\"bytes_out\":5,\"errors\":6}"
+            "\"stats\":{\"active_conns\":1,\"total_conns\":2,\"requests\":3,\"bytes_in\":4,\"bytes_out\":5,\"errors\":6,\"refused\":7,\"mem_bytes\":8}"
         ));
         assert!(j.contains(r#""match":"host=api.example header=\"X-A:a b\"","target":["b"]"#));
         assert!(j.contains(r#"{"name":"empty","servers":[],"rules":[]}"#));

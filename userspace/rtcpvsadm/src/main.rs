@@ -51,6 +51,10 @@ struct ServiceOpts {
     /// Most client connections at once (0 = no limit).
     #[arg(long)]
     max_conns: Option<String>,
+    /// Memory (KiB) the service's client connections may hold in the module (state, head and
+    /// relay buffers); above it connections and requests are refused.
+    #[arg(long)]
+    max_mem_kib: Option<String>,
     #[arg(long)]
     max_header_bytes: Option<String>,
     /// Failures of a server within --fail-timeout-ms that leave it out of new choices for
@@ -92,6 +96,7 @@ impl ServiceOpts {
             ("idle_timeout_ms", self.idle_timeout_ms.as_ref()),
             ("connect_timeout_ms", self.connect_timeout_ms.as_ref()),
             ("max_conns", self.max_conns.as_ref()),
+            ("max_mem_kib", self.max_mem_kib.as_ref()),
             ("max_header_bytes", self.max_header_bytes.as_ref()),
             ("max_fails", self.max_fails.as_ref()),
             ("fail_timeout_ms", self.fail_timeout_ms.as_ref()),
@@ -555,6 +560,7 @@ mod tests {
             idle_timeout_ms: v(),
             connect_timeout_ms: v(),
             max_conns: v(),
+            max_mem_kib: v(),
             max_header_bytes: v(),
             max_fails: v(),
             fail_timeout_ms: v(),
@@ -565,7 +571,7 @@ mod tests {
             servers_from: v(),
         };
         let names: Vec<&str> = all.pairs(v().as_ref()).iter().map(|p| p.0).collect();
-        assert_eq!(names, conf::SETTABLE[..15]);
+        assert_eq!(names, conf::SETTABLE[..16]);
     }
 
     #[test]

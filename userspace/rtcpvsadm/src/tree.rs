@@ -360,7 +360,7 @@ mod tests {
             r#"virtual web {
                 listen = 10.0.0.1:80; scheduler = wrr; mode = http;
                 client_header_timeout_ms = 10000; idle_timeout_ms = 60000;
-                connect_timeout_ms = 3000; max_conns = 0; max_header_bytes = 8192;
+                connect_timeout_ms = 3000; max_conns = 0; max_mem_kib = 4096; max_header_bytes = 8192;
                 max_fails = 1; fail_timeout_ms = 10000; pool_idle = 4; xff = 0; cookie = "";
                 default_target = "*"; servers_from = "fwmark 100"; enabled = 1;
                 server = a 10.0.0.2:80 weight 2 state up;
