@@ -1,0 +1,103 @@
+# vms: 2
+# timeout: 1200
+# disk: 16M
+# Fencing (issue 14 item 6): `disk { fencing resource-only; }` and `handlers { fence-peer;
+# unfence-peer; }`. Connected, vm0 Primary; the test bed cuts vm1's link: vm0 runs fence-peer
+# (a script recording its arguments and environment, exit 4) and shows peer-disk:Outdated.
+# Meanwhile vm1, whose fence-peer exits 6 (peer is Primary), is refused promotion with
+# SS_PRIMARY_NOP and stays Secondary. Link up: vm0 resyncs vm1 as source, then runs
+# unfence-peer. resource-and-stonith is refused at configuration time.
+. "$HARK_TOP/tests-qemu/guest/lib.sh"
+A=$RDRBDADM
+NET="net { protocol C; connect-int 2; ping-int 3; ping-timeout 30; timeout 25; }"
+FENCE="disk { fencing resource-only; }
+  handlers { fence-peer \"/tmp/fence.sh\"; unfence-peer \"/tmp/unfence.sh --unfence\"; }"
+cat > /tmp/fence.sh <<'SH'
+#!/bin/sh
+{ echo "ARGS=$*"; env | grep '^DRBD_' | sort; } > /tmp/fence.env
+exit "$(cat /tmp/fence.rc)"
+SH
+cat > /tmp/unfence.sh <<'SH'
+#!/bin/sh
+{ echo "ARGS=$*"; env | grep '^DRBD_' | sort; } > /tmp/unfence.env
+SH
+chmod 755 /tmp/fence.sh /tmp/unfence.sh
+echo 4 > /tmp/fence.rc
+
+step "resource-and-stonith is refused at configuration time"
+write_drbd_conf "$NET
+  disk { fencing resource-and-stonith; }"
+out=$($A up r0 2>&1) && die "up with resource-and-stonith succeeded"
+echo "$out"
+grep -q 'resource-and-stonith is not supported' <<<"$out" || die "no clear refusal"
+
+write_drbd_conf "$NET
+  $FENCE"
+must $A create-md r0
+must insmod "$(ko drbd_rs)"
+
+step "up: Connected; vm0 forced Primary, full sync"
+barrier ready
+must $A up r0
+wait_status 'connection:Connected' 60
+barrier connected
+if [ "$HARK_VM" = 0 ]; then
+	must $A primary --force r0
+	wait_status 'role:Primary.*connection:Connected.*peer-role:Secondary peer-disk:UpToDate' 600
+else
+	wait_status 'role:Secondary.*disk:UpToDate.*connection:Connected.*peer-role:Primary' 600
+fi
+barrier synced
+[ -e /tmp/fence.env ] && die "fence-peer ran while connected"
+
+step "link down: vm0 fences its peer (exit 4: peer-disk Outdated); vm1 may not promote (exit 6)"
+if [ "$HARK_VM" = 0 ]; then
+	must harkctl link down 1
+	must harkctl set cut 1 >/dev/null
+	wait_status 'role:Primary.*connection:(NetworkFailure|Unconnected|WFConnection).*peer-disk:Outdated' 120
+	$A status r0
+	cat /tmp/fence.env
+	for want in ARGS=r0 DRBD_RESOURCE=r0 DRBD_MINOR=0 DRBD_VOLUME=0 DRBD_PEER_ADDRESS=10.77.0.2 \
+		DRBD_PEER_AF=ipv4 DRBD_MY_ADDRESS=10.77.0.1 DRBD_MY_AF=ipv4; do
+		grep -qx "$want" /tmp/fence.env || die "fence-peer environment lacks $want"
+	done
+	dmesg_has 'r0: fence-peer helper returned 4 \(peer was fenced\)' || die "exit code 4 not logged"
+	# Writes while the peer is fenced: out of sync, resynced after the link is back.
+	must dd if=/dev/urandom of=/dev/rdrbd0 bs=4k count=64 oflag=direct status=none
+	must harkctl wait vm1-refused 300 >/dev/null
+	[ "$(dmesg | grep -c "helper command: /tmp/fence.sh r0")" = 1 ] ||
+		die "fence-peer ran more than once"
+	must harkctl link up 1
+else
+	must harkctl wait cut 300 >/dev/null
+	wait_status 'role:Secondary.*connection:(NetworkFailure|Unconnected|WFConnection)' 120
+	[ -e /tmp/fence.env ] && die "a Secondary ran fence-peer"
+	echo 6 > /tmp/fence.rc
+	out=$($A primary r0 2>&1) && die "promotion succeeded though fence-peer said: peer is Primary"
+	echo "$out"
+	grep -q 'SS_PRIMARY_NOP' <<<"$out" || die "no SS_PRIMARY_NOP in the refusal"
+	grep -qx DRBD_PEER_ADDRESS=10.77.0.1 /tmp/fence.env || die "vm1's fence-peer did not run"
+	dmesg_has 'r0: fence-peer helper returned 6 \(peer is active\)' || die "exit code 6 not logged"
+	status_is 'role:Secondary' || die "vm1 is not Secondary"
+	must harkctl set vm1-refused 1 >/dev/null
+fi
+
+step "link up: vm0 resyncs vm1, then runs unfence-peer"
+wait_status 'connection:Connected.*peer-disk:UpToDate' 300
+wait_status ' disk:UpToDate size.*out-of-sync:0KiB' 60
+if [ "$HARK_VM" = 0 ]; then
+	until_ok 60 test -s /tmp/unfence.env || die "unfence-peer did not run"
+	cat /tmp/unfence.env
+	grep -qx 'ARGS=--unfence r0' /tmp/unfence.env || die "unfence-peer arguments"
+	grep -qx DRBD_PEER_ADDRESS=10.77.0.2 /tmp/unfence.env || die "unfence-peer environment"
+	dmesg_has 'r0: resync done as SyncSource' || die "no resync as source"
+else
+	[ -e /tmp/unfence.env ] && die "the sync target ran unfence-peer"
+fi
+barrier resynced
+
+step "down"
+[ "$HARK_VM" = 0 ] && must $A secondary r0
+must $A down r0
+must rmmod drbd_rs
+step "done"
