@@ -10,8 +10,8 @@
 //! message in the extended ack, and logged.
 
 use crate::conn::{Connection, NetConf, HANDLER_BUF};
-use crate::drbd_fence::Fencing;
 use crate::device::{self, Device, DEVICES};
+use crate::drbd_fence::Fencing;
 use crate::drbd_genl::{self as nl, Attr, AttrKind, Cmd, DiskState, EventType};
 use crate::drbd_state::{self as ws, StateRv};
 use crate::drbd_state_chg as chg;

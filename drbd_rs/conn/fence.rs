@@ -15,8 +15,8 @@ use crate::drbd_genl::Role;
 use crate::drbd_state::{self as ws, Conn};
 use crate::helper;
 use crate::net::Ip;
-use kernel::prelude::*;
 use kernel::c_str;
+use kernel::prelude::*;
 use kernel::str::{CStr, CString};
 
 impl Connection {
@@ -26,10 +26,11 @@ impl Connection {
         if self.stopping() || self.conf.fencing == Fencing::DontCare {
             return;
         }
-        // The peer is gone: no longer shown (nor judged) as connected.
+        // The peer's disk as last known; then the peer is gone, no longer shown as connected.
+        let last = self.view().disk;
         self.set_cstate(Conn::NetworkFailure);
         if let Some(dev) = volume0(self) {
-            if self.needs_fencing(&dev, false) {
+            if self.needs_fencing(&dev, false, last) {
                 self.try_outdate_peer(&dev);
             }
         }
@@ -42,7 +43,7 @@ impl Connection {
         dev: &Device,
         force: bool,
     ) -> core::result::Result<(), FenceResult> {
-        if !self.needs_fencing(dev, true) {
+        if !self.needs_fencing(dev, true, self.view().disk) {
             return Ok(());
         }
         let ours = wire_disk(dev.lock().disk_state);
@@ -51,13 +52,17 @@ impl Connection {
             return Ok(());
         }
         if force {
-            pr_warn!("resource {}: Forced into split brain situation!\n", self.name());
+            pr_warn!(
+                "resource {}: Forced into split brain situation!\n",
+                self.name()
+            );
             return Ok(());
         }
         Err(r)
     }
 
-    fn needs_fencing(&self, dev: &Device, promoting: bool) -> bool {
+    /// Whether `dev` (`promoting`, or Primary) must fence a peer whose disk was `pdsk`.
+    fn needs_fencing(&self, dev: &Device, promoting: bool, pdsk: ws::Disk) -> bool {
         let (role, disk) = {
             let st = dev.lock();
             (st.role, st.disk_state)
@@ -67,7 +72,7 @@ impl Connection {
             self.conf.fencing,
             promoting || role == Role::Primary,
             reached(v.cstate, Conn::WFReportParams),
-            v.disk,
+            pdsk,
             wire_disk(disk),
         )
     }
@@ -88,7 +93,10 @@ impl Connection {
             return r;
         }
         if r == FenceResult::PeerStonithed && self.conf.fencing != Fencing::ResourceAndStonith {
-            pr_err!("resource {}: fence-peer() = 7 && fencing != Stonith !!!\n", self.name());
+            pr_err!(
+                "resource {}: fence-peer() = 7 && fencing != Stonith !!!\n",
+                self.name()
+            );
         }
         pr_info!(
             "resource {}: fence-peer helper returned {} ({})\n",
@@ -127,7 +135,11 @@ impl Connection {
             && self.conf.unfence_peer[0] != 0
         {
             let code = self.run_handler(dev, c_str!("unfence-peer"), &self.conf.unfence_peer);
-            pr_info!("resource {}: unfence-peer helper returned {}\n", self.name(), code);
+            pr_info!(
+                "resource {}: unfence-peer helper returned {}\n",
+                self.name(),
+                code
+            );
         }
     }
 
@@ -140,7 +152,12 @@ impl Connection {
             pr_err!("resource {}: no {} handler configured\n", self.name(), what);
             return -1;
         }
-        pr_info!("resource {}: helper command: {} {}\n", self.name(), cmd, self.name());
+        pr_info!(
+            "resource {}: helper command: {} {}\n",
+            self.name(),
+            cmd,
+            self.name()
+        );
         let ret = match self.exec_handler(dev, what, cmd) {
             Ok(ret) => ret,
             Err(e) => {

@@ -121,23 +121,31 @@ impl FenceResult {
 }
 
 /// Whether a node must run `fence-peer` now: fencing is on, it is (or is becoming) Primary,
-/// it is not connected, and the peer's disk is not known to be Outdated or worse. Without
-/// consistent data of our own there is nothing to protect (8.4's `FP_NOT_AVAIL`).
-pub fn must_fence(fencing: Fencing, primary: bool, connected: bool, pdsk: Disk, ours: Disk) -> bool {
+/// it is not connected, and the peer's disk as last known (`pdsk`) is DUnknown, Consistent or
+/// UpToDate (8.4's `pdsk >= D_UNKNOWN` in `conn_disconnect()`: a peer known to be Outdated,
+/// Inconsistent, e.g. a sync target, or diskless holds no data to fence). Without consistent
+/// data of our own there is nothing to protect (8.4's `FP_NOT_AVAIL`).
+pub fn must_fence(
+    fencing: Fencing,
+    primary: bool,
+    connected: bool,
+    pdsk: Disk,
+    ours: Disk,
+) -> bool {
     fencing != Fencing::DontCare
         && primary
         && !connected
-        && !matches!(
-            pdsk,
-            Disk::Outdated | Disk::Inconsistent | Disk::Failed | Disk::Diskless
-        )
-        && matches!(ours, Disk::Consistent | Disk::UpToDate | Disk::Outdated)
+        && pdsk as u32 >= Disk::DUnknown as u32
+        && ours as u32 >= Disk::Consistent as u32
 }
 
 /// Whether `unfence-peer` runs: a resync in which we were the source ended with both disks
 /// UpToDate, and fencing is on (`drbd_resync_finished()`).
 pub fn must_unfence(fencing: Fencing, was_sync_source: bool, ours: Disk, pdsk: Disk) -> bool {
-    fencing != Fencing::DontCare && was_sync_source && ours == Disk::UpToDate && pdsk == Disk::UpToDate
+    fencing != Fencing::DontCare
+        && was_sync_source
+        && ours == Disk::UpToDate
+        && pdsk == Disk::UpToDate
 }
 
 #[cfg(test)]
@@ -146,7 +154,11 @@ mod tests {
 
     #[test]
     fn policies_round_trip() {
-        for f in [Fencing::DontCare, Fencing::ResourceOnly, Fencing::ResourceAndStonith] {
+        for f in [
+            Fencing::DontCare,
+            Fencing::ResourceOnly,
+            Fencing::ResourceAndStonith,
+        ] {
             assert_eq!(Fencing::from_u8(f as u8), Some(f));
             assert_eq!(Fencing::from_name(f.name()), Some(f));
         }
@@ -185,14 +197,36 @@ mod tests {
     fn when_to_fence() {
         let (on, up) = (Fencing::ResourceOnly, Disk::UpToDate);
         assert!(must_fence(on, true, false, Disk::DUnknown, up));
-        assert!(must_fence(Fencing::ResourceAndStonith, true, false, Disk::UpToDate, up));
-        assert!(!must_fence(Fencing::DontCare, true, false, Disk::DUnknown, up));
+        assert!(must_fence(
+            Fencing::ResourceAndStonith,
+            true,
+            false,
+            Disk::UpToDate,
+            up
+        ));
+        assert!(!must_fence(
+            Fencing::DontCare,
+            true,
+            false,
+            Disk::DUnknown,
+            up
+        ));
         assert!(!must_fence(on, false, false, Disk::DUnknown, up)); // Secondary
         assert!(!must_fence(on, true, true, Disk::DUnknown, up)); // connected
         assert!(!must_fence(on, true, false, Disk::Outdated, up)); // already fenced
         assert!(!must_fence(on, true, false, Disk::Inconsistent, up));
-        assert!(!must_fence(on, true, false, Disk::DUnknown, Disk::Inconsistent));
+        assert!(!must_fence(
+            on,
+            true,
+            false,
+            Disk::DUnknown,
+            Disk::Inconsistent
+        ));
         assert!(!must_fence(on, true, false, Disk::DUnknown, Disk::Diskless));
+        assert!(!must_fence(on, true, false, Disk::DUnknown, Disk::Outdated));
+        assert!(must_fence(on, true, false, Disk::Consistent, Disk::Consistent));
+        assert!(!must_fence(on, true, false, Disk::Diskless, up));
+        assert!(!must_fence(on, true, false, Disk::Negotiating, up));
     }
 
     #[test]

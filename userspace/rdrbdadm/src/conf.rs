@@ -546,7 +546,9 @@ impl Config {
                             }
                             _ => {
                                 p.pos -= 1;
-                                return Err(p.err("only net, disk and handlers sections may be in common"));
+                                return Err(
+                                    p.err("only net, disk and handlers sections may be in common")
+                                );
                             }
                         }
                     }

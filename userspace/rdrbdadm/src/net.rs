@@ -125,7 +125,9 @@ pub fn connect_attrs(res: &Resource, me: &str) -> Result<Vec<(Attr, Value)>, Str
             "c-plan-ahead" => (Attr::CPlanAheadDs, Value::U32(num(0, 300)?)),
             "fencing" => match Fencing::from_name(val) {
                 Some(Fencing::ResourceAndStonith) => {
-                    return Err(bad("not supported: drbd_rs cannot freeze I/O (use resource-only)"))
+                    return Err(bad(
+                        "not supported: drbd_rs cannot freeze I/O (use resource-only)",
+                    ))
                 }
                 Some(f) => (Attr::Fencing, Value::U8(f as u8)),
                 None => return Err(bad("want dont-care, resource-only or resource-and-stonith")),
@@ -246,7 +248,10 @@ mod tests {
         assert!(connect_attrs(&res("fencing sometimes;"), "a").is_err());
         let stonith = text.replace("resource-only", "resource-and-stonith");
         let err = Config::parse(&stonith, "t.conf").unwrap_err().to_string();
-        assert!(err.contains("resource-and-stonith is not supported"), "{err}");
+        assert!(
+            err.contains("resource-and-stonith is not supported"),
+            "{err}"
+        );
         let other = text.replace("fence-peer \"", "split-brain \"");
         assert!(Config::parse(&other, "t.conf").is_err());
     }
