@@ -552,6 +552,7 @@ fn handle(req: &Req, cmd: Cmd) -> HandlerResult {
         Cmd::Status => status(req),
         Cmd::Connect => connect(req),
         Cmd::Disconnect => disconnect(req),
+        Cmd::Outdate => outdate(req),
         Cmd::Reply => Err(req.fail(EOPNOTSUPP, c"command not supported")),
     }
 }
@@ -872,6 +873,38 @@ fn disconnect(req: &Req) -> HandlerResult {
     {
         r.stopped = Some(conn);
     }
+    Ok(())
+}
+
+/// `outdate`: marks the local disk Outdated (8.4's `drbdsetup outdate`). Refused while
+/// connected (`SS_CONNECTED_OUTDATES`), while Primary (`SS_NO_UP_TO_DATE_DISK`: the peer is
+/// not known UpToDate then) and below Outdated (`SS_LOWER_THAN_OUTDATED`).
+fn outdate(req: &Req) -> HandlerResult {
+    let dev = device_of(req)?;
+    if resource::connection_of(&dev.resource).is_some_and(|c| c.is_connected()) {
+        return Err(state_change_failed(req, StateRv::ConnectedOutdates));
+    }
+    {
+        let mut st = dev.lock();
+        if st.role == nl::Role::Primary {
+            return Err(state_change_failed(req, StateRv::NoUpToDateDisk));
+        }
+        match st.disk_state {
+            DiskState::Outdated => return Ok(()),
+            DiskState::Consistent | DiskState::UpToDate => {}
+            _ => return Err(state_change_failed(req, StateRv::LowerThanOutdated)),
+        }
+        let b = st
+            .backing
+            .as_mut()
+            .ok_or_else(|| req.fail(ENODEV, c"no lower device"))?;
+        b.md.set_disk_state(DiskState::Outdated);
+        b.md.store(&b.lower)
+            .map_err(|e| req.fail(e, c"writing the metadata failed"))?;
+        st.disk_state = DiskState::Outdated;
+    }
+    pr_info!("rdrbd{}: disk Outdated\n", dev.minor);
+    notify(&dev, EventType::Change);
     Ok(())
 }
 

@@ -6,7 +6,8 @@
 # (a script recording its arguments and environment, exit 4) and shows peer-disk:Outdated.
 # Meanwhile vm1, whose fence-peer exits 6 (peer is Primary), is refused promotion with
 # SS_PRIMARY_NOP and stays Secondary. Link up: vm0 resyncs vm1 as source, then runs
-# unfence-peer. resource-and-stonith is refused at configuration time.
+# unfence-peer. resource-and-stonith is refused at configuration time. `rdrbdadm outdate` is
+# refused while connected and on a Primary, and outdates a disconnected Secondary.
 . "$HARK_TOP/tests-qemu/guest/lib.sh"
 A=$RDRBDADM
 # A ping-timeout of 5 s: a loaded TCG host must not end the session by itself.
@@ -52,6 +53,11 @@ else
 	wait_status 'role:Secondary.*disk:UpToDate.*connection:Connected.*peer-role:Primary' 600
 fi
 barrier synced
+if [ "$HARK_VM" = 0 ]; then
+	# 8.4 runs unfence-peer after every resync as source that leaves both disks UpToDate.
+	until_ok 60 test -s /tmp/unfence.env || die "unfence-peer did not run after the full sync"
+	rm /tmp/unfence.env
+fi
 # During the full sync the peer is Inconsistent: a session lost then is not fenced (8.4).
 if [ -e /tmp/fence.env ]; then
 	dmesg_has 'r0: connection NetworkFailure' || die "fence-peer ran while connected"
@@ -104,8 +110,27 @@ else
 fi
 barrier resynced
 
+step "outdate: refused while connected and while Primary; a disconnected Secondary is Outdated"
+if [ "$HARK_VM" = 1 ]; then
+	out=$($A outdate r0 2>&1) && die "outdate succeeded while connected"
+	grep -q 'SS_CONNECTED_OUTDATES' <<<"$out" || die "outdate while connected: $out"
+fi
+barrier outdate-connected
+must $A disconnect r0
+if [ "$HARK_VM" = 0 ]; then
+	out=$($A outdate r0 2>&1) && die "outdate succeeded on a Primary"
+	grep -q 'SS_NO_UP_TO_DATE_DISK' <<<"$out" || die "outdate while Primary: $out"
+	must $A secondary r0
+else
+	must $A outdate r0
+	wait_status ' disk:Outdated' 10
+	must $A outdate r0 # already Outdated: fine
+	out=$($A primary r0 2>&1) && die "an Outdated node became Primary"
+	grep -q 'EROFS' <<<"$out" || die "promotion of an Outdated disk: $out"
+fi
+barrier outdated
+
 step "down"
-[ "$HARK_VM" = 0 ] && must $A secondary r0
 must $A down r0
 must rmmod drbd_rs
 step "done"

@@ -224,7 +224,13 @@ mod tests {
         ));
         assert!(!must_fence(on, true, false, Disk::DUnknown, Disk::Diskless));
         assert!(!must_fence(on, true, false, Disk::DUnknown, Disk::Outdated));
-        assert!(must_fence(on, true, false, Disk::Consistent, Disk::Consistent));
+        assert!(must_fence(
+            on,
+            true,
+            false,
+            Disk::Consistent,
+            Disk::Consistent
+        ));
         assert!(!must_fence(on, true, false, Disk::Diskless, up));
         assert!(!must_fence(on, true, false, Disk::Negotiating, up));
     }

@@ -43,11 +43,13 @@ pub enum Cmd {
     Connect = 11,
     /// Disconnect a resource (`StandAlone`).
     Disconnect = 12,
+    /// Mark the local disk Outdated (`drbdsetup outdate`).
+    Outdate = 13,
 }
 
 impl Cmd {
     /// Every command, in numeric order.
-    pub const ALL: [Cmd; 12] = [
+    pub const ALL: [Cmd; 13] = [
         Cmd::Reply,
         Cmd::NewResource,
         Cmd::DelResource,
@@ -60,6 +62,7 @@ impl Cmd {
         Cmd::Status,
         Cmd::Connect,
         Cmd::Disconnect,
+        Cmd::Outdate,
     ];
 
     /// Decodes a command number.
@@ -82,6 +85,7 @@ impl Cmd {
             Cmd::Status => "status",
             Cmd::Connect => "connect",
             Cmd::Disconnect => "disconnect",
+            Cmd::Outdate => "outdate",
         }
     }
 }
