@@ -29,6 +29,9 @@ sbindir ?= $(prefix)/sbin
 mandir ?= $(prefix)/share/man
 docdir ?= $(prefix)/share/doc/hark
 ocfdir ?= $(prefix)/lib/ocf/resource.d/hark
+# drbd_rs fence-peer / unfence-peer handlers (ha/).
+handlerdir ?= $(prefix)/lib/drbd_rs
+HANDLERS = drbd-fence-peer.sh drbd-unfence-peer.sh
 OCF_AGENTS = drbd_rs ktcpvs
 MODS = ipvs_glue drbd_rs ktcpvs_rs
 TOOLS = rdrbdadm rtcpvsadm
@@ -96,7 +99,7 @@ fmt: ## rustfmt everything (kernel style for the modules).
 	rustfmt --edition 2021 userspace/fuzz/fuzz_targets/*.rs
 	rustfmt --edition 2021 --config-path $(KSRC)/.rustfmt.toml drbd_rs/*.rs ktcpvs_rs/*.rs ipvs_glue/*.rs
 
-install: install-modules install-tools install-man install-doc install-ocf ## Install modules, tools, man pages, docs (DESTDIR=, KDIR=).
+install: install-modules install-tools install-man install-doc install-ocf install-handlers ## Install modules, tools, man pages, docs (DESTDIR=, KDIR=).
 
 install-modules: modules
 	@$(call kmake,INSTALL_MOD_PATH=$(if $(DESTDIR),$(abspath $(DESTDIR))) INSTALL_MOD_DIR=extra DEPMOD=true modules_install)
@@ -117,6 +120,10 @@ install-doc:
 install-ocf:
 	install -d $(DESTDIR)$(ocfdir)
 	install -m 755 $(OCF_AGENTS:%=ha/ocf/%) $(DESTDIR)$(ocfdir)/
+
+install-handlers:
+	install -d $(DESTDIR)$(handlerdir)
+	install -m 755 $(HANDLERS:%=ha/%) $(DESTDIR)$(handlerdir)/
 
 uninstall: ## Remove what `make install` installed (same DESTDIR=, KDIR=).
 	@test -n "$(KRELEASE)" || { echo "no $(KDIR)/include/config/kernel.release: pass the KDIR that was installed from"; exit 1; }

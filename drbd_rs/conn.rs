@@ -34,6 +34,7 @@
 
 mod asender;
 mod bitmap;
+mod fence;
 mod handshake;
 mod receiver;
 mod request;
@@ -118,7 +119,16 @@ pub(crate) struct NetConf {
     pub(crate) c_max_rate: u32,
     /// `c-plan-ahead`, tenths of a second (0: fixed rate `resync-rate`).
     pub(crate) c_plan_ahead_ds: u32,
+    /// `fencing` policy.
+    pub(crate) fencing: crate::drbd_fence::Fencing,
+    /// `fence-peer` handler command line (NUL-padded; empty: none).
+    pub(crate) fence_peer: [u8; HANDLER_BUF],
+    /// `unfence-peer` handler command line (NUL-padded; empty: none).
+    pub(crate) unfence_peer: [u8; HANDLER_BUF],
 }
+
+/// Room for a handler command line and its NUL.
+pub(crate) const HANDLER_BUF: usize = crate::drbd_genl::HANDLER_MAX as usize + 1;
 
 impl NetConf {
     // The times are bounded by the netlink policy (`genl::net_conf`); the conversions
@@ -163,6 +173,9 @@ struct Info {
     peer_max_bio: u32,
     /// The peer's disk size in sectors (from `P_SIZES`).
     peer_sectors: u64,
+    /// Sessions that reached `WFReportParams` (C DRBD's `connect_cnt`): a fence-peer result
+    /// is ignored if a session came and went while the handler ran.
+    connects: u32,
 }
 
 /// A running resync's figures.
@@ -322,7 +335,12 @@ impl Connection {
             let mut i = self.info.lock();
             let old = i.view.cstate;
             i.view.cstate = cstate;
-            if !reached(cstate, Conn::WFReportParams) {
+            if reached(cstate, Conn::WFReportParams) && !reached(old, Conn::WFReportParams) {
+                i.connects = i.connects.wrapping_add(1);
+            }
+            // The peer becomes unknown when the session ends; a fence-peer result recorded
+            // afterwards (an Outdated peer disk) stays until the next session.
+            if !reached(cstate, Conn::WFReportParams) && reached(old, Conn::WFReportParams) {
                 i.view.role = ws::Role::Unknown;
                 i.view.disk = ws::Disk::DUnknown;
             }

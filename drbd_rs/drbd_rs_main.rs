@@ -26,6 +26,8 @@ use kernel::prelude::*;
 pub mod crc32c;
 #[path = "../userspace/hark-proto/src/drbd_al.rs"]
 pub mod drbd_al;
+#[path = "../userspace/hark-proto/src/drbd_fence.rs"]
+pub mod drbd_fence;
 #[path = "../userspace/hark-proto/src/drbd_genl.rs"]
 pub mod drbd_genl;
 #[path = "../userspace/hark-proto/src/drbd_md.rs"]
@@ -47,6 +49,7 @@ mod device;
 mod events;
 mod genl;
 mod glue;
+mod helper;
 #[path = "../kcommon/kthread.rs"]
 mod kthread;
 mod md;

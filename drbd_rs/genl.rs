@@ -9,8 +9,9 @@
 //! and handlers check presence and ranges. An error is returned as a negative errno with a
 //! message in the extended ack, and logged.
 
-use crate::conn::{Connection, NetConf};
+use crate::conn::{Connection, NetConf, HANDLER_BUF};
 use crate::device::{self, Device, DEVICES};
+use crate::drbd_fence::Fencing;
 use crate::drbd_genl::{self as nl, Attr, AttrKind, Cmd, DiskState, EventType};
 use crate::drbd_state::{self as ws, StateRv};
 use crate::drbd_state_chg as chg;
@@ -403,6 +404,31 @@ fn opt_name(req: &Req, a: Attr) -> [u8; 64] {
     out
 }
 
+/// The `fencing` policy of a `connect` request (default `dont-care`).
+fn fencing_of(req: &Req) -> core::result::Result<Fencing, c_int> {
+    let v = opt_u8(req, Attr::Fencing, 0, 2, 0)?;
+    match Fencing::from_u8(v as u8) {
+        Some(Fencing::ResourceAndStonith) => Err(req.fail(
+            EINVAL,
+            c"fencing resource-and-stonith is not supported (no I/O freezing): use resource-only",
+        )),
+        Some(f) => Ok(f),
+        None => Err(req.fail(EINVAL, c"net option out of range")),
+    }
+}
+
+/// An optional handler command line as a NUL-padded array.
+fn opt_handler(req: &Req, a: Attr) -> [u8; HANDLER_BUF] {
+    let mut out = [0u8; HANDLER_BUF];
+    if let Some(s) = req.cstr(a) {
+        let b = s.to_bytes();
+        // The policy limits handlers to `HANDLER_MAX` bytes.
+        let n = b.len().min(HANDLER_BUF - 1);
+        out[..n].copy_from_slice(&b[..n]);
+    }
+    out
+}
+
 /// The `net` options of a `connect` request, with DRBD 8.4's defaults and limits
 /// (`drbd_limits.h`).
 fn net_conf_of(req: &Req) -> core::result::Result<NetConf, c_int> {
@@ -445,6 +471,9 @@ fn net_conf_of(req: &Req) -> core::result::Result<NetConf, c_int> {
         resync_rate: opt_u32(req, Attr::ResyncRate, 1, 4_194_304, 250)?,
         c_max_rate: opt_u32(req, Attr::CMaxRate, 250, 4_194_304, 102_400)?,
         c_plan_ahead_ds: opt_u32(req, Attr::CPlanAheadDs, 0, 300, 20)?,
+        fencing: fencing_of(req)?,
+        fence_peer: opt_handler(req, Attr::FencePeer),
+        unfence_peer: opt_handler(req, Attr::UnfencePeer),
     };
     if conf.timeout_ds >= conf.ping_int_s.saturating_mul(10) {
         return Err(req.fail(EINVAL, c"timeout must be below ping-int"));
@@ -523,6 +552,7 @@ fn handle(req: &Req, cmd: Cmd) -> HandlerResult {
         Cmd::Status => status(req),
         Cmd::Connect => connect(req),
         Cmd::Disconnect => disconnect(req),
+        Cmd::Outdate => outdate(req),
         Cmd::Reply => Err(req.fail(EOPNOTSUPP, c"command not supported")),
     }
 }
@@ -697,6 +727,9 @@ fn primary(req: &Req) -> HandlerResult {
     };
     if dev.check_primary(force).map_err(promote_err)? {
         if let Some(c) = resource::connection_of(&dev.resource) {
+            // Without the peer, with fencing: `fence-peer` first (no lock held).
+            c.fence_for_promotion(&dev, force)
+                .map_err(|_| state_change_failed(req, StateRv::PrimaryNop))?;
             c.request_role(&dev, nl::Role::Primary, force)
                 .map_err(|rv| state_change_failed(req, rv))?;
         }
@@ -840,6 +873,38 @@ fn disconnect(req: &Req) -> HandlerResult {
     {
         r.stopped = Some(conn);
     }
+    Ok(())
+}
+
+/// `outdate`: marks the local disk Outdated (8.4's `drbdsetup outdate`). Refused while
+/// connected (`SS_CONNECTED_OUTDATES`), while Primary (`SS_NO_UP_TO_DATE_DISK`: the peer is
+/// not known UpToDate then) and below Outdated (`SS_LOWER_THAN_OUTDATED`).
+fn outdate(req: &Req) -> HandlerResult {
+    let dev = device_of(req)?;
+    if resource::connection_of(&dev.resource).is_some_and(|c| c.is_connected()) {
+        return Err(state_change_failed(req, StateRv::ConnectedOutdates));
+    }
+    {
+        let mut st = dev.lock();
+        if st.role == nl::Role::Primary {
+            return Err(state_change_failed(req, StateRv::NoUpToDateDisk));
+        }
+        match st.disk_state {
+            DiskState::Outdated => return Ok(()),
+            DiskState::Consistent | DiskState::UpToDate => {}
+            _ => return Err(state_change_failed(req, StateRv::LowerThanOutdated)),
+        }
+        let b = st
+            .backing
+            .as_mut()
+            .ok_or_else(|| req.fail(ENODEV, c"no lower device"))?;
+        b.md.set_disk_state(DiskState::Outdated);
+        b.md.store(&b.lower)
+            .map_err(|e| req.fail(e, c"writing the metadata failed"))?;
+        st.disk_state = DiskState::Outdated;
+    }
+    pr_info!("rdrbd{}: disk Outdated\n", dev.minor);
+    notify(&dev, EventType::Change);
     Ok(())
 }
 

@@ -44,19 +44,49 @@ impl Addr {
     }
 }
 
+/// The address of an [`Addr`] without the port (`10.0.0.1`, `fd00:0:0:0:0:0:0:2`).
+pub(crate) struct Ip<'a>(pub(crate) &'a Addr);
+
+impl Ip<'_> {
+    fn is_v4(&self) -> bool {
+        u32::from(self.0.family) == bindings::AF_INET
+    }
+
+    /// DRBD's name of the family for the helpers' environment (`DRBD_PEER_AF`).
+    pub(crate) fn af_name(&self) -> &'static str {
+        if self.is_v4() {
+            "ipv4"
+        } else {
+            "ipv6"
+        }
+    }
+}
+
+impl kernel::fmt::Display for Ip<'_> {
+    fn fmt(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
+        let a = &self.0.addr;
+        if self.is_v4() {
+            return write!(f, "{}.{}.{}.{}", a[0], a[1], a[2], a[3]);
+        }
+        for (i, w) in a.chunks(2).enumerate() {
+            if i > 0 {
+                f.write_str(":")?;
+            }
+            write!(f, "{:x}", u16::from_be_bytes([w[0], w[1]]))?;
+        }
+        Ok(())
+    }
+}
+
 impl kernel::fmt::Display for Addr {
     fn fmt(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
-        if u32::from(self.family) == bindings::AF_INET {
-            let a = &self.addr;
-            write!(f, "{}.{}.{}.{}:{}", a[0], a[1], a[2], a[3], self.port)
+        let ip = Ip(self);
+        if ip.is_v4() {
+            kernel::fmt::Display::fmt(&ip, f)?;
+            write!(f, ":{}", self.port)
         } else {
             f.write_str("[")?;
-            for (i, w) in self.addr.chunks(2).enumerate() {
-                if i > 0 {
-                    f.write_str(":")?;
-                }
-                write!(f, "{:x}", u16::from_be_bytes([w[0], w[1]]))?;
-            }
+            kernel::fmt::Display::fmt(&ip, f)?;
             write!(f, "]:{}", self.port)
         }
     }

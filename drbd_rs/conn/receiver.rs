@@ -53,6 +53,7 @@ impl Connection {
                     peer_uuids: None,
                     peer_max_bio: 0,
                     peer_sectors: 0,
+                    connects: 0,
                 }),
                 data_tx <- new_mutex!(Epoch { number: FIRST_EPOCH, writes: 0 }),
                 writers: AtomicU32::new(0),
@@ -121,6 +122,7 @@ fn receiver(c: &Arc<Connection>) {
             if let Some(dev) = volume0(c) {
                 dev.lost_peer();
             }
+            c.fence_after_loss();
         }
         if let End::StandAlone = end {
             c.set_cstate(Conn::StandAlone);

@@ -237,6 +237,8 @@ fn finish_resync(c: &Connection, dev: &Device, side: Conn) {
     if side == Conn::SyncTarget {
         // Tell the source explicitly (as DRBD's `after_state_ch()` does).
         c.send_state(dev);
+    } else if failed == 0 {
+        c.unfence_after_resync(dev);
     }
 }
 

@@ -43,11 +43,13 @@ pub enum Cmd {
     Connect = 11,
     /// Disconnect a resource (`StandAlone`).
     Disconnect = 12,
+    /// Mark the local disk Outdated (`drbdsetup outdate`).
+    Outdate = 13,
 }
 
 impl Cmd {
     /// Every command, in numeric order.
-    pub const ALL: [Cmd; 12] = [
+    pub const ALL: [Cmd; 13] = [
         Cmd::Reply,
         Cmd::NewResource,
         Cmd::DelResource,
@@ -60,6 +62,7 @@ impl Cmd {
         Cmd::Status,
         Cmd::Connect,
         Cmd::Disconnect,
+        Cmd::Outdate,
     ];
 
     /// Decodes a command number.
@@ -82,6 +85,7 @@ impl Cmd {
             Cmd::Status => "status",
             Cmd::Connect => "connect",
             Cmd::Disconnect => "disconnect",
+            Cmd::Outdate => "outdate",
         }
     }
 }
@@ -162,14 +166,20 @@ pub enum Attr {
     SyncRateKib = 35,
     /// Resync-controller planning horizon (`c-plan-ahead`), tenths of a second; 0 = fixed rate.
     CPlanAheadDs = 36,
+    /// `fencing` policy (`u8`, `drbd_fence::Fencing`).
+    Fencing = 37,
+    /// `fence-peer` handler command line (string, at most [`HANDLER_MAX`] bytes).
+    FencePeer = 38,
+    /// `unfence-peer` handler command line (string, at most [`HANDLER_MAX`] bytes).
+    UnfencePeer = 39,
 }
 
 impl Attr {
     /// Highest attribute number (`maxattr` of the family).
-    pub const MAX: u16 = 36;
+    pub const MAX: u16 = 39;
 
     /// Every attribute, in numeric order.
-    pub const ALL: [Attr; 36] = [
+    pub const ALL: [Attr; 39] = [
         Attr::ResourceName,
         Attr::Minor,
         Attr::LowerDev,
@@ -206,6 +216,9 @@ impl Attr {
         Attr::SyncTotalKib,
         Attr::SyncRateKib,
         Attr::CPlanAheadDs,
+        Attr::Fencing,
+        Attr::FencePeer,
+        Attr::UnfencePeer,
     ];
 
     /// Decodes an attribute number.
@@ -223,6 +236,7 @@ impl Attr {
             Attr::ResourceName => AttrKind::String(RESOURCE_NAME_MAX),
             Attr::LowerDev => AttrKind::String(PATH_MAX),
             Attr::Message => AttrKind::String(MESSAGE_MAX),
+            Attr::FencePeer | Attr::UnfencePeer => AttrKind::String(HANDLER_MAX),
             Attr::VerifyAlg | Attr::CsumsAlg | Attr::CramHmacAlg | Attr::SharedSecret => {
                 AttrKind::String(ALG_NAME_MAX)
             }
@@ -244,6 +258,7 @@ impl Attr {
             | Attr::ConnState
             | Attr::PeerRole
             | Attr::PeerDisk
+            | Attr::Fencing
             | Attr::AfterSb0p
             | Attr::AfterSb1p
             | Attr::AfterSb2p => AttrKind::U8,
@@ -331,6 +346,8 @@ pub fn valid_resource_name(name: &[u8]) -> bool {
 }
 /// Longest lower device path, in bytes.
 pub const PATH_MAX: u16 = 255;
+/// Longest handler command line, in bytes.
+pub const HANDLER_MAX: u16 = 255;
 /// Longest message, in bytes.
 pub const MESSAGE_MAX: u16 = 255;
 

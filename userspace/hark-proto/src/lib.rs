@@ -11,6 +11,7 @@
 
 pub mod crc32c;
 pub mod drbd_al;
+pub mod drbd_fence;
 pub mod drbd_genl;
 pub mod drbd_md;
 pub mod drbd_resync;

@@ -91,6 +91,8 @@ pub struct Resource {
     pub net: Options,
     /// `disk` options, after the `common` ones.
     pub disk_opts: Options,
+    /// `handlers` (`fence-peer`, `unfence-peer`), after the `common` ones.
+    pub handlers: Options,
     /// The hosts.
     pub hosts: Vec<Host>,
     /// Line of the section.
@@ -296,6 +298,13 @@ impl Parser {
                 self.pos -= 1;
                 return Err(self.err(format!("protocol must be A, B or C, not '{}'", vals[0])));
             }
+            if key == "fencing" && vals[0] == "resource-and-stonith" {
+                self.pos -= 1;
+                return Err(self.err(
+                    "fencing resource-and-stonith is not supported: drbd_rs cannot freeze I/O \
+                     while fence-peer runs (use resource-only)",
+                ));
+            }
             if key == "allow-two-primaries" && vals[0] != "no" {
                 self.pos -= 1;
                 return Err(self.err(format!(
@@ -412,7 +421,7 @@ impl Parser {
         }
     }
 
-    fn resource(&mut self, common: &(Options, Options)) -> Result<Resource, ConfigError> {
+    fn resource(&mut self, common: &Common) -> Result<Resource, ConfigError> {
         let line = self.line();
         let name = self.word("a resource name")?;
         if !hark_proto::drbd_genl::valid_resource_name(name.as_bytes()) {
@@ -426,12 +435,14 @@ impl Parser {
             storage: Storage::default(),
             net: common.0.clone(),
             disk_opts: common.1.clone(),
+            handlers: common.2.clone(),
             hosts: Vec::new(),
             line,
         };
         while let Some(key) = self.section_key("unterminated resource section")? {
             match key.as_str() {
                 "net" => self.options(&mut res.net, "net")?,
+                "handlers" => self.options(&mut res.handlers, "handlers")?,
                 "disk" if self.peek() == Some(&Tok::Open) => {
                     self.options(&mut res.disk_opts, "disk")?
                 }
@@ -494,7 +505,15 @@ const KNOWN: &[(&str, &str)] = &[
     ("disk", "c-max-rate"),
     ("disk", "c-plan-ahead"),
     ("disk", "al-extents"),
+    // DRBD 8.4 keeps `fencing` in the disk section, DRBD 9 in net: both are accepted.
+    ("disk", "fencing"),
+    ("net", "fencing"),
+    ("handlers", "fence-peer"),
+    ("handlers", "unfence-peer"),
 ];
+
+/// The `common` section: net, disk and handlers defaults.
+type Common = (Options, Options, Options);
 
 impl Config {
     /// Parses `text`; `file` names it in errors.
@@ -504,7 +523,7 @@ impl Config {
             pos: 0,
             file: file.to_string(),
         };
-        let mut common = (Options::default(), Options::default());
+        let mut common: Common = Default::default();
         let mut cfg = Config::default();
         while let Some(t) = p.next() {
             let Tok::Word(w) = t else {
@@ -522,9 +541,14 @@ impl Config {
                             Some(Tok::Word(k)) if k == "disk" => {
                                 p.options(&mut common.1, "disk")?
                             }
+                            Some(Tok::Word(k)) if k == "handlers" => {
+                                p.options(&mut common.2, "handlers")?
+                            }
                             _ => {
                                 p.pos -= 1;
-                                return Err(p.err("only net and disk sections may be in common"));
+                                return Err(
+                                    p.err("only net, disk and handlers sections may be in common")
+                                );
                             }
                         }
                     }

@@ -69,6 +69,8 @@ enum Command {
     Attach { resource: String },
     /// Detach the lower disk (the device must be Secondary and closed).
     Detach { resource: String },
+    /// Mark the local disk Outdated (refused while connected or Primary).
+    Outdate { resource: String },
     /// Become Primary; needs UpToDate data unless --force.
     Primary {
         resource: String,
@@ -480,6 +482,10 @@ fn run(cli: &Cli) -> Result<(), Fail> {
         Command::Detach { resource } => {
             let l = local(cli, resource)?;
             Kernel::open()?.minor_cmd(Cmd::Detach, l.minor)?;
+        }
+        Command::Outdate { resource } => {
+            let l = local(cli, resource)?;
+            Kernel::open()?.minor_cmd(Cmd::Outdate, l.minor)?;
         }
         Command::Primary { resource, force } => {
             let l = local(cli, resource)?;

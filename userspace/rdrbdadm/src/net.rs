@@ -4,6 +4,7 @@
 //! and converted to the family's attributes with DRBD's units and limits.
 
 use crate::conf::Resource;
+use hark_proto::drbd_fence::Fencing;
 use hark_proto::drbd_genl::{self as nl, Attr};
 use hark_proto::drbd_wire::AfterSb;
 use std::net::SocketAddr;
@@ -50,7 +51,8 @@ pub fn connect_attrs(res: &Resource, me: &str) -> Result<Vec<(Attr, Value)>, Str
         (Attr::LocalAddr, Value::Bytes(addr_attr(local))),
         (Attr::PeerAddr, Value::Bytes(addr_attr(peer))),
     ];
-    for (key, val) in res.net.0.iter().chain(res.disk_opts.0.iter()) {
+    let all = res.net.0.iter().chain(res.disk_opts.0.iter());
+    for (key, val) in all.chain(res.handlers.0.iter()) {
         let bad = |why: &str| ctx(format!("option {key} '{val}': {why}"));
         let num = |lo: u32, hi: u32| -> Result<u32, String> {
             let n: u32 = val.parse().map_err(|_| bad("not a number"))?;
@@ -80,6 +82,12 @@ pub fn connect_attrs(res: &Resource, me: &str) -> Result<Vec<(Attr, Value)>, Str
         let name = || -> Result<Value, String> {
             if val.is_empty() || val.len() > usize::from(nl::ALG_NAME_MAX) {
                 return Err(bad("empty or longer than 63 bytes"));
+            }
+            Ok(Value::Str(val.clone()))
+        };
+        let handler = || -> Result<Value, String> {
+            if val.is_empty() || val.len() > usize::from(nl::HANDLER_MAX) || val.contains('\0') {
+                return Err(bad("empty, longer than 255 bytes or with a NUL"));
             }
             Ok(Value::Str(val.clone()))
         };
@@ -115,6 +123,17 @@ pub fn connect_attrs(res: &Resource, me: &str) -> Result<Vec<(Attr, Value)>, Str
             "resync-rate" => (Attr::ResyncRate, Value::U32(rate(1)?)),
             "c-max-rate" => (Attr::CMaxRate, Value::U32(rate(250)?)),
             "c-plan-ahead" => (Attr::CPlanAheadDs, Value::U32(num(0, 300)?)),
+            "fencing" => match Fencing::from_name(val) {
+                Some(Fencing::ResourceAndStonith) => {
+                    return Err(bad(
+                        "not supported: drbd_rs cannot freeze I/O (use resource-only)",
+                    ))
+                }
+                Some(f) => (Attr::Fencing, Value::U8(f as u8)),
+                None => return Err(bad("want dont-care, resource-only or resource-and-stonith")),
+            },
+            "fence-peer" => (Attr::FencePeer, handler()?),
+            "unfence-peer" => (Attr::UnfencePeer, handler()?),
             // The configuration parser refuses "yes": drbd_rs has no dual-primary mode.
             "allow-two-primaries" => match val.as_str() {
                 "no" => continue,
@@ -208,6 +227,33 @@ mod tests {
         ] {
             assert!(connect_attrs(&res(bad), "a").is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn fencing_and_handlers_from_common_disk_net_and_handlers() {
+        let text = "common { handlers { unfence-peer \"/u.sh\"; } }\n\
+                    resource r0 { device minor 0; disk /dev/vda; meta-disk internal;\n\
+                    disk { fencing resource-only; }\n\
+                    handlers { fence-peer \"/usr/lib/drbd_rs/drbd-fence-peer.sh -t 5\"; }\n\
+                    on a { address 10.0.0.1:7789; }\n on b { address 10.0.0.2:7789; } }";
+        let r = Config::parse(text, "t.conf").unwrap().resources.remove(0);
+        let v = connect_attrs(&r, "a").unwrap();
+        assert!(v.contains(&(Attr::Fencing, Value::U8(1))));
+        let fp = "/usr/lib/drbd_rs/drbd-fence-peer.sh -t 5";
+        assert!(v.contains(&(Attr::FencePeer, Value::Str(fp.into()))));
+        assert!(v.contains(&(Attr::UnfencePeer, Value::Str("/u.sh".into()))));
+        // DRBD 9 keeps it in net; resource-and-stonith is refused with a reason.
+        let v = connect_attrs(&res("fencing dont-care;"), "a").unwrap();
+        assert!(v.contains(&(Attr::Fencing, Value::U8(0))));
+        assert!(connect_attrs(&res("fencing sometimes;"), "a").is_err());
+        let stonith = text.replace("resource-only", "resource-and-stonith");
+        let err = Config::parse(&stonith, "t.conf").unwrap_err().to_string();
+        assert!(
+            err.contains("resource-and-stonith is not supported"),
+            "{err}"
+        );
+        let other = text.replace("fence-peer \"", "split-brain \"");
+        assert!(Config::parse(&other, "t.conf").is_err());
     }
 
     #[test]
