@@ -1,6 +1,7 @@
 # vms: 1
 # timeout: 1500
 # mem: 2048
+# suite: soak
 # ktcpvs_rs's resource use under attack, measured in one run (hark-vmtool http-siege): the
 # median latency of a normal client unloaded, then with 10,000 idle keep-alive connections
 # (each after one answered request) and 1,000 slowloris clients (a field line every 2 s each)
@@ -8,6 +9,8 @@
 # before and after the idle connections give the memory per idle connection. Then every
 # connection is closed and active_conns and mem_bytes must return to 0 (exact accounting), and
 # max_mem_kib refuses connections with 503 and counts them in `refused`.
+# In `make soak`, not `make test`: it runs 8–15 minutes, and the 2x goal is not met yet on a
+# loaded host (2.37 and 2.73 measured; Documentation/ktcpvs-relay.md).
 . "$HARK_TOP/tests-qemu/guest/lib.sh"
 
 K=/sys/kernel/config/ktcpvs
