@@ -42,7 +42,8 @@ def build(path, init_script):
     ino += 1
     _entry(buf, 0, "TRAILER!!!", 0)
     data = gzip.compress(buf.getvalue(), compresslevel=6, mtime=0)
-    tmp = path + ".tmp"
+    # Per process: two harness runs in one tree build it at the same time (same bytes).
+    tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
