@@ -55,11 +55,6 @@ struct ktcpvs_rs_ev *ktcpvs_rs_ev_new(struct ktcpvs_rs_waker *const *w, unsigned
 void ktcpvs_rs_ev_free(struct ktcpvs_rs_ev *ev);
 /* Queues @ev on one of its wakers (unless it is queued) and wakes that worker. */
 void ktcpvs_rs_ev_fire(struct ktcpvs_rs_ev *ev);
-/*
- * Whether @ev's next fires go to its wakers' slow queue (served after the others, and once
- * every few pops): for a client trickling its request head.
- */
-void ktcpvs_rs_ev_set_slow(struct ktcpvs_rs_ev *ev, bool slow);
 /* sizeof(struct ktcpvs_rs_ev), for the memory accounting. */
 size_t ktcpvs_rs_ev_size(void);
 

@@ -34,22 +34,14 @@
 #include "ktcpvs_rs_glue.h"
 
 /*
- * A worker's ready queues. Event sources are pushed (lock-free, any context) on @ready, or on
- * @slow when their owner marked them slow (a client trickling a request head); only the
- * worker pops them, through @batch and @slow_batch (the parts it took, in firing order).
- * @slow is served when @ready is empty and otherwise once every KTCPVS_RS_SLOW_EVERY pops,
- * so trickled bytes do not delay the other connections and still advance.
+ * A worker's ready queue. Event sources are pushed on @ready (lock-free, any context); only
+ * the worker pops them, through @batch (the part of @ready it took, in firing order).
  */
 struct ktcpvs_rs_waker {
 	wait_queue_head_t wq;
 	struct llist_head ready;
-	struct llist_head slow;
 	struct llist_node *batch;
-	struct llist_node *slow_batch;
-	unsigned int pops;
 };
-
-#define KTCPVS_RS_SLOW_EVERY 8
 
 /* ktcpvs_rs_ev.state */
 enum {
@@ -63,8 +55,6 @@ struct ktcpvs_rs_ev {
 	atomic_t state;
 	struct llist_node node;
 	u64 token;
-	/* Queued on the wakers' @slow queue (set by the owner, read when fired). */
-	int slow;
 	atomic_t rr;
 	unsigned int n;
 	struct ktcpvs_rs_waker *w[KTCPVS_RS_MAX_WAKERS];
@@ -101,29 +91,13 @@ struct ktcpvs_rs_waker *ktcpvs_rs_waker_new(void)
 		return NULL;
 	init_waitqueue_head(&w->wq);
 	init_llist_head(&w->ready);
-	init_llist_head(&w->slow);
 	w->batch = NULL;
-	w->slow_batch = NULL;
-	w->pops = 0;
 	return w;
 }
 
 static bool ktcpvs_rs_waker_has_ready(struct ktcpvs_rs_waker *w)
 {
-	return w->batch || w->slow_batch || !llist_empty(&w->ready) || !llist_empty(&w->slow);
-}
-
-/* The next node of one queue (@batch first, then what was pushed on @head since). */
-static struct llist_node *ktcpvs_rs_take(struct llist_node **batch, struct llist_head *head)
-{
-	struct llist_node *node;
-
-	if (!*batch)
-		*batch = llist_reverse_order(llist_del_all(head));
-	node = *batch;
-	if (node)
-		*batch = node->next;
-	return node;
+	return w->batch || !llist_empty(&w->ready);
 }
 
 bool ktcpvs_rs_waker_next(struct ktcpvs_rs_waker *w, u64 *token)
@@ -132,16 +106,12 @@ bool ktcpvs_rs_waker_next(struct ktcpvs_rs_waker *w, u64 *token)
 	struct llist_node *node;
 
 	for (;;) {
-		node = NULL;
-		/* The slow queue once in a while even when the other one is busy. */
-		if (++w->pops % KTCPVS_RS_SLOW_EVERY == 0)
-			node = ktcpvs_rs_take(&w->slow_batch, &w->slow);
-		if (!node)
-			node = ktcpvs_rs_take(&w->batch, &w->ready);
-		if (!node)
-			node = ktcpvs_rs_take(&w->slow_batch, &w->slow);
+		if (!w->batch)
+			w->batch = llist_reverse_order(llist_del_all(&w->ready));
+		node = w->batch;
 		if (!node)
 			return false;
+		w->batch = node->next;
 		ev = container_of(node, struct ktcpvs_rs_ev, node);
 		*token = ev->token;
 		/* Out of the queue: a fire from now on queues it again. */
@@ -220,13 +190,8 @@ void ktcpvs_rs_ev_fire(struct ktcpvs_rs_ev *ev)
 		return;
 	/* One worker: the next one in turn when the source names several (a listener). */
 	w = ev->w[ev->n == 1 ? 0 : (unsigned int)atomic_inc_return(&ev->rr) % ev->n];
-	if (llist_add(&ev->node, READ_ONCE(ev->slow) ? &w->slow : &w->ready))
+	if (llist_add(&ev->node, &w->ready))
 		wake_up_interruptible(&w->wq);
-}
-
-void ktcpvs_rs_ev_set_slow(struct ktcpvs_rs_ev *ev, bool slow)
-{
-	WRITE_ONCE(ev->slow, slow);
 }
 
 static void ktcpvs_rs_cb(struct sock *sk)

@@ -101,7 +101,6 @@ mod ffi {
         ) -> *mut RawEv;
         pub(super) fn ktcpvs_rs_ev_free(ev: *mut RawEv);
         pub(super) fn ktcpvs_rs_ev_fire(ev: *mut RawEv);
-        pub(super) fn ktcpvs_rs_ev_set_slow(ev: *mut RawEv, slow: bool);
         pub(super) fn ktcpvs_rs_ev_size() -> usize;
         pub(super) fn ktcpvs_rs_online_cpus() -> c_uint;
         pub(super) fn ktcpvs_rs_sock_listen(
@@ -250,13 +249,6 @@ impl Ev {
     pub(crate) fn fire(&self) {
         // SAFETY: By the type invariant `ev` and its wakers are live.
         unsafe { ffi::ktcpvs_rs_ev_fire(self.ev.as_ptr()) };
-    }
-
-    /// Whether the source's next fires go to its worker's slow queue, served after the other
-    /// sources (and once every few of them): for a client trickling its request head.
-    pub(crate) fn set_slow(&self, slow: bool) {
-        // SAFETY: By the type invariant `ev` is live; the C side only stores the flag.
-        unsafe { ffi::ktcpvs_rs_ev_set_slow(self.ev.as_ptr(), slow) };
     }
 }
 

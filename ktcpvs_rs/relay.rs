@@ -282,9 +282,6 @@ impl Worker<'_> {
             return;
         };
         if c.step(now) {
-            // A client that sent part of a head and waits: its bytes are handled after the
-            // other connections' events (slowloris costs their latency nothing).
-            c.ev.set_slow(c.phase == Phase::Head && c.head.end > 0);
             let at = c.deadline;
             self.conns.arm(slot, at);
         } else {
