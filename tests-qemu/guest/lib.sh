@@ -101,6 +101,22 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # Rendezvous of all VMs of the scenario at a named point (over the test network).
 barrier() { "$VMTOOL" barrier "$1"; }
 
+# Two-VM scenarios: both bring r0 up and connect, vm0 is forced Primary, and both wait until the
+# full sync is done (barriers ready, connected, synced).
+drbd_pair_forced_sync() {
+	barrier ready
+	must "$RDRBDADM" up r0
+	wait_status 'connection:Connected' 60
+	barrier connected
+	if [ "$HARK_VM" = 0 ]; then
+		must "$RDRBDADM" primary --force r0
+		wait_status 'role:Primary.*connection:Connected.*peer-role:Secondary peer-disk:UpToDate' 600
+	else
+		wait_status 'role:Secondary.*disk:UpToDate.*connection:Connected.*peer-role:Primary' 600
+	fi
+	barrier synced
+}
+
 # Write /etc/hark/drbd.conf with one resource r0 on /dev/vda; an optional argument is extra
 # lines inside the resource (e.g. a net section). Single-VM scenarios get only their own host
 # (no peer: `up` does not connect); two-VM scenarios get both (`up` connects).

@@ -42,17 +42,7 @@ write_drbd_conf "$NET
   $FENCE"
 
 step "up: Connected; vm0 forced Primary, full sync"
-barrier ready
-must $A up r0
-wait_status 'connection:Connected' 60
-barrier connected
-if [ "$HARK_VM" = 0 ]; then
-	must $A primary --force r0
-	wait_status 'role:Primary.*connection:Connected.*peer-role:Secondary peer-disk:UpToDate' 600
-else
-	wait_status 'role:Secondary.*disk:UpToDate.*connection:Connected.*peer-role:Primary' 600
-fi
-barrier synced
+drbd_pair_forced_sync
 if [ "$HARK_VM" = 0 ]; then
 	# 8.4 runs unfence-peer after every resync as source that leaves both disks UpToDate.
 	until_ok 60 test -s /tmp/unfence.env || die "unfence-peer did not run after the full sync"

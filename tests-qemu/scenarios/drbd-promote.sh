@@ -35,17 +35,7 @@ grep -q 'EINVAL.*allow-two-primaries is not supported' <<<"$out" || die "kernel 
 G 3 1=str:r0 | grep -q 'result: 0' || die "del-resource failed"
 
 step "up: Connected; vm0 forced Primary, full sync"
-barrier ready
-must $A up r0
-wait_status 'connection:Connected' 60
-barrier connected
-if [ "$HARK_VM" = 0 ]; then
-	must $A primary --force r0
-	wait_status 'role:Primary.*connection:Connected.*peer-role:Secondary peer-disk:UpToDate' 600
-else
-	wait_status 'role:Secondary.*disk:UpToDate.*connection:Connected.*peer-role:Primary' 600
-fi
-barrier synced
+drbd_pair_forced_sync
 
 step "vm1: promotion refused with SS_TWO_PRIMARIES (with and without --force), stays Secondary"
 if [ "$HARK_VM" = 1 ]; then
