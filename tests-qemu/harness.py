@@ -48,6 +48,7 @@ import logscan  # noqa: E402
 import netswitch  # noqa: E402
 
 SCENARIO_DIR = os.path.join(HERE, "scenarios")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 RESULT_RE = re.compile(r"HARK-RESULT vm=(\d+) rc=(\d+)")
 CRASH_MARK = "HARK-CRASH-NOW"
 SUBNET = "10.77.0."
@@ -176,6 +177,18 @@ class VmBoot:
             args += ["-nic", "none"]
         self.args = args
         self.proc = None
+        self.cpu = 0.0  # QEMU's user+system CPU seconds, sampled while it runs
+
+    def sample_cpu(self):
+        """Reads QEMU's CPU time so far (the guest's cost on the host, whatever else runs)."""
+        if not self.running():
+            return
+        try:
+            with open(f"/proc/{self.proc.pid}/stat", encoding="ascii") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            self.cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
+        except (OSError, IndexError, ValueError):
+            pass
 
     def start(self):
         self.started = time.time()
@@ -189,6 +202,7 @@ class VmBoot:
 
     def kill(self):
         if self.running():
+            self.sample_cpu()
             self.proc.kill()
         if self.proc is not None:
             self.proc.wait()
@@ -354,6 +368,8 @@ class Scenario:
                 live = [vm for vm in self.current if vm is not None and vm.running()]
                 if not live:
                     return False
+                for vm in live:
+                    vm.sample_cpu()
                 if crash:
                     for vm in live:
                         if CRASH_MARK in vm.log():
@@ -370,14 +386,18 @@ class Scenario:
 
 
 def run_scenario(name, kernel, initrd, artifacts):
-    """Returns (problems, seconds, artifacts folder); a harness error is a problem too."""
+    """Returns (problems, seconds, QEMU CPU seconds, artifacts folder); a harness error is a
+    problem too."""
     start = time.monotonic()
     outdir = os.path.join(artifacts, name)
+    scn = None
     try:
-        problems = Scenario(name, kernel, initrd, artifacts).run()
+        scn = Scenario(name, kernel, initrd, artifacts)
+        problems = scn.run()
     except Exception:  # noqa: BLE001 - one scenario's harness error must not end the run
         problems = ["harness error: " + traceback.format_exc().strip().replace("\n", " | ")]
-    return problems, time.monotonic() - start, outdir
+    cpu = sum(vm.cpu for vm in scn.boots) if scn is not None else 0.0
+    return problems, time.monotonic() - start, cpu, outdir
 
 
 def asked_crash(vm):
@@ -390,11 +410,12 @@ def vm_passed(vm):
 
 
 def summary_lines(times, wall):
-    """Each scenario's time, longest first, and the total."""
-    lines = ["scenario times (s):"]
-    for name, secs, ok in sorted(times, key=lambda t: -t[1]):
-        lines.append(f"  {secs:7.0f}  {'ok  ' if ok else 'FAIL'}  {name}")
-    lines.append(f"  {sum(t[1] for t in times):7.0f}  total scenario time; {wall:.0f} s wall clock")
+    """Each scenario's time and its VMs' CPU time on the host, longest first, and the totals."""
+    lines = ["scenario times (s):    wall      cpu"]
+    for name, secs, ok, cpu in sorted(times, key=lambda t: -t[1]):
+        lines.append(f"  {'ok  ' if ok else 'FAIL'}  {name:24} {secs:7.0f}  {cpu:7.0f}")
+    lines.append(f"  {'total':30} {sum(t[1] for t in times):7.0f}  {sum(t[3] for t in times):7.0f}"
+                 f"  ({wall:.0f} s wall clock)")
     return lines
 
 
@@ -449,8 +470,8 @@ def main():
         futures = {pool.submit(run_scenario, n, kernel, initrd, args.artifacts): n for n in order}
         for fut in concurrent.futures.as_completed(futures):
             name = futures[fut]
-            problems, elapsed, outdir = fut.result()
-            times.append((name, elapsed, not problems))
+            problems, elapsed, cpu, outdir = fut.result()
+            times.append((name, elapsed, not problems, cpu))
             if problems:
                 failed += 1
                 print(f"FAIL {name} ({elapsed:.0f} s): {'; '.join(problems)} [logs: {outdir}]", flush=True)

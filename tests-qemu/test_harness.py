@@ -98,10 +98,10 @@ class JudgeTest(unittest.TestCase):
         self.assertIn("kasan", self.judge(crash + SPLAT, crash_planned=True)[0])
 
     def test_summary_sorted_with_total(self):
-        lines = harness.summary_lines([("a", 10, True), ("b", 30, False)], 35)
+        lines = harness.summary_lines([("a", 10, True, 7.0), ("b", 30, False, 50.0)], 35)
         self.assertIn("b", lines[1])
         self.assertIn("FAIL", lines[1])
-        self.assertIn("40  total", lines[-1])
+        self.assertRegex(lines[-1], r"total +40 +57 +\(35 s wall clock\)")
 
 
 class FakeScenario:

@@ -105,6 +105,7 @@ cluster_online() {
 		fi
 		nap 1
 	done
+	cluster_save_logs # for the failure that follows
 	return 1
 }
 
