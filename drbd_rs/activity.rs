@@ -32,6 +32,9 @@ use kernel::{new_condvar, new_spinlock_irq};
 
 /// Bitmap bytes per AL extent (1024 bits of 4 KiB).
 const BM_BYTES_PER_EXTENT: u64 = fmt::BM_BITS_PER_AL_EXTENT / 8;
+/// Largest bitmap read or write: 16 blocks, an order-4 kmalloc buffer.
+pub(crate) const BM_IO_BYTES: usize = 16 * MD_BLOCK_SIZE;
+
 /// [`MD_BLOCK_SIZE`] as a `u64` divisor.
 const BLOCK_BYTES: u64 = MD_BLOCK_SIZE as u64;
 
@@ -102,9 +105,15 @@ impl Activity {
         bm.resize(bytes, 0, GFP_KERNEL)?;
         let mut dirty = KVVec::with_capacity(blocks, GFP_KERNEL)?;
         dirty.resize(blocks, false, GFP_KERNEL)?;
-        for (i, chunk) in bm.chunks_mut(MD_BLOCK_SIZE).enumerate() {
-            lower.read(bm_block_sector(geo, i), io)?;
-            chunk.copy_from_slice(io);
+        // Read in runs of `BM_IO_BYTES`: a 1 TiB device has 8,192 bitmap blocks.
+        let mut buf = KVec::with_capacity(BM_IO_BYTES, GFP_KERNEL)?;
+        buf.resize(BM_IO_BYTES, 0, GFP_KERNEL)?;
+        let per_io = BM_IO_BYTES / MD_BLOCK_SIZE;
+        for (i, chunk) in bm.chunks_mut(BM_IO_BYTES).enumerate() {
+            // `chunk` is a whole number of 4 KiB blocks of the bitmap: `i * per_io` < `blocks`.
+            let part = &mut buf[..chunk.len()];
+            lower.read_into(bm_block_sector(geo, i.saturating_mul(per_io)), part)?;
+            chunk.copy_from_slice(part);
         }
         // Bits past the end of the device are not ours to count (drbdmeta leaves them 0 too).
         let nr_bits = geo.bm_bits();
@@ -236,6 +245,24 @@ impl Activity {
         true
     }
 
+    /// Copies the run of consecutive dirty bitmap blocks that starts at block `i` (at most
+    /// `max`, and at most what fits in `buf`) to `buf`, marks them clean and returns how many.
+    fn take_dirty_run(&mut self, i: usize, max: usize, buf: &mut [u8]) -> usize {
+        let mut n = 0usize;
+        let blocks = self.bm.chunks(MD_BLOCK_SIZE).skip(i);
+        let flags = self.dirty.iter_mut().skip(i);
+        let dst = buf.chunks_exact_mut(MD_BLOCK_SIZE).take(max);
+        for ((dst, src), dirty) in dst.zip(blocks).zip(flags) {
+            if !*dirty {
+                break;
+            }
+            dst.copy_from_slice(src);
+            *dirty = false;
+            n = n.saturating_add(1);
+        }
+        n
+    }
+
     /// Marks `nr_sectors` from `sector` out of sync.
     /// A range past the bitmap (or past sector `u64::MAX`) marks nothing.
     pub(crate) fn mark(&mut self, sector: u64, nr_sectors: u64) {
@@ -340,29 +367,45 @@ impl Activity {
     }
 }
 
-/// Writes the dirty bitmap blocks while the device is in use: each block is copied to `io`
-/// under the lock and written without it.
-pub(crate) fn flush_bitmap(
+/// Writes the dirty bitmap blocks from block `start` on, at most `max` of them (clean ones count
+/// too), while the device is in use: blocks are copied to `buf` under the bitmap's lock and
+/// written without it. `buf` is a whole number of 4 KiB blocks: a run of consecutive dirty blocks that fits
+/// goes out as one FUA write. Returns the next block to look at, or `None` at the end.
+pub(crate) fn flush_bitmap_range(
     t: &Tracked,
     lower: &LowerDev,
     geo: &InternalGeometry,
-    io: &mut KVec<u8>,
-) -> Result {
+    buf: &mut KVec<u8>,
+    start: usize,
+    max: usize,
+) -> Result<Option<usize>> {
     let blocks = t.lock.lock().as_ref().map_or(0, |a| a.dirty.len());
-    for i in 0..blocks {
-        let taken = (*t.lock.lock())
-            .as_mut()
-            .is_some_and(|a| a.take_dirty_block(i, io));
-        if taken {
-            if let Err(e) = lower.write_fua(bm_block_sector(geo, i), io) {
-                if let Some(a) = (*t.lock.lock()).as_mut() {
-                    a.dirty[i] = true;
-                }
-                return Err(e);
-            }
+    let end = start.saturating_add(max).min(blocks);
+    let per_write = (buf.len() / MD_BLOCK_SIZE).max(1);
+    let mut i = start;
+    while i < end {
+        let n = (*t.lock.lock()).as_mut().map_or(0, |a| {
+            a.take_dirty_run(i, per_write.min(end.saturating_sub(i)), buf)
+        });
+        if n == 0 {
+            i = i.saturating_add(1);
+            continue;
         }
+        // `n` blocks of `MD_BLOCK_SIZE` were copied to `buf`: the product fits.
+        let part = buf
+            .get_mut(..n.saturating_mul(MD_BLOCK_SIZE))
+            .ok_or(EINVAL)?;
+        if let Err(e) = lower.write(bm_block_sector(geo, i), part, true) {
+            if let Some(a) = (*t.lock.lock()).as_mut() {
+                for d in a.dirty.iter_mut().skip(i).take(n) {
+                    *d = true;
+                }
+            }
+            return Err(e);
+        }
+        i = i.saturating_add(n);
     }
-    Ok(())
+    Ok((end < blocks).then_some(end))
 }
 
 /// Sector of bitmap block `i`.

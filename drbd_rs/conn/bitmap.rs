@@ -50,10 +50,10 @@ pub(super) fn start_bitmap_exchange(
             if let Some(a) = (*dev.activity().lock()).as_mut() {
                 a.set_all(bits);
             }
-            let geo = *b.md.geometry();
-            activity::flush_bitmap(dev.tracked(), &b.lower, &geo, &mut b.io)
-                .map_err(|_| End::Retry)?;
         }
+    }
+    if full {
+        dev.flush_bitmap_sliced().map_err(|_| End::Retry)?;
     }
     rx.bm_bit = 0;
     rx.bm_word = 0;
@@ -192,7 +192,10 @@ pub(super) fn receive_bitmap(
         c.set_cstate(Conn::WFSyncUUID);
         return Ok(());
     }
-    // Sync source (`drbd_gen_and_send_sync_uuid()`, then `drbd_start_resync()`).
+    // Sync source (`drbd_gen_and_send_sync_uuid()`, then `drbd_start_resync()`). The merged
+    // bitmap is on disk before the new UUIDs: a crash in between costs a longer resync, never
+    // a missed block.
+    dev.flush_bitmap_sliced().map_err(|_| End::Retry)?;
     let uuid = {
         let mut st = dev.lock();
         let primary = st.role == Role::Primary;
@@ -201,8 +204,6 @@ pub(super) fn receive_bitmap(
         let random = unsafe { kernel::bindings::get_random_u64() };
         let uuid = rs::gen_sync_uuid(b.md.uuids_mut(), random, primary);
         b.md.store(&b.lower).map_err(|_| End::Retry)?;
-        let geo = *b.md.geometry();
-        activity::flush_bitmap(dev.tracked(), &b.lower, &geo, &mut b.io).map_err(|_| End::Retry)?;
         uuid
     };
     c.send(false, Packet::SyncUuid, &w::SyncUuid { uuid }.encode())

@@ -8,7 +8,6 @@ use super::{
     now_ms, packet_name, recv_data_header, volume0, write_payload, Connection, End, Receiving,
     MAX_BIO_SIZE, RS_REQUEST_MAX, RS_SERVED_MAX, RX_CHUNK,
 };
-use crate::activity;
 use crate::device::Device;
 use crate::drbd_genl::{DiskState, Role};
 use crate::drbd_resync::{self as rs, RsBlock, ID_SYNCER};
@@ -37,6 +36,8 @@ pub(super) fn receive_sync_uuid(
         return Err(End::Retry);
     }
     let su = w::SyncUuid::decode(p).map_err(|_| End::Retry)?;
+    // The merged bitmap is on disk before the sync UUID (see `send_sync_uuid`).
+    dev.flush_bitmap_sliced().map_err(|_| End::Retry)?;
     {
         let mut st = dev.lock();
         let primary = st.role == Role::Primary;
@@ -44,8 +45,6 @@ pub(super) fn receive_sync_uuid(
         rs::receive_sync_uuid(b.md.uuids_mut(), su.uuid, primary);
         b.md.set_disk_state(DiskState::Inconsistent);
         b.md.store(&b.lower).map_err(|_| End::Retry)?;
-        let geo = *b.md.geometry();
-        activity::flush_bitmap(dev.tracked(), &b.lower, &geo, &mut b.io).map_err(|_| End::Retry)?;
         st.disk_state = DiskState::Inconsistent;
     }
     begin_resync(c, dev, Conn::SyncTarget, rx)
@@ -206,10 +205,7 @@ fn finish_resync(c: &Connection, dev: &Device, side: Conn) {
                 rs::finish_source(u);
             }
         }
-        let geo = *b.md.geometry();
-        if b.md.store(&b.lower).is_err()
-            || activity::flush_bitmap(dev.tracked(), &b.lower, &geo, &mut b.io).is_err()
-        {
+        if b.md.store(&b.lower).is_err() {
             pr_err!(
                 "resource {}: writing metadata after resync failed\n",
                 c.name()
@@ -218,6 +214,13 @@ fn finish_resync(c: &Connection, dev: &Device, side: Conn) {
         if up_to_date {
             st.disk_state = DiskState::UpToDate;
         }
+    }
+    // The cleared bits after the UUIDs: a crash in between costs a longer resync.
+    if dev.flush_bitmap_sliced().is_err() {
+        pr_err!(
+            "resource {}: writing the bitmap after resync failed\n",
+            c.name()
+        );
     }
     if side == Conn::SyncSource && failed == 0 {
         c.info.lock().view.disk = ws::Disk::UpToDate;
