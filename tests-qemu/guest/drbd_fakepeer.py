@@ -3,7 +3,10 @@
 """A hostile DRBD 8.4 peer for tests: opens DRBD's two sockets to a node waiting for its peer
 (WFConnection) and then misbehaves in one of several ways. Only the test network is used.
 
-usage: drbd_fakepeer.py HOST PORT MODE [SOURCE-ADDRESS]
+usage: drbd_fakepeer.py HOST PORT MODE[,MODE...] [SOURCE-ADDRESS] [--barriers]
+Several modes run one after the other in one process (a Python start costs seconds under
+TCG); with --barriers each MODE runs between the test bed's barriers fake-MODE and
+fake-MODE-done (hark-vmtool barrier), so the node's side can check each one.
   garbage    random bytes instead of P_CONNECTION_FEATURES
   truncated  a features header announcing 72 bytes, 10 of them, then close
   badlen     P_CONNECTION_FEATURES with the wrong length
@@ -32,6 +35,7 @@ with 8 blocks out of sync, until the node is SyncTarget and requests them, then:
 import os
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -288,5 +292,18 @@ def main(host, port, mode, src=None):
     print(f"fakepeer: {mode} sent")
 
 
+def barrier(name):
+    tool = os.path.join(os.environ["HARK_TOP"], "userspace/target/release/hark-vmtool")
+    subprocess.run([tool, "barrier", name], check=True)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), sys.argv[3], *sys.argv[4:5])
+    args = sys.argv[1:]
+    with_barriers = "--barriers" in args
+    args = [a for a in args if a != "--barriers"]
+    for one in args[2].split(","):
+        if with_barriers:
+            barrier(f"fake-{one}")
+        main(args[0], int(args[1]), one, *args[3:4])
+        if with_barriers:
+            barrier(f"fake-{one}-done")

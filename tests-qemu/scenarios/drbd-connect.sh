@@ -70,11 +70,8 @@ barrier hostile-start
 if [ "$HARK_VM" = 1 ]; then
 	# A second address on vm1: connections from it are not from the configured peer.
 	must ip addr add 10.77.0.99/24 dev eth0
-	for mode in stranger garbage truncated oversized badstate baddata stchg badlen oldproto; do
-		barrier "fake-$mode"
-		must $PY "$HARK_TOP/tests-qemu/guest/drbd_fakepeer.py" "$PEER" 7789 "$mode" 10.77.0.99
-		barrier "fake-$mode-done"
-	done
+	must $PY "$HARK_TOP/tests-qemu/guest/drbd_fakepeer.py" "$PEER" 7789 \
+		stranger,garbage,truncated,oversized,badstate,baddata,stchg,badlen,oldproto 10.77.0.99 --barriers
 else
 	expect_log() {  # mode, regex of the log line, expected state afterwards
 		barrier "fake-$1"
@@ -137,11 +134,7 @@ step "hostile sync target: vm1 plays a new node that vm0 fully syncs, and misbeh
 must $A disconnect r0
 barrier sync-fake-start
 if [ "$HARK_VM" = 1 ]; then
-	for mode in rsack dupack slowread negreply; do
-		barrier "fake-$mode"
-		must $PY "$HARK_TOP/tests-qemu/guest/drbd_fakepeer.py" "$PEER" 7789 "$mode"
-		barrier "fake-$mode-done"
-	done
+	must $PY "$HARK_TOP/tests-qemu/guest/drbd_fakepeer.py" "$PEER" 7789 rsack,dupack,slowread,negreply --barriers
 else
 	write_drbd_conf "net { protocol C; connect-int 2; ping-int 120; ping-timeout 30; timeout 600; }"
 	must $A connect r0

@@ -102,6 +102,29 @@ if [ "$HARK_VM" = 1 ]; then
 fi
 barrier wrote1
 
+if [ -n "${HARK_DRBD_PROTOCOL2:-}" ]; then
+step "protocol $HARK_DRBD_PROTOCOL2 after reconnecting: fio verify writes on vm1, roles swapped back, fio on vm0"
+P=$HARK_DRBD_PROTOCOL2
+conf
+must $A disconnect r0
+barrier p2-disconnected
+must $A connect r0
+wait_status "connection:Connected protocol:$P" 60
+barrier p2-connected
+if [ "$HARK_VM" = 1 ]; then
+	fio_verify v2 20M 2M
+	wait_status 'out-of-sync:0KiB' 5
+	must $A secondary r0
+fi
+barrier p2-demoted
+if [ "$HARK_VM" = 0 ]; then
+	must $A primary r0
+	fio_verify v3 36M 2M
+	wait_status 'out-of-sync:0KiB' 5
+fi
+barrier p2-wrote
+fi
+
 # HARK_DRBD_SHORT (the protocol A and B variants): only the full sync and the writes above.
 if [ -z "${HARK_DRBD_SHORT:-}" ]; then
 step "vm0 disconnects; vm1 (Primary) writes 1 MiB scattered; after reconnecting only that moves"
@@ -153,7 +176,7 @@ barrier slow-done
 fi
 
 step "down; the data areas are still equal"
-[ "$HARK_VM" = 1 ] && must $A secondary r0
+[[ $($A status r0) =~ \ role:Primary ]] && must $A secondary r0
 barrier secondary
 must $A down r0
 same_data "$size_kib" "after down"

@@ -1,4 +1,5 @@
 # vms: 3
+# priority: high
 # timeout: 3000
 # disk: 64M
 # suite: soak
