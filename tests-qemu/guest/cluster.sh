@@ -103,7 +103,9 @@ cluster_online() {
 			set -- $l
 			[ $# -ge "$want" ] && return 0
 		fi
-		nap 1
+		# crm_mon loads Pacemaker's libraries: seconds of CPU under TCG, which the starting
+		# daemons need more.
+		nap 3
 	done
 	cluster_save_logs # for the failure that follows
 	return 1
