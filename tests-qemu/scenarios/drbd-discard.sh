@@ -9,7 +9,7 @@
 # out of sync, and a disconnect/connect resync then makes both data areas identical.
 . "$HARK_TOP/tests-qemu/guest/lib.sh"
 A=$RDRBDADM
-# Generous ping/send timeouts: TCG vCPUs starve under load (see drbd-replicate).
+# Generous ping/send timeouts: TCG vCPUs starve under load (see drbd-resync).
 write_drbd_conf "net { protocol C; connect-int 2; ping-int 5; ping-timeout 100; timeout 40; }"
 
 # bounded SECS CMD...: run CMD, fail if it fails or is not done within SECS (scaled) seconds,
@@ -46,7 +46,7 @@ kib=$((size_kib / 4 * 4))
 barrier synced
 
 # Bounds are for an idle machine (scaled like every wait): a replicated 8 MiB write takes a few
-# seconds under TCG (drbd-replicate), a discard of the whole device is 16 requests of 4 MiB
+# seconds under TCG (drbd-resync), a discard of the whole device is 16 requests of 4 MiB
 # with at most an activity-log transaction each, mkfs.ext4 of 64 MiB writes about 5 MiB.
 if [ "$HARK_VM" = 0 ]; then
 	step "zero-out over replicated data"
