@@ -75,22 +75,24 @@ def vm_mac(index):
 
 def parse_header(path):
     meta = {"vms": 1, "timeout": 180, "disk": None, "mem": 1024, "boots": 1, "cmdline": "",
-            "disk-random": "", "suite": "test", "smp": 2, "priority": "normal"}
+            "disk-random": "", "suite": "test", "smp": 2, "priority": "normal", "alone": "no"}
     with open(path, encoding="utf-8") as f:
         for line in f:
             if not line.startswith("#"):
                 if line.strip():
                     break
                 continue
-            m = re.match(r"#\s*(vms|timeout|disk|disk-random|mem|boots|cmdline|suite|smp|priority):\s*(\S.*?)\s*$",
+            m = re.match(r"#\s*(vms|timeout|disk|disk-random|mem|boots|cmdline|suite|smp|priority|alone):\s*(\S.*?)\s*$",
                          line)
             if m:
                 key, value = m.group(1), m.group(2)
-                meta[key] = value if key in ("disk", "disk-random", "cmdline", "suite", "priority") else int(value)
+                meta[key] = value if key in ("disk", "disk-random", "cmdline", "suite", "priority", "alone") else int(value)
     if not 1 <= meta["vms"] <= MAX_VMS:
         raise ValueError(f"{path}: vms must be 1 to {MAX_VMS} (got {meta['vms']})")
     if meta["suite"] not in SUITES:
         raise ValueError(f"{path}: suite must be one of {', '.join(SUITES)} (got {meta['suite']})")
+    if meta["alone"] not in ("yes", "no"):
+        raise ValueError(f"{path}: alone must be yes or no (got {meta['alone']})")
     if meta["priority"] not in NICE:
         raise ValueError(f"{path}: priority must be one of {', '.join(NICE)} (got {meta['priority']})")
     return meta
@@ -401,9 +403,56 @@ class Scenario:
             time.sleep(0.2)
 
 
+class Gate:
+    """Lets a scenario with "# alone: yes" run only when no other scenario runs, and no other
+    start while it runs (Pacemaker's daemons, started all at once in a VM that shares two
+    cores with another scenario's VMs, missed pacemakerd's 30-s start check and were killed).
+    A waiting lone scenario goes before scenarios that arrive after it."""
+
+    def __init__(self):
+        self.cv = threading.Condition()
+        self.running = 0
+        self.alone = False
+        self.alone_waiting = 0
+
+    def enter(self, alone):
+        with self.cv:
+            if alone:
+                self.alone_waiting += 1
+                self.cv.wait_for(lambda: self.running == 0)
+                self.alone_waiting -= 1
+                self.alone = True
+            else:
+                self.cv.wait_for(lambda: not self.alone and self.alone_waiting == 0)
+            self.running += 1
+
+    def leave(self, alone):
+        with self.cv:
+            self.running -= 1
+            if alone:
+                self.alone = False
+            self.cv.notify_all()
+
+
+GATE = Gate()
+
+
 def run_scenario(name, kernel, initrd, artifacts):
     """Returns (problems, seconds, QEMU CPU seconds, artifacts folder); a harness error is a
-    problem too."""
+    problem too. Waits for its turn at GATE first (not counted)."""
+    alone = False
+    try:
+        alone = parse_header(os.path.join(SCENARIO_DIR, name + ".sh"))["alone"] == "yes"
+    except (OSError, ValueError):
+        pass  # Scenario() reports it
+    GATE.enter(alone)
+    try:
+        return run_scenario_now(name, kernel, initrd, artifacts)
+    finally:
+        GATE.leave(alone)
+
+
+def run_scenario_now(name, kernel, initrd, artifacts):
     start = time.monotonic()
     outdir = os.path.join(artifacts, name)
     scn = None
@@ -479,8 +528,12 @@ def main():
     passed = failed = 0
     times = []
     wall = time.monotonic()
-    # Longest first (the header's timeout is the estimate), so parallel runs end together.
-    order = sorted(names, key=lambda n: -parse_header(os.path.join(SCENARIO_DIR, n + ".sh"))["timeout"])
+    # Lone scenarios first (nothing else has started yet), then the longest first (the
+    # header's timeout is the estimate), so parallel runs end together.
+    def rank(name):
+        meta = parse_header(os.path.join(SCENARIO_DIR, name + ".sh"))
+        return (meta["alone"] != "yes", -meta["timeout"])
+    order = sorted(names, key=rank)
     jobs = max(1, min(args.jobs, len(order)))
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {pool.submit(run_scenario, n, kernel, initrd, args.artifacts): n for n in order}

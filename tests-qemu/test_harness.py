@@ -104,6 +104,43 @@ class JudgeTest(unittest.TestCase):
         self.assertRegex(lines[-1], r"total +40 +57 +\(35 s wall clock\)")
 
 
+class GateTest(unittest.TestCase):
+    """A lone scenario runs with nothing beside it; the others share."""
+
+    def run_all(self, plan):
+        gate, log, lock = harness.Gate(), [], threading.Lock()
+        running = set()
+
+        def one(name, alone):
+            gate.enter(alone)
+            with lock:
+                running.add(name)
+                log.append(sorted(running))
+            time.sleep(0.05)
+            with lock:
+                running.discard(name)
+            gate.leave(alone)
+
+        threads = [threading.Thread(target=one, args=p) for p in plan]
+        for t in threads:
+            t.start()
+            time.sleep(0.01)
+        for t in threads:
+            t.join(5)
+        return log
+
+    def test_alone_runs_alone(self):
+        log = self.run_all([("a", False), ("lone", True), ("b", False), ("c", False)])
+        self.assertEqual(len(log), 4)
+        for seen in log:
+            if "lone" in seen:
+                self.assertEqual(seen, ["lone"])
+
+    def test_others_share(self):
+        log = self.run_all([("a", False), ("b", False)])
+        self.assertIn(["a", "b"], log)
+
+
 class FakeScenario:
     """What ctl.Server needs of a scenario: a note log, a power switch and a network switch."""
 

@@ -1,5 +1,6 @@
 # vms: 2
 # priority: high
+# alone: yes
 # timeout: 900
 # Corosync and Pacemaker from Debian's packages in two test VMs, with fence_hark as the STONITH
 # device: both nodes come online (the times are printed), vm0 asks the fencer to reboot vm1, the
