@@ -4,7 +4,7 @@
 # cmdline: kmemleak=on
 # drbd_rs on one node: create-md (read back by Debian's drbdmeta), up, Secondary refuses
 # writes, primary needs --force, fio with crc32c verify through /dev/rdrbd0, data lands on the
-# lower device 1:1, status/events, rmmod refused while up, down, and 10,000 random or
+# lower device 1:1, status/events, rmmod refused while up, down, and 4,000 random or
 # malformed netlink requests without a splat; kmemleak finds nothing left behind.
 . "$HARK_TOP/tests-qemu/guest/lib.sh"
 write_drbd_conf
@@ -107,9 +107,9 @@ must dd if=/dev/rdrbd0 of=/tmp/back bs=1M skip=10 count=4 iflag=direct 2>/dev/nu
 cmp /tmp/data /tmp/back || die "data lost across down/up"
 must $A down r0
 
-step "10,000 random and malformed netlink requests"
+step "4,000 random and malformed netlink requests"
 must $A up r0
-must $PY "$HARK_TOP/tests-qemu/guest/genl.py" fuzz drbd_rs 10000 42
+must $PY "$HARK_TOP/tests-qemu/guest/genl.py" fuzz drbd_rs 4000 42
 $A status | tee /tmp/st3
 must $PY "$HARK_TOP/tests-qemu/guest/genl.py" cleanup drbd_rs 32
 $A status | tee /tmp/st4
