@@ -1,5 +1,6 @@
 # vms: 3
 # priority: high
+# alone: yes
 # timeout: 3000
 # disk: 64M
 # suite: soak
