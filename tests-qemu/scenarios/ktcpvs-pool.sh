@@ -173,9 +173,47 @@ def arg(a):
             pass
     return a
 
+def serve(cmd_fifo, rc_fifo):
+    """Runs client commands, one per line of cmd_fifo ("OUTFILE CMD ARGS..."), each with its
+    output in OUTFILE, and answers its exit code on rc_fifo: Python starts once."""
+    rcs = open(rc_fifo, "w", buffering=1)
+    for line in open(cmd_fifo):
+        words = line.split()
+        if len(words) < 2:
+            continue
+        rc = 0
+        with open(words[0], "w") as out:
+            sys.stdout = out
+            try:
+                globals()[words[1]](*[arg(a) for a in words[2:]])
+            except SystemExit as e:
+                rc = e.code if isinstance(e.code, int) else 1
+            except Exception as e:  # a bug in a check is a failure too
+                print(f"FAIL: {words[1]}: {e!r}")
+                rc = 1
+            finally:
+                sys.stdout = sys.__stdout__
+        rcs.write(f"{rc}\n")
+
 cmd = sys.argv[1]
 globals()[cmd](*[arg(a) for a in sys.argv[2:]])
 PY
+
+# pyc CMD ARGS...: runs a client command of $T in one long-running Python ($T serve), which
+# starts once instead of for each of the nine commands (seconds each under TCG). Both FIFOs
+# stay open read-write here, so a dead server makes `read -t` time out instead of blocking.
+mkfifo /tmp/pool.cmd /tmp/pool.rc
+exec {POOL_CMD}<>/tmp/pool.cmd {POOL_RC}<>/tmp/pool.rc
+$PY $T serve /tmp/pool.cmd /tmp/pool.rc > /tmp/pool-serve.log 2>&1 &
+pid_c=$!
+pyc() {
+	local rc
+	echo "/tmp/pool-cmd.out $*" >&"$POOL_CMD"
+	read -r -t $((120 * HARK_WAIT_SCALE)) -u "$POOL_RC" rc ||
+		{ cat /tmp/pool-serve.log; die "the Python client did not answer $*"; }
+	cat /tmp/pool-cmd.out
+	return "$rc"
+}
 
 step "load, start backend a (no idle close) and b (closes idle connections after 1 s)"
 must insmod "$(ko ipvs_glue)"
@@ -184,7 +222,7 @@ $PY $T backend a 9011 0 > /tmp/backend-a.log 2>&1 &
 pid_a=$!
 $PY $T backend b 9012 1 > /tmp/backend-b.log 2>&1 &
 pid_b=$!
-trap 'kill $pid_a $pid_b ${slowpid:-} 2>/dev/null || true' EXIT
+trap 'kill $pid_a $pid_b $pid_c ${slowpid:-} 2>/dev/null || true' EXIT
 for p in 9011 9012; do
 	until_ok 60 port_open "$p" || die "backend on port $p did not start"
 done
@@ -204,7 +242,7 @@ must_fail sh -c "echo 257 > $K/pool/pool_idle" 2>/dev/null
 
 step "pool_idle=0: every request is a new server connection with Connection: close"
 c0=$(stat_of $K/pool/servers/a total_conns)
-must $PY $T nopool 20
+must pyc nopool 20
 dc=$(( $(stat_of $K/pool/servers/a total_conns) - c0 ))
 echo "server a total_conns +$dc for 20 requests"
 [ "$dc" = 20 ] || die "without pooling: $dc server connections for 20 requests"
@@ -214,13 +252,13 @@ must "$RTCPVSADM" edit-service pool --pool-idle 2
 "$RTCPVSADM" list --json | grep -q '"name":"pool",[^]]*"pool_idle":2' || die "list --json: no pool_idle"
 c0=$(stat_of $K/pool/servers/a total_conns); r0=$(stat_of $K/pool/servers/a requests)
 t0=$(stat_of $K/pool total_conns)
-must $PY $T pooled 20 sep 2
+must pyc pooled 20 sep 2
 dc=$(( $(stat_of $K/pool/servers/a total_conns) - c0 )); dr=$(( $(stat_of $K/pool/servers/a requests) - r0 ))
 dt=$(( $(stat_of $K/pool total_conns) - t0 ))
 echo "separate: client connections +$dt, server a total_conns +$dc, requests +$dr"
 [ "$dt" = 20 ] && [ "$dc" -le 1 ] && [ "$dr" = 20 ] || die "pooled counters: $(cat $K/pool/servers/a/stats)"
 c0=$(stat_of $K/pool/servers/a total_conns); r0=$(stat_of $K/pool/servers/a requests)
-must $PY $T pooled 20 ka 1
+must pyc pooled 20 ka 1
 dc=$(( $(stat_of $K/pool/servers/a total_conns) - c0 )); dr=$(( $(stat_of $K/pool/servers/a requests) - r0 ))
 echo "keep-alive client: server a total_conns +$dc, requests +$dr"
 [ "$dc" = 0 ] && [ "$dr" = 20 ] || die "keep-alive pooled counters: $(cat $K/pool/servers/a/stats)"
@@ -230,16 +268,16 @@ echo "backend a has $OPEN connection(s) open (idle in the pool)"
 
 step "the server closes connections: Connection: close, a dropped request, idle close"
 e0=$(stat_of $K/pool errors); e2=$(stat_of $K/pool2 errors)
-must $PY $T closepath
-must $PY $T retry
-must $PY $T idleclose 4 1.6
-must $PY $T idleclose 16 0
+must pyc closepath
+must pyc retry
+must pyc idleclose 4 1.6
+must pyc idleclose 16 0
 [ "$(stat_of $K/pool errors)" = "$e0" ] && [ "$(stat_of $K/pool2 errors)" = "$e2" ] ||
 	die "client-visible errors: $(cat $K/pool/stats) / $(cat $K/pool2/stats)"
 cat $K/pool2/servers/b/stats
 
 step "a burst of 8 clients at once leaves at most pool_idle=2 idle connections"
-must $PY $T burst 8 3
+must pyc burst 8 3
 until_ok 5 open_is a -le 2 || true
 open_of a
 echo "backend a has $OPEN connection(s) open after the burst"
@@ -250,7 +288,7 @@ must "$RTCPVSADM" edit-server pool a --state drain
 until_ok 5 open_is a = 0 || die "drain left idle connections open"
 must "$RTCPVSADM" edit-server pool a --state up
 must "$RTCPVSADM" edit-service pool --idle-timeout-ms 1500
-must $PY $T one /x
+must pyc one /x
 open_of a
 [ "$OPEN" = 1 ] || die "expected 1 idle connection, got $OPEN"
 s0=$SECONDS
