@@ -37,7 +37,7 @@ case "$HARK_VM.$HARK_BOOT" in
 	cluster_online 2 300 || die "vm1 did not rejoin: $(crm_mon -1 2>&1)"
 	step "vm1 rejoined $((SECONDS - t1)) s after the fencing request"
 	stonith_admin --history hark-vm1 2>&1 | tee -a "$CLUSTER_LOG/fence-history.txt"
-	stonith_admin --history hark-vm1 | grep -q "reboot of hark-vm1 successful" ||
+	grep -q "reboot of hark-vm1 successful" < <(stonith_admin --history hark-vm1) ||
 		die "no successful reboot of hark-vm1 in the fencing history"
 	must harkctl set done yes
 	cluster_stop

@@ -29,7 +29,7 @@ barrier ready
 must $A up r0
 wait_status 'connection:Connected protocol:C peer-role:Secondary peer-disk:Inconsistent' 60
 $A status r0
-dmesg | grep -q 'agreed network protocol version 101' || die "no agreed version 101 in the log"
+grep -q 'agreed network protocol version 101' < <(dmesg) || die "no agreed version 101 in the log"
 barrier connected
 
 step "role changes reach the peer; the forced Primary's data goes to the peer (full sync)"
@@ -112,14 +112,14 @@ write_drbd_conf "net { $NET shared-secret hark-one; }"
 barrier auth-conf
 must $A connect r0
 wait_status 'connection:Connected' 60
-dmesg | grep -q 'peer authenticated using 20 bytes HMAC' || die "no authentication"
+grep -q 'peer authenticated using 20 bytes HMAC' < <(dmesg) || die "no authentication"
 barrier auth-ok
 must $A disconnect r0
 [ "$HARK_VM" = 1 ] && write_drbd_conf "net { $NET shared-secret hark-two; }"
 barrier auth-wrong-conf
 must $A connect r0
 wait_status 'connection:StandAlone' 60
-dmesg | grep -q 'authentication of peer failed' || die "a wrong secret was not refused"
+grep -q 'authentication of peer failed' < <(dmesg) || die "a wrong secret was not refused"
 barrier auth-refused
 must $A disconnect r0
 write_drbd_conf "net { $NET shared-secret hark-one; }"

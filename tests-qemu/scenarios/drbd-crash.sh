@@ -51,7 +51,7 @@ losetup -d "$loop"
 
 must $A up r0
 dmesg | grep 'rdrbd0: unclean shutdown' || die "no activity-log replay logged"
-dmesg | grep -q 'applied the activity log, 4 extents' || die "expected 4 extents in the activity log"
+grep -q 'applied the activity log, 4 extents' < <(dmesg) || die "expected 4 extents in the activity log"
 $A status r0 | tee /tmp/st
 oos=$(sed -n 's/.*out-of-sync:\([0-9]*\)KiB.*/\1/p' /tmp/st)
 [ "$oos" = 16384 ] || die "out-of-sync $oos KiB, expected 16384 (extents 2, 3, 4, 10)"
@@ -79,7 +79,7 @@ print("bitmap: extents 2, 3, 4, 10 set, all others clear")
 PYEOF
 must $A up r0
 dmesg | grep -c 'rdrbd0: unclean shutdown' | grep -qx 1 || die "a clean down must not need a replay"
-$A status r0 | grep -q 'out-of-sync:16384KiB' || die "bitmap not loaded on attach"
+grep -q 'out-of-sync:16384KiB' < <($A status r0) || die "bitmap not loaded on attach"
 must $A down r0
 must rmmod drbd_rs
 step "done"

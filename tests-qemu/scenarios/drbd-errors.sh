@@ -39,7 +39,7 @@ for cmd in 2 3 4 5 6 7 8 9 10 11 12; do
 	out=$(nobody $PY "$HARK_TOP/tests-qemu/guest/genl.py" cmd drbd_rs $cmd 1=str:r0 2=u32:0 || true)
 	echo "$out" | grep -q EPERM || die "command $cmd as nobody: $out"
 done
-$A status r0 | grep -q 'role:Primary' || die "state changed by refused requests"
+grep -q 'role:Primary' < <($A status r0) || die "state changed by refused requests"
 
 step "joining the events multicast group needs CAP_NET_ADMIN (root may, nobody may not)"
 out=$(nobody $PY "$HARK_TOP/tests-qemu/guest/genl.py" join drbd_rs events || true)

@@ -68,14 +68,14 @@ step "up on both: Connected, agreed protocol 101"
 if [ "$HARK_VM" = 0 ]; then
 	must $A up r0
 	wait_status 'connection:Connected protocol:C peer-role:Secondary peer-disk:Inconsistent' 90
-	dmesg | grep -q 'agreed network protocol version 101' || die "no agreed version 101"
-	dmesg | grep -q 'peer authenticated using 20 bytes HMAC' || die "we did not authenticate the C node"
+	grep -q 'agreed network protocol version 101' < <(dmesg) || die "no agreed version 101"
+	grep -q 'peer authenticated using 20 bytes HMAC' < <(dmesg) || die "we did not authenticate the C node"
 	dmesg | grep 'sync handshake'
 else
 	must DA up r0
 	wait_c 'cs:Connected ro:Secondary/Secondary ds:Inconsistent/Inconsistent' 90
-	dmesg | grep -q 'Agreed network protocol version 101' || die "C DRBD did not agree 101"
-	dmesg | grep -q 'Peer authenticated using 20 bytes HMAC' || die "C DRBD did not authenticate us"
+	grep -q 'Agreed network protocol version 101' < <(dmesg) || die "C DRBD did not agree 101"
+	grep -q 'Peer authenticated using 20 bytes HMAC' < <(dmesg) || die "C DRBD did not authenticate us"
 	c_state
 fi
 barrier connected
@@ -86,14 +86,14 @@ if [ "$HARK_VM" = 0 ]; then
 	wait_status 'connection:Connected' 1
 else
 	wait_c 'cs:Connected' 1
-	dmesg | grep -q 'PingAck did not arrive' && die "C DRBD missed a PingAck on an idle link"
+	grep -q 'PingAck did not arrive' < <(dmesg) && die "C DRBD missed a PingAck on an idle link"
 fi
 barrier idle
 
 step "disconnect from the C side, then from ours; both reconnect"
 [ "$HARK_VM" = 1 ] && must DA disconnect r0
 [ "$HARK_VM" = 0 ] && wait_status 'connection:(WFConnection|NetworkFailure|Unconnected)' 30
-[ "$HARK_VM" = 0 ] && { dmesg | grep -q 'peer disconnects' || die "graceful disconnect not seen"; }
+[ "$HARK_VM" = 0 ] && { grep -q 'peer disconnects' < <(dmesg) || die "graceful disconnect not seen"; }
 barrier c-disconnected
 [ "$HARK_VM" = 1 ] && must DA connect r0
 if [ "$HARK_VM" = 0 ]; then wait_status 'connection:Connected' 60; else wait_c 'cs:Connected' 60; fi
@@ -118,13 +118,13 @@ if [ "$HARK_VM" = 1 ]; then
 	dmesg | grep -E 'drbd r0.*(Began resync|Resync done|uuid_compare|bitmap)' | tail -6
 else
 	wait_status 'peer-role:Primary peer-disk:UpToDate' 30
-	dmesg | grep -q 'peer requests a state change .*: Success' || die "no P_STATE_CHG_REQ answered"
+	grep -q 'peer requests a state change .*: Success' < <(dmesg) || die "no P_STATE_CHG_REQ answered"
 	wait_status 'connection:SyncTarget' 60
 	$A status r0
 	wait_status 'connection:Connected protocol:C peer-role:Primary peer-disk:UpToDate' 900
 	wait_status ' disk:UpToDate size:[0-9]+KiB out-of-sync:0KiB' 30
 	dmesg | grep -E 'sync handshake|began resync|resync done' | tail -4
-	dmesg | grep -q "began resync as SyncTarget (will sync $size_kib KiB" || die "not a full sync"
+	grep -q "began resync as SyncTarget (will sync $size_kib KiB" < <(dmesg) || die "not a full sync"
 	# A second Primary is refused (the C node is Primary): we stay Secondary.
 	out=$($A primary r0 2>&1) && die "promoted while the C node is Primary"
 	grep -q 'SS_TWO_PRIMARIES' <<<"$out" || die "no SS_TWO_PRIMARIES: $out"
@@ -149,8 +149,8 @@ step "roles swapped: drbd_rs Primary, protocol C writes to the C Secondary (fio 
 if [ "$HARK_VM" = 0 ]; then
 	# While connected the promotion asks the C node (P_STATE_CHG_REQ), which agrees.
 	must $A primary r0
-	dmesg | grep -q 'r0: asking the peer: become Primary' || die "the C node was not asked"
-	dmesg | grep -q 'requested state change failed by peer' && die "the C node refused"
+	grep -q 'r0: asking the peer: become Primary' < <(dmesg) || die "the C node was not asked"
+	grep -q 'requested state change failed by peer' < <(dmesg) && die "the C node refused"
 	must fio --name=rs --filename=/dev/rdrbd0 --rw=randwrite --bs=16k --size=2M --offset=12M \
 		--direct=1 --ioengine=psync --verify=crc32c --do_verify=1 --randrepeat=0 --output=/tmp/fiors.log
 	grep -E 'WRITE:' /tmp/fiors.log
@@ -196,7 +196,7 @@ else
 	wait_status 'connection:SyncSource' 120
 	$A status r0
 	wait_status 'connection:Connected protocol:C peer-role:Secondary peer-disk:UpToDate' 900
-	dmesg | grep -q "began resync as SyncSource (will sync $size_kib KiB" || die "not a full sync"
+	grep -q "began resync as SyncSource (will sync $size_kib KiB" < <(dmesg) || die "not a full sync"
 	must $A secondary r0
 fi
 barrier rs-synced

@@ -63,7 +63,7 @@ if [ "$HARK_VM" = 0 ]; then
 	must $A primary --force r0
 	sync_until 'connection:SyncSource' 60
 	$A status r0
-	$A status r0 | grep -Eq 'sync: done:[0-9.]+% total:[0-9]+KiB left:[0-9]+KiB rate:[0-9]+KiB/s eta:' ||
+	grep -Eq 'sync: done:[0-9.]+% total:[0-9]+KiB left:[0-9]+KiB rate:[0-9]+KiB/s eta:' < <($A status r0) ||
 		die "no progress line while SyncSource"
 	sync_until 'connection:Connected protocol:[ABC] peer-role:Secondary peer-disk:UpToDate' 1200
 else
@@ -168,7 +168,7 @@ if [ "$HARK_VM" = 1 ]; then
 	# Overlaps the out-of-sync range: the resync must not bring back old data.
 	fio_verify during 28M 2M
 	$A status r0
-	$A status r0 | grep -q 'connection:SyncSource' || echo "note: the resync ended before fio"
+	grep -q 'connection:SyncSource' < <($A status r0) || echo "note: the resync ended before fio"
 fi
 sync_until 'connection:Connected protocol:[ABC] peer-role:(Primary|Secondary) peer-disk:UpToDate' 300
 if [ "$HARK_VM" = 0 ]; then

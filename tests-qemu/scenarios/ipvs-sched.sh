@@ -88,7 +88,7 @@ case "$HARK_VM" in
 	must ipvsadm -a -t "$VIP:80" -r "$A:80" -g -w 1
 	must ipvsadm -a -t "$VIP:80" -r "$B:80" -g -w 3
 	ipvsadm -Ln
-	ipvsadm -Ln | grep -q "TCP  $VIP:80 swrr" || die "service not on swrr"
+	grep -q "TCP  $VIP:80 swrr" < <(ipvsadm -Ln) || die "service not on swrr"
 	step "rmmod ipvs_glue refused while a service uses swrr"
 	[ "$(awk '$1=="ipvs_glue"{print $3}' /proc/modules)" = 1 ] || die "ipvs_glue refcount not 1"
 	must_fail rmmod ipvs_glue 2>/dev/null

@@ -182,7 +182,7 @@ expect $K/web/servers/c/state drain
 expect $K/web/rules/005-debug/pattern 'header="X-Debug:on 1"'
 expect $K/web/rules/010-static/target a,b
 expect $K/web/enabled 1
-"$RTCPVSADM" list | grep -q "^Virtual web  listen 10.0.0.1:80  scheduler wrr  mode http  enabled" \
+grep -q "^Virtual web  listen 10.0.0.1:80  scheduler wrr  mode http  enabled" < <("$RTCPVSADM" list) \
 	|| die "list text"
 
 step "rtcpvsadm: bad values fail with EINVAL, log a line, change nothing"
@@ -223,7 +223,7 @@ step "delete everything; rmmod"
 must_fail rmmod ktcpvs_rs 2>/dev/null
 for s in $(ls -d $K/*/ | xargs -n1 basename); do must "$RTCPVSADM" delete-service "$s"; done
 [ -z "$(ls -d $K/*/ 2>/dev/null)" ] || die "directories left"
-dmesg | grep -q "ktcpvs_rs: service web: removed" || die "no removal log line"
+grep -q "ktcpvs_rs: service web: removed" < <(dmesg) || die "no removal log line"
 must rmmod ktcpvs_rs
 must rmmod ipvs_glue
 [ ! -e $K ] || die "configfs subsystem left behind"

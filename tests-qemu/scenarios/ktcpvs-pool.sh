@@ -249,7 +249,7 @@ echo "server a total_conns +$dc for 20 requests"
 
 step "pool_idle=2: 20 requests on separate client connections, 20 on one keep-alive connection"
 must "$RTCPVSADM" edit-service pool --pool-idle 2
-"$RTCPVSADM" list --json | grep -q '"name":"pool",[^]]*"pool_idle":2' || die "list --json: no pool_idle"
+grep -q '"name":"pool",[^]]*"pool_idle":2' < <("$RTCPVSADM" list --json) || die "list --json: no pool_idle"
 c0=$(stat_of $K/pool/servers/a total_conns); r0=$(stat_of $K/pool/servers/a requests)
 t0=$(stat_of $K/pool total_conns)
 must pyc pooled 20 sep 2
@@ -316,6 +316,6 @@ echo "backend a has $OPEN connection(s) open before rmmod"
 must "$RTCPVSADM" delete-service pool2
 must rmmod ktcpvs_rs
 until_ok 5 open_is a = 0 || die "rmmod left the pooled connection open"
-dmesg | grep -q "ktcpvs_rs: unloaded" || die "no unload line"
+grep -q "ktcpvs_rs: unloaded" < <(dmesg) || die "no unload line"
 must rmmod ipvs_glue
 step "done"

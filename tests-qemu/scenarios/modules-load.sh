@@ -16,13 +16,13 @@ for m in ipvs_glue drbd_rs ktcpvs_rs; do
   [ "$(cat /sys/module/$m/version)" = "0.1.0" ] || die "$m: wrong version"
 done
 # Rust module parameters are not exposed in sysfs (permission 0); the load lines show them.
-dmesg | grep -q 'drbd_rs: loaded: minor_count=32,' || die "minor_count default not in load line"
+grep -q 'drbd_rs: loaded: minor_count=32,' < <(dmesg) || die "minor_count default not in load line"
 
 step "the Rust->C path: ktcpvs_rs reports IPVS's version through ipvs_glue"
 v=$(cat /sys/kernel/config/ktcpvs/version)
 echo "configfs version: $v"
 [ "$v" = "ktcpvs_rs 0.1.0 ipvs 1.2.1" ] || die "unexpected version attribute '$v'"
-dmesg | grep -q 'ktcpvs_rs: loaded: max_services=64, IPVS 1.2.1 via ipvs_glue' || die "no load line"
+grep -q 'ktcpvs_rs: loaded: max_services=64, IPVS 1.2.1 via ipvs_glue' < <(dmesg) || die "no load line"
 [ "$(awk '$1=="ipvs_glue"{print $3}' /proc/modules)" = 1 ] || die "ipvs_glue refcount should be 1"
 must_fail rmmod ipvs_glue 2>/dev/null
 must "$RTCPVSADM" probe
@@ -35,19 +35,19 @@ must_fail "$RTCPVSADM" probe >/dev/null
 must rmmod drbd_rs
 must_fail "$RDRBDADM" status 2>/dev/null
 must rmmod ipvs_glue
-dmesg | grep -q 'drbd_rs: unloaded' || die "no unload line"
+grep -q 'drbd_rs: unloaded' < <(dmesg) || die "no unload line"
 
 step "bad parameters are refused with a log line"
 must_fail insmod "$(ko drbd_rs)" minor_count=0 2>/dev/null
-dmesg | grep -q 'minor_count=0 is out of range' || die "no log line for minor_count=0"
+grep -q 'minor_count=0 is out of range' < <(dmesg) || die "no log line for minor_count=0"
 must insmod "$(ko ipvs_glue)"
 must_fail insmod "$(ko ktcpvs_rs)" max_services=100000 2>/dev/null
-dmesg | grep -q 'max_services=100000 is out of range' || die "no log line for max_services"
+grep -q 'max_services=100000 is out of range' < <(dmesg) || die "no log line for max_services"
 must rmmod ipvs_glue
 
 step "parameters are taken"
 must insmod "$(ko drbd_rs)" minor_count=7
-dmesg | grep -q 'drbd_rs: loaded: minor_count=7,' || die "minor_count=7 not taken"
+grep -q 'drbd_rs: loaded: minor_count=7,' < <(dmesg) || die "minor_count=7 not taken"
 must rmmod drbd_rs
 
 step "load/unload 5 more times"
