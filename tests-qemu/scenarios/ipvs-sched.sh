@@ -98,8 +98,16 @@ case "$HARK_VM" in
 
 	s=$(harkctl wait client-1 600) || die "client round 1"
 	a=${s//[^a]/} b=${s//[^b]/}
-	# IPVS folds its per-CPU counters into what ipvsadm reads every 2 s (the estimator).
-	counted() { [ "$(conns $A)" = "${#a}" ] && [ "$(conns $B)" = "${#b}" ]; }
+	# IPVS folds its per-CPU counters into what ipvsadm reads every 2 s (the estimator). The
+	# director may count one connection less than the client saw: once (1 run in 4) b had 29
+	# for the client's 30 while the client's sequence was swrr's exactly (vm0 checks it). A
+	# SYN that matches a connection entry IPVS still holds is not a new connection for it.
+	close_to() { local d=$1 c=$2; [ "$d" -le "$c" ] && [ "$d" -ge $((c - 1)) ]; }
+	counted() {
+		local da db
+		da=$(conns $A) db=$(conns $B)
+		close_to "$da" "${#a}" && close_to "$db" "${#b}" && [ $((da + db)) -ge $((${#a} + ${#b} - 1)) ]
+	}
 	until_ok 10 counted || die "director counts a=$(conns $A) b=$(conns $B) differ"
 	echo "client saw a=${#a} b=${#b}; director: a=$(conns $A) b=$(conns $B)"
 	step "weight of b 3 -> 2 (upd_dest)"
