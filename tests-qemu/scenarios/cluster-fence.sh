@@ -21,12 +21,12 @@ t0=$SECONDS
 after=
 [ "$HARK_VM.$HARK_BOOT" = 1.1 ] && after=0 # the first start: vm0's Pacemaker first
 cluster_start $after
-t_quorate=$((SECONDS - t0))
+t_started=$((SECONDS - t0))
 
 case "$HARK_VM.$HARK_BOOT" in
 0.1)
 	cluster_online 2 300 || die "two nodes not online: $(crm_mon -1 2>&1)"
-	step "both nodes online $((SECONDS - t0)) s after start (corosync quorate after $t_quorate s)"
+	step "both nodes online $((SECONDS - t0)) s after start (this node's Pacemaker up after $t_started s)"
 	must cibadmin -C -o resources -X "$fence_xml"
 	until_ok 120 eval 'crm_mon -1 | grep -Eq "f_hark.*Started"' ||
 		die "fence device not started: $(crm_mon -1 2>&1)"
