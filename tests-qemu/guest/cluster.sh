@@ -66,15 +66,16 @@ cluster_warm() {
 	step "cluster programs and $(printf '%s\n' "${libs[@]}" | sort -u | wc -l) libraries read in $((SECONDS - t)) s"
 }
 
-# The CIB a first start begins with: the <configuration> children in $CLUSTER_CIB (options the
-# daemons read as they start, resources). Written where pacemaker-based reads its CIB; without
-# a digest file it warns ("No on-disk digest present") and uses it. A node that starts later
-# gets the DC's CIB.
+# The CIB a first start begins with: empty nodes, resources and constraints (the schema wants
+# them: without, the controller exits "cluster is mis-configured") and the other <configuration>
+# children in $CLUSTER_CIB (options the daemons read as they start). Written where
+# pacemaker-based reads its CIB; without a digest file it warns and uses it. A node that
+# starts later gets the DC's CIB.
 cluster_initial_cib() {
 	local f=/var/lib/pacemaker/cib/cib.xml
 	cat >"$f" <<XML
 <cib crm_feature_set="3.16.1" validate-with="pacemaker-3.9" epoch="1" num_updates="0" admin_epoch="0">
-<configuration><nodes/>$CLUSTER_CIB</configuration><status/></cib>
+<configuration><nodes/><resources/><constraints/>$CLUSTER_CIB</configuration><status/></cib>
 XML
 	chown hacluster:haclient "$f"
 	chmod 600 "$f"
