@@ -7,7 +7,19 @@ set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
 src=$("$HARK_TOP/scripts/fetch-kernel.sh")
-frag=$HARK_TOP/kconfig/hark.config
+# HARK_KERNEL=test (default): the debug kernel every scenario runs unless it asks otherwise.
+# HARK_KERNEL=perf: the same without debug options (kconfig/perf.config).
+variant=${HARK_KERNEL:-test}
+case "$variant" in
+  test) frag=$HARK_TOP/kconfig/hark.config; suffix= ;;
+  perf)
+    mkdir -p "$HARK_CACHE"
+    frag=$HARK_CACHE/perf-fragment.config
+    { sed '/^# --- tests and debugging/,$d' "$HARK_TOP/kconfig/hark.config"
+      cat "$HARK_TOP/kconfig/perf.config"; } >"$frag"
+    suffix=-perf ;;
+  *) die "HARK_KERNEL must be test or perf (got $variant)" ;;
+esac
 command -v "clang$HARK_LLVM" >/dev/null || die "clang$HARK_LLVM missing: run scripts/setup.sh"
 command -v bindgen >/dev/null || die "bindgen missing: run scripts/setup.sh"
 
@@ -20,8 +32,8 @@ key_text=$(
   bindgen --version
 )
 key=$(printf '%s\n' "$key_text" | sha256sum | cut -c1-16)
-out=$HARK_CACHE/kbuild-$key
-ln -sfn "$out" "$HARK_CACHE/kbuild-current"
+out=$HARK_CACHE/kbuild$suffix-$key
+ln -sfn "$out" "$HARK_CACHE/kbuild-current$suffix"
 
 if [ -f "$out/.hark-built" ]; then
   log "kernel build cache hit: $out"
