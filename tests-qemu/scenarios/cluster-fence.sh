@@ -18,9 +18,7 @@ fence_xml='<primitive id="f_hark" class="stonith" type="fence_hark">
 
 cluster_conf 0 1
 t0=$SECONDS
-after=
-[ "$HARK_VM.$HARK_BOOT" = 1.1 ] && after=0 # the first start: vm0's Pacemaker first
-cluster_start $after
+cluster_start
 t_started=$((SECONDS - t0))
 
 case "$HARK_VM.$HARK_BOOT" in

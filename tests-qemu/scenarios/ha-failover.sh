@@ -179,6 +179,8 @@ node() {
 		[ "$HARK_VM" = 1 ] && after=0 # vm0's Pacemaker first
 	fi
 	cluster_start $after
+	# vm0 does not poll crm_mon (seconds of CPU each) while vm1's daemons start.
+	[ "$HARK_VM.$HARK_BOOT" = 0.1 ] && { harkctl wait pcmk-vm1-b1 900 >/dev/null || die "vm1's Pacemaker not up"; }
 	cluster_online 2 600 || { cluster_save_logs; die "two nodes not online: $(crm_mon -1 2>&1)"; }
 	step "cluster online $((SECONDS - t0)) s after corosync start (boot $HARK_BOOT)"
 	if [ "$HARK_VM.$HARK_BOOT" = 0.1 ]; then
