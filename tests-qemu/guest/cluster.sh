@@ -91,7 +91,8 @@ quorate() { corosync-quorumtool -s >/dev/null 2>&1; }
 # not answered its IPC after 5 checks, about 30 s (hard-coded in 2.1.5); the CIB manager, once
 # killed so, is not started again "until the cluster returns". Under TCG, with the other node
 # starting its daemons too, they took over 30 s (measured, with the run alone on the host: no
-# CIB ever). One node after the other, each has the host's two cores for its start.
+# CIB ever). One after the other, the first node's start was clean (23-79 s); the second's
+# still took 48 s to over 330 s, its daemons killed and started again together (measured).
 cluster_start() {
 	mountpoint -q /dev/shm || { mkdir -p /dev/shm && mount -t tmpfs -o mode=1777 tmpfs /dev/shm; }
 	# tmpfs over the host's state directories (a removal in the overlay of a directory from
