@@ -140,7 +140,7 @@ drbd_init() {
 # the client says done. A power cut ends this loop from outside. Bash builtins where it can:
 # every program started costs the guest about half a second of CPU, which Pacemaker needs.
 node_loop() {
-	local c s m fd done_h= done_s= n=0
+	local c s m done_h= done_s= n=0
 	while ! harkctl wait done 2 >/dev/null 2>&1; do
 		n=$((n + 1))
 		[ $((n % 15)) = 0 ] && cluster_snapshot
@@ -148,11 +148,9 @@ node_loop() {
 		if [ "$done_h" != "$c" ]; then
 			read -r -d "" s </proc/net/fib_trie || true # EOF before a NUL: status 1
 			read -r -d "" m </proc/mounts || true
-			if [[ $s == *"-- $VIP"$'\n'* && $m == *" /srv/hark "* ]] &&
-				exec {fd}<>/dev/tcp/127.0.0.1/8000; then
-				exec {fd}>&-
-				harkctl set "holder-c$c" "$HARK_VM" && done_h=$c
-			fi 2>/dev/null
+			if [[ $s == *"-- $VIP"$'\n'* && $m == *" /srv/hark "* ]] && port_open 8000; then
+				harkctl set "holder-c$c" "$HARK_VM" 2>/dev/null && done_h=$c
+			fi
 		fi
 		[ "$done_s" != "$c" ] || continue
 		s=$($A status r0 2>/dev/null) || continue
